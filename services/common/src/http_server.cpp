@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <csignal>
+#include <ctime>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -60,6 +61,21 @@ struct Worker {
   std::optional<asio::steady_timer> drain_timer;
   bool stopping = false;
 };
+
+// The Date header every response carries (RFC 9110 section 6.6.1), formatted once a second per
+// thread rather than once a request.
+std::string_view http_date_now() {
+  thread_local std::time_t formatted_second = 0;
+  thread_local char text[32] = {};
+  const std::time_t now = std::time(nullptr);
+  if (now != formatted_second) {
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+    formatted_second = now;
+  }
+  return text;
+}
 
 bool is_client_gone(const boost::system::error_code& error) {
   return error == bhttp::error::end_of_stream || error == asio::error::eof ||
@@ -370,6 +386,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     keep_alive_ = !closing_ && reply_->keep_alive() && request_.keep_alive();
     reply_->keep_alive(keep_alive_);
     reply_->default_header(bhttp::field::server, server_.options.server_header);
+    reply_->default_header(bhttp::field::date, http_date_now());
     lowest().expires_after(limits().write_timeout);
     beast::async_write(stream_, reply_->take(),
                        beast::bind_front_handler(&Session::on_write, this->shared_from_this()));
