@@ -4,8 +4,8 @@
 //
 // Rules (RFC 9111, as a shared cache):
 //  1. Only GET (and HEAD, answered from GET entries) requests are looked up or stored.
-//  2. A request with Authorization, or with Cache-Control no-store / no-cache, bypasses the cache:
-//     no lookup; with no-store nothing is stored either.
+//  2. A request with Authorization or Cache-Control no-store goes upstream and nothing is stored
+//     from it; with Cache-Control no-cache it goes upstream and the answer may be stored.
 //  3. A response is stored only with explicit freshness: s-maxage, else max-age, > 0; never with
 //     no-store, no-cache or private, never with Set-Cookie, never with Vary other than
 //     Accept-Encoding (Vary: * included), never for statuses other than 200, 203, 204, 300, 301,
@@ -56,7 +56,7 @@ struct CachedResponse {
 
 enum class CacheDecision {
   lookup,  // may be served from the cache, and stored
-  bypass,  // must go upstream; may still be stored (Cache-Control: no-cache, Authorization: no)
+  bypass,  // must go upstream; the answer may be stored (Cache-Control: no-cache)
   no_store_request,  // must go upstream and must not be stored
 };
 
