@@ -211,6 +211,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         worker_(worker),
         tls_context_(std::move(tls_context)),
         stream_(make_stream(std::move(socket), tls_context_)),
+        body_timer_(stream_.get_executor()),
         context_(std::move(context)) {
     worker_.sessions.insert(this);
     server_.connections_open->inc();
@@ -301,7 +302,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     if (parser_->is_done()) return dispatch();
     const auto expect = parser_->get()[bhttp::field::expect];
-    if (beast::iequals(expect, "100-continue")) {
+    if (parser_->get().version() >= 11 && beast::iequals(expect, "100-continue")) {
       static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
       lowest().expires_after(limits().write_timeout);
       asio::async_write(stream_, asio::buffer(continue_line.data(), continue_line.size()),
@@ -316,14 +317,29 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     read_body();
   }
 
-  // Step 3: the body within body_timeout and body_bytes.
+  // Step 3: the body within body_timeout and body_bytes. The deadline is a timer of its own, not
+  // the stream's expiry: that one closes the socket and would leave no way to answer 408.
   void read_body() {
-    lowest().expires_after(limits().body_timeout);
+    lowest().expires_never();
+    body_timed_out_ = false;
+    body_timer_.expires_after(limits().body_timeout);
+    body_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code error) {
+      if (error) return;  // the read finished first and cancelled the timer
+      self->body_timed_out_ = true;
+      self->lowest().cancel();
+    });
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
   }
 
   void on_body(boost::system::error_code error, std::size_t) {
+    body_timer_.cancel();
+    if (error == asio::error::operation_aborted && body_timed_out_) {
+      return reject(bhttp::status::request_timeout,
+                    "request body did not arrive within " +
+                        std::to_string(limits().body_timeout.count()) + " ms\n",
+                    "body_timeout");
+    }
     if (error) return on_read_error(error, "body_timeout");
     dispatch();
   }
@@ -383,8 +399,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // Step 5: write the reply, then keep going or close.
   void send(Reply reply) {
     reply_.emplace(std::move(reply));
+    // A handler asks to close with "Connection: close". Without this default an HTTP/1.0 answer
+    // that says nothing would read as "close" too, and 1.0 clients asking for keep-alive (ab -k,
+    // some balancers' health checks) would never get it.
+    reply_->default_header(bhttp::field::connection, "keep-alive");
     keep_alive_ = !closing_ && reply_->keep_alive() && request_.keep_alive();
     reply_->keep_alive(keep_alive_);
+    if (request_.method() == bhttp::verb::head) reply_->strip_body_for_head();
     reply_->default_header(bhttp::field::server, server_.options.server_header);
     reply_->default_header(bhttp::field::date, http_date_now());
     lowest().expires_after(limits().write_timeout);
@@ -432,6 +453,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Worker& worker_;
   std::shared_ptr<asio::ssl::context> tls_context_;  // before stream_: the stream refers to it
   Stream stream_;
+  asio::steady_timer body_timer_;
   RequestContext context_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -443,10 +465,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   bool keep_alive_ = false;
   bool responded_ = false;
   bool linger_ = false;
+  bool body_timed_out_ = false;
 };
 
 }  // namespace
 
+// A HEAD answer is the GET answer's head, Content-Length included, without the body (RFC 9110
+// 9.3.2): the serializer writes whatever body the message holds, so the body goes after
+// text_response has set Content-Length from it.
 std::optional<Reply> Server::Impl::builtin(const Request& request) {
   if (request.method() != bhttp::verb::get && request.method() != bhttp::verb::head) {
     return std::nullopt;

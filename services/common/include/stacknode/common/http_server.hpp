@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "stacknode/common/metrics.hpp"
@@ -95,6 +96,9 @@ class Reply {
   void keep_alive(bool keep) { holder_->keep_alive(keep); }
   bool keep_alive() const { return holder_->keep_alive(); }
   bhttp::message_generator take() { return holder_->take(); }
+  // For a HEAD request: keeps the head (Content-Length of the body it would have) and drops a
+  // string body, so no handler can send a body to HEAD by mistake.
+  void strip_body_for_head() { holder_->strip_body_for_head(); }
   // Sets a header field unless the handler already set it (the server's "Server" header).
   void default_header(bhttp::field field, std::string_view value) {
     holder_->default_header(field, value);
@@ -117,6 +121,7 @@ class Reply {
     virtual bool keep_alive() const = 0;
     virtual bhttp::message_generator take() = 0;
     virtual void default_header(bhttp::field field, std::string_view value) = 0;
+    virtual void strip_body_for_head() = 0;
   };
   template <class Message>
   struct Holder final : HolderBase {
@@ -126,6 +131,15 @@ class Reply {
     bhttp::message_generator take() override { return bhttp::message_generator(std::move(message)); }
     void default_header(bhttp::field field, std::string_view value) override {
       if (message.find(field) == message.end()) message.set(field, value);
+    }
+    void strip_body_for_head() override {
+      if constexpr (std::is_same_v<typename Message::body_type, bhttp::string_body>) {
+        if (message.body().empty()) return;
+        if (message.find(bhttp::field::content_length) == message.end()) {
+          message.content_length(message.body().size());
+        }
+        message.body().clear();
+      }
     }
     Message message;
   };
