@@ -22,7 +22,8 @@ inline constexpr std::size_t max_path_bytes = 8 * 1024;
 struct PathResult {
   bool ok = false;
   // Decoded and normalised: starts with '/', no "." or ".." segments, no empty segments, keeps a
-  // trailing '/' if the request had one. Only meaningful when ok.
+  // trailing '/' if the request had one or ended in a "." or ".." segment ("/a/b/.." is "/a/").
+  // Only meaningful when ok.
   std::string path;
   std::string error;  // why the target was refused, for the 400 body; empty when ok
 };
@@ -41,7 +42,8 @@ struct ByteRange {
 };
 
 enum class RangeOutcome {
-  full,           // no Range, a unit other than bytes, or several ranges: send 200 with all
+  full,           // no Range, a unit other than bytes, or several ranges of which at least one
+                  // is satisfiable: send 200 with all
   partial,        // exactly one satisfiable range: send 206 with `range`
   unsatisfiable,  // "bytes=" with no satisfiable range, or malformed: send 416
 };
@@ -53,7 +55,9 @@ struct RangeResult {
 
 // `header` is the Range field value; `size` the representation's length.
 // "bytes=0-99", "bytes=100-" and "bytes=-500" (the last 500) are supported; a range running past
-// the end is clipped to it. More than one range gives `full` (RFC 9110 allows ignoring them).
+// the end is clipped to it. More than one range gives `full` (RFC 9110 allows ignoring them)
+// unless none of them is satisfiable. A range-spec that is malformed, starts at or past the end,
+// or holds a number too large for 64 bits is not satisfiable; a size of 0 satisfies none.
 RangeResult parse_range(std::string_view header, std::uint64_t size);
 
 // Content-Range value for a partial response: "bytes 0-99/1234".
