@@ -2,6 +2,7 @@
 // requests whose path matches a route go to the reverse proxy (with the response cache), the rest
 // to static content. SIGHUP re-reads node.cfg (routes, pools, content, certificate, access log)
 // without dropping connections; SIGTERM stops gracefully.
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -71,7 +72,7 @@ class WebHandler final : public http::Handler {
                                          "bad request path: " + path.error + "\n"));
     }
     if (const RouteConfig* route = site.proxy->match(path.path)) {
-      return proxy_->handle(context, request, site.proxy, *route, std::move(respond));
+      return proxy_->handle(context, request, path.path, site.proxy, *route, std::move(respond));
     }
     respond(site.files->serve(request, path.path));
   }
@@ -228,11 +229,16 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     log::info("listening on ", bound[index], config.listeners[index].tls ? " (https)" : " (http)",
               " with ", config.threads, " threads; content ", config.content_dir);
   }
-  try {
-    write_listen_file(config.runtime_dir, config, bound);
-  } catch (const std::exception& failure) {
-    log::warn("cannot write ", config.runtime_dir, "/", listen_file_name, ": ", failure.what());
-  }
+  // web.listen tells whoever started us that we serve, so it is written from inside run(), on
+  // thread 0: by then SIGTERM and SIGHUP have their handlers, and a signal sent the moment the
+  // file appears stops or reloads the daemon instead of killing it.
+  boost::asio::post(server.io(0), [&config, &bound]() {
+    try {
+      write_listen_file(config.runtime_dir, config, bound);
+    } catch (const std::exception& failure) {
+      log::warn("cannot write ", config.runtime_dir, "/", listen_file_name, ": ", failure.what());
+    }
+  });
 
   server.run();
 

@@ -53,6 +53,27 @@ bool nothing_sent(http::ClientFailure failure) {
          failure == http::ClientFailure::connect_failed;
 }
 
+// A decoded path as a request target: RFC 3986 pchar characters and '/' stay, every other byte
+// (space, '%', '?', '#', controls, non-ASCII) becomes %XX.
+std::string encode_path(std::string_view path) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  static constexpr std::string_view kept_punctuation = "-._~!$&'()*+,;=:@/";
+  std::string out;
+  out.reserve(path.size());
+  for (const char c : path) {
+    const bool alphanumeric = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (alphanumeric || kept_punctuation.find(c) != std::string_view::npos) {
+      out += c;
+    } else {
+      const auto byte = static_cast<unsigned char>(c);
+      out += '%';
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    }
+  }
+  return out;
+}
+
 bool usable(const UpstreamState& upstream, std::int64_t now) {
   return upstream.up.load(std::memory_order_relaxed) &&
          upstream.ejected_until_ns.load(std::memory_order_relaxed) <= now;
@@ -130,7 +151,7 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
   std::string host, target, accept_encoding, cache_control;
   bool has_authorization = false;
   std::string cache_status;  // "MISS", "BYPASS" or "" (no cache on this route)
-  bool may_store = false;
+  bool offer_to_cache = false;  // the route caches: the upstream's answer goes to offer()
   http::Respond respond;
   std::vector<const UpstreamState*> tried;
   int retries_left;
@@ -212,7 +233,7 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
       response.insert(name, field.value());
       stored_headers.emplace_back(std::string(name), std::string(field.value()));
     }
-    if (may_store && proxy.cache_ != nullptr) {
+    if (offer_to_cache && proxy.cache_ != nullptr) {
       proxy.cache_->offer(cache_request(), from_upstream.result_int(), stored_headers,
                           from_upstream.body(), Clock::now());
     }
@@ -272,7 +293,7 @@ Proxy::Proxy(http::Server& server, metrics::Registry& registry, ResponseCache* c
 
 Proxy::~Proxy() = default;
 
-void Proxy::handle(const http::RequestContext& context, http::Request& request,
+void Proxy::handle(const http::RequestContext& context, http::Request& request, std::string_view path,
                    std::shared_ptr<ProxySite> site, const RouteConfig& route, http::Respond respond) {
   Pool& pool = *site->pools.at(route.pool);
   auto attempt = std::make_shared<Attempt>(*this, site, pool, context.thread_index, std::move(respond));
@@ -287,7 +308,10 @@ void Proxy::handle(const http::RequestContext& context, http::Request& request,
   if (cache_ != nullptr && route.cache) {
     const CacheRequest cache_request = attempt->cache_request();
     const CacheDecision decision = ResponseCache::decide(cache_request);
-    attempt->may_store = decision != CacheDecision::no_store_request;
+    // Every answer is offered, whatever the method: offer() itself refuses what must not be
+    // stored (rules 1-3), and for an unsafe method (POST, PUT, DELETE, ...) it drops what is
+    // stored for the target, which that request may have changed (RFC 9111 section 4.4).
+    attempt->offer_to_cache = true;
     if (decision == CacheDecision::lookup) {
       if (auto hit = cache_->lookup(cache_request, Clock::now())) {
         bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(hit->status),
@@ -315,10 +339,16 @@ void Proxy::handle(const http::RequestContext& context, http::Request& request,
   // The request as the upstream sees it.
   std::string target(request.target());
   if (route.strip_prefix) {
+    // Cut from the normalised path the route matched, not from the raw target: "/./api/x",
+    // "/%61pi/x" and "/static/../api/x" match "/api/" too, and cutting the prefix's length off
+    // their raw bytes would send the upstream another path ("/pi/x", "/tic/../api/x").
     std::string_view prefix = route.prefix;
     if (prefix.size() > 1 && prefix.back() == '/') prefix.remove_suffix(1);
-    target = target.substr(std::min(prefix.size(), target.size()));
+    target = encode_path(path.substr(std::min(prefix.size(), path.size())));
     if (target.empty() || target.front() != '/') target.insert(target.begin(), '/');
+    const std::string_view raw = request.target();
+    const auto query = raw.find_first_of("?#");
+    if (query != std::string_view::npos && raw[query] == '?') target += raw.substr(query);
   }
   http::ClientRequest& outgoing = attempt->upstream_request;
   outgoing.method(request.method());

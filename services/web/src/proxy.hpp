@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
@@ -68,7 +69,8 @@ class Proxy {
   Proxy(http::Server& server, metrics::Registry& registry, ResponseCache* cache);
   ~Proxy();
 
-  void handle(const http::RequestContext& context, http::Request& request,
+  // `path` is the request's normalised path (normalize_request_path), which `route` matched.
+  void handle(const http::RequestContext& context, http::Request& request, std::string_view path,
               std::shared_ptr<ProxySite> site, const RouteConfig& route, http::Respond respond);
 
   // Active health checks of `site`'s pools run from thread 0 until the next set_site or stop.
