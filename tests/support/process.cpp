@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <CppUTest/TestHarness.h>
+
 namespace stacknode::test {
 namespace {
 
@@ -146,6 +148,16 @@ CommandResult run_command(const std::vector<std::string>& argv) {
 
 bool have_program(const std::string& name) {
   return run_command({"sh", "-c", "command -v " + name}).status == 0;
+}
+
+void require_program(const std::string& name, const std::string& package,
+                     std::source_location caller) {
+  if (!have_program(name)) {
+    FAIL_LOCATION(("'" + name + "' is not installed (Debian package " + package +
+                   "; tools/bootstrap installs it): this test needs it as an independent peer")
+                      .c_str(),
+                  caller.file_name(), static_cast<int>(caller.line()));
+  }
 }
 
 }  // namespace stacknode::test

@@ -1,6 +1,7 @@
 // Child processes for component tests: start a real daemon or tool, signal it, wait for it, read
 // what it printed. A Process that goes out of scope kills and reaps its child, so a failing test
-// leaves nothing running. Also: polling helpers, temporary directories, running a command.
+// leaves nothing running. Also: polling helpers, temporary directories, running a command, and
+// requiring a program a test cannot do without.
 #pragma once
 
 #include <sys/types.h>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -64,5 +66,10 @@ struct CommandResult {
 // Runs a command to completion (argv[0] is looked up in PATH).
 CommandResult run_command(const std::vector<std::string>& argv);
 bool have_program(const std::string& name);
+// Fails the current test unless program `name` is installed, naming the Debian `package` that has
+// it: a test that needs it as an independent peer must not pass without it. The failure is
+// reported where require_program was called.
+void require_program(const std::string& name, const std::string& package,
+                     std::source_location caller = std::source_location::current());
 
 }  // namespace stacknode::test

@@ -199,8 +199,11 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
     const http::ClientTimeouts timeouts{pool.config.connect_timeout, pool.config.response_timeout};
     auto self = shared_from_this();
     const auto attempt_started = Clock::now();
+    http::ClientRequest outgoing = upstream_request;
+    // HTTP/1.0 clients may send no Host; the upstream gets HTTP/1.1, which requires one.
+    if (host.empty()) outgoing.set(bhttp::field::host, upstream->address);
     proxy.connections_[thread_index]->async_request(
-        upstream->endpoint, upstream_request, timeouts,
+        upstream->endpoint, std::move(outgoing), timeouts,
         [self, upstream, attempt_started](http::ClientResult result) {
           self->on_result(*upstream, attempt_started, std::move(result));
         });

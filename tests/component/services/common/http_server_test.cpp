@@ -1,19 +1,13 @@
 // Component tests of the HTTP server base and client in services/common (http_server.hpp,
 // http_client.hpp, tls.hpp): a real Server on 127.0.0.1:0 in this process, driven over real
 // sockets with exact bytes (RawConnection), BlockingClient, curl, openssl and promtool.
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/beast/http/status.hpp>
 
 #include <atomic>
-#include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -27,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "held_requests.hpp"
+#include "http_text.hpp"
 #include "net.hpp"
 #include "process.hpp"
 #include "stacknode/common/http_client.hpp"
@@ -60,67 +56,12 @@ constexpr std::size_t large_body_bytes = 8 * 1024 * 1024;
 // One read of the fake upstream; request heads in these tests are far smaller.
 constexpr std::size_t upstream_read_bytes = 4096;
 constexpr std::string_view metrics_prefix = "test";
-constexpr std::string_view loopback = "127.0.0.1";
 
 // ---- Raw HTTP on the wire ----
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// The value of field `name` in a response head (case-insensitive), "" when absent.
-std::string header_value(std::string_view head, std::string_view name) {
-  const std::string wanted = lower(name) + ":";
-  std::size_t line_start = head.find("\r\n");
-  while (line_start != std::string_view::npos) {
-    line_start += 2;
-    std::size_t line_end = head.find("\r\n", line_start);
-    if (line_end == std::string_view::npos) line_end = head.size();
-    const std::string_view line = head.substr(line_start, line_end - line_start);
-    if (lower(line.substr(0, wanted.size())) == wanted) {
-      std::string_view value = line.substr(wanted.size());
-      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-      while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-      return std::string(value);
-    }
-    line_start = line_end == head.size() ? std::string_view::npos : line_end;
-  }
-  return {};
-}
-
-struct RawResponse {
-  int status = 0;
-  std::string head;  // status line and fields, without the blank line
-  std::string body;
-};
-
-// Splits what a server sent into whole responses, framed by Content-Length (which is how this
-// server frames every answer; 1xx answers have none and no body). A trailing partial response is
-// left out.
-std::vector<RawResponse> parse_responses(std::string_view raw) {
-  std::vector<RawResponse> out;
-  while (!raw.empty()) {
-    const auto head_end = raw.find("\r\n\r\n");
-    if (head_end == std::string_view::npos) break;
-    RawResponse response;
-    response.status = test::status_of(raw);
-    response.head = std::string(raw.substr(0, head_end));
-    raw.remove_prefix(head_end + 4);
-    const std::string declared = header_value(response.head, "content-length");
-    const std::size_t length = declared.empty() ? 0 : std::stoul(declared);
-    if (raw.size() < length) break;
-    response.body = std::string(raw.substr(0, length));
-    raw.remove_prefix(length);
-    out.push_back(std::move(response));
-  }
-  return out;
-}
-
 // The one whole response in `raw`; fails the test when there is not exactly one.
-RawResponse only_response(const std::string& raw) {
-  const auto responses = parse_responses(raw);
+test::RawResponse only_response(const std::string& raw) {
+  const auto responses = test::parse_responses(raw);
   LONGS_EQUAL_TEXT(1, static_cast<long>(responses.size()),
                    ("expected exactly one whole response in:\n" + raw).c_str());
   return responses.front();
@@ -147,18 +88,6 @@ const std::string& large_body() {
   return body;
 }
 
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-void require_program(const std::string& name, const std::string& package) {
-  if (!test::have_program(name)) {
-    FAIL(("'" + name + "' is not installed (Debian package " + package +
-          "; tools/bootstrap installs it): this test needs it as an independent peer")
-             .c_str());
-  }
-}
-
 // ---- The handler under the server ----
 
 // Routes: /throw throws; /hold parks the request until release_all(); /large answers
@@ -172,8 +101,7 @@ class TestHandler final : public http::Handler {
     calls_.fetch_add(1);
     if (target == "/throw") throw std::runtime_error("the test handler fails on purpose");
     if (target == "/hold") {
-      std::lock_guard lock(mutex_);
-      held_.push_back(Held{context.io, std::move(respond), version});
+      held_.hold(*context.io, std::move(respond), version);
       holds_started_.fetch_add(1);
       return;
     }
@@ -196,33 +124,13 @@ class TestHandler final : public http::Handler {
   int holds_started() const { return holds_started_.load(); }
 
   // Answers every parked request with "released\n", each on its connection's thread.
-  void release_all() {
-    std::vector<Held> taken;
-    {
-      std::lock_guard lock(mutex_);
-      taken.swap(held_);
-    }
-    for (auto& held : taken) {
-      asio::post(*held.io, [respond = std::move(held.respond), version = held.version]() {
-        respond(http::text_response(bhttp::status::ok, version, "released\n"));
-      });
-    }
-  }
+  void release_all() { held_.release_all(); }
 
   // Parked requests keep their sessions alive; they must go before the server does.
-  void drop_held() {
-    std::lock_guard lock(mutex_);
-    held_.clear();
-  }
+  void drop_held() { held_.drop_all(); }
 
  private:
-  struct Held {
-    asio::io_context* io;
-    http::Respond respond;
-    unsigned version;
-  };
-  std::mutex mutex_;
-  std::vector<Held> held_;
+  test::HeldRequests held_;
   std::atomic<int> calls_{0};
   std::atomic<int> holds_started_{0};
 };
@@ -236,8 +144,9 @@ class FakeUpstream {
  public:
   class Connection {
    public:
-    Connection(int fd, int wake_fd, int index, std::atomic<int>& requests)
-        : fd_(fd), wake_fd_(wake_fd), index_(index), requests_(requests) {}
+    Connection(int fd, const test::LoopbackListener& listener, int index,
+               std::atomic<int>& requests)
+        : fd_(fd), listener_(listener), index_(index), requests_(requests) {}
     int index() const { return index_; }
     bool open() const { return fd_ >= 0; }
     int release() { return std::exchange(fd_, -1); }
@@ -251,12 +160,7 @@ class FakeUpstream {
           requests_.fetch_add(1);
           return true;
         }
-        pollfd waiting[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-        if (::poll(waiting, 2, -1) < 0) {
-          if (errno == EINTR) continue;
-          return false;
-        }
-        if (waiting[1].revents != 0) return false;
+        if (!listener_.wait_readable(fd_)) return false;
         char chunk[upstream_read_bytes];
         const ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
         if (got <= 0) return false;
@@ -264,13 +168,7 @@ class FakeUpstream {
       }
     }
 
-    void send(std::string_view bytes) {
-      while (!bytes.empty()) {
-        const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (sent <= 0) return;
-        bytes.remove_prefix(static_cast<std::size_t>(sent));
-      }
-    }
+    void send(std::string_view bytes) { test::send_all(fd_, bytes); }
 
     void close() {
       ::close(fd_);
@@ -279,7 +177,7 @@ class FakeUpstream {
 
    private:
     int fd_;
-    int wake_fd_;
+    const test::LoopbackListener& listener_;
     int index_;
     std::atomic<int>& requests_;
     std::string buffer_;
@@ -287,33 +185,17 @@ class FakeUpstream {
   using Script = std::function<void(Connection&)>;
 
   explicit FakeUpstream(Script script) : script_(std::move(script)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (listen_fd_ < 0 || ::pipe2(wake_, O_CLOEXEC) != 0 ||
-        ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(listen_fd_, SOMAXCONN) != 0 ||
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      throw std::runtime_error("fake upstream: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(address.sin_port);
     thread_ = std::thread([this] { serve(); });
   }
 
   ~FakeUpstream() {
-    const char wake = 1;
-    [[maybe_unused]] const auto written = ::write(wake_[1], &wake, 1);
+    listener_.wake();
     thread_.join();
     for (const int fd : kept_) ::close(fd);
-    ::close(listen_fd_);
-    ::close(wake_[0]);
-    ::close(wake_[1]);
   }
 
   http::tcp::endpoint endpoint() const {
-    return {asio::ip::make_address(loopback), port_};
+    return {asio::ip::make_address(test::loopback), listener_.port()};
   }
   int accepted() const { return accepted_.load(); }
   int requests() const { return requests_.load(); }
@@ -321,16 +203,10 @@ class FakeUpstream {
 
  private:
   void serve() {
-    while (true) {
-      pollfd waiting[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      if (::poll(waiting, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return;
-      }
-      if (waiting[1].revents != 0) return;
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    while (listener_.wait_for_connection()) {
+      const int fd = listener_.accept();
       if (fd < 0) continue;
-      Connection connection(fd, wake_[0], accepted_.fetch_add(1) + 1, requests_);
+      Connection connection(fd, listener_, accepted_.fetch_add(1) + 1, requests_);
       script_(connection);
       if (connection.open()) {
         kept_.push_back(connection.release());
@@ -341,9 +217,7 @@ class FakeUpstream {
   }
 
   Script script_;
-  int listen_fd_ = -1;
-  int wake_[2] = {-1, -1};
-  std::uint16_t port_ = 0;
+  test::LoopbackListener listener_;
   std::thread thread_;
   std::vector<int> kept_;  // touched by thread_ only, then by the destructor after the join
   std::atomic<int> accepted_{0};
@@ -395,7 +269,7 @@ class ServerFixture : public Utest {
   void create(http::ServerLimits limits = {}, std::shared_ptr<http::TlsContext> tls = nullptr,
               unsigned threads = 1) {
     http::ServerOptions options;
-    options.listeners.push_back(http::Listener{std::string(loopback) + ":0", tls != nullptr});
+    options.listeners.push_back(http::Listener{test::loopback_address(0), tls != nullptr});
     options.threads = threads;
     options.limits = limits;
     options.metrics_prefix = std::string(metrics_prefix);
@@ -416,18 +290,14 @@ class ServerFixture : public Utest {
   }
 
   std::uint16_t port() const { return server->bound_endpoints().at(0).port(); }
-  std::string address() const { return std::string(loopback) + ":" + std::to_string(port()); }
+  std::string address() const { return test::loopback_address(port()); }
   std::string url(std::string_view scheme, std::string_view target) const {
     return std::string(scheme) + "://" + address() + std::string(target);
   }
 
   // Value of one series of the registry ("name" or "name{labels}"), -1 when it is not exposed.
   double metric(std::string_view series) const {
-    const std::string text = "\n" + registry.expose();
-    const std::string needle = "\n" + std::string(series) + " ";
-    const auto at = text.find(needle);
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + needle.size()));
+    return test::metric_value(registry.expose(), series).value_or(-1);
   }
   std::string rejected(std::string_view reason) const {
     return std::string(metrics_prefix) + "_http_rejected_total{reason=\"" + std::string(reason) +
@@ -476,15 +346,15 @@ TEST_GROUP_BASE(HttpServer, ServerFixture){};
 
 TEST(HttpServer, KeepAliveServesTwoRequestsOnOneConnection) {
   start();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send(get_request("/one")));
   const auto first = only_response(connection.read_until(echo_of("GET", "/one"), eventually));
   CHECK_TRUE(connection.send(get_request("/two")));
   const auto second = only_response(connection.read_until(echo_of("GET", "/two"), eventually));
   LONGS_EQUAL(200, first.status);
   STRCMP_EQUAL(echo_of("GET", "/one").c_str(), first.body.c_str());
-  CHECK_FALSE(lower(header_value(first.head, "connection")) == "close");
-  STRCMP_EQUAL("stacknode", header_value(first.head, "server").c_str());
+  CHECK_FALSE(test::lower(test::header_value(first.head, "connection")) == "close");
+  STRCMP_EQUAL("stacknode", test::header_value(first.head, "server").c_str());
   LONGS_EQUAL(200, second.status);
   STRCMP_EQUAL(echo_of("GET", "/two").c_str(), second.body.c_str());
   DOUBLES_EQUAL(1, metric(accepted_series()), 0);
@@ -492,10 +362,10 @@ TEST(HttpServer, KeepAliveServesTwoRequestsOnOneConnection) {
 
 TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
   start();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send(get_request("/one") + get_request("/two")));
   const std::string raw = connection.read_until(echo_of("GET", "/two"), eventually);
-  const auto responses = parse_responses(raw);
+  const auto responses = test::parse_responses(raw);
   LONGS_EQUAL_TEXT(2, static_cast<long>(responses.size()), raw.c_str());
   LONGS_EQUAL(200, responses[0].status);
   STRCMP_EQUAL(echo_of("GET", "/one").c_str(), responses[0].body.c_str());
@@ -505,7 +375,7 @@ TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
 
 TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterTheAnswer) {
   start();
-  test::RawConnection once(loopback, port());
+  test::RawConnection once(test::loopback, port());
   CHECK_TRUE(once.send("GET /old HTTP/1.0\r\n\r\n"));
   const auto answer = only_response(once.read_until(echo_of("GET", "/old"), eventually));
   LONGS_EQUAL(200, answer.status);
@@ -513,10 +383,10 @@ TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterTheAnswer) {
   CHECK_TEXT(once.closed_within(eventually), "HTTP/1.0 connection without keep-alive left open");
 
   // An HTTP/1.0 client that asks for keep-alive gets it.
-  test::RawConnection kept(loopback, port());
+  test::RawConnection kept(test::loopback, port());
   CHECK_TRUE(kept.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   const auto first = only_response(kept.read_until(echo_of("GET", "/a"), eventually));
-  STRCMP_EQUAL("keep-alive", lower(header_value(first.head, "connection")).c_str());
+  STRCMP_EQUAL("keep-alive", test::lower(test::header_value(first.head, "connection")).c_str());
   CHECK_TRUE(kept.send("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   const auto second = only_response(kept.read_until(echo_of("GET", "/b"), eventually));
   LONGS_EQUAL(200, second.status);
@@ -526,14 +396,16 @@ TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterTheAnswer) {
 
 TEST(HttpServer, MalformedRequestLineGets400AndOthersAreStillServed) {
   start();
-  test::RawConnection bad(loopback, port());
+  test::RawConnection bad(test::loopback, port());
   CHECK_TRUE(bad.send("this is not http\r\n\r\n"));
   const std::string raw = bad.read_until_close(eventually);
   LONGS_EQUAL_TEXT(400, test::status_of(raw), raw.c_str());
-  STRCMP_EQUAL("close", lower(header_value(raw.substr(0, raw.find("\r\n\r\n")), "connection")).c_str());
+  STRCMP_EQUAL("close",
+               test::lower(test::header_value(raw.substr(0, raw.find("\r\n\r\n")), "connection"))
+                   .c_str());
   CHECK_TEXT(bad.closed_within(eventually), "connection left open after a 400");
 
-  test::RawConnection good(loopback, port());
+  test::RawConnection good(test::loopback, port());
   CHECK_TRUE(good.send(get_request("/after")));
   LONGS_EQUAL(200, only_response(good.read_until(echo_of("GET", "/after"), eventually)).status);
   DOUBLES_EQUAL(1, metric(rejected("malformed")), 0);
@@ -543,13 +415,13 @@ TEST(HttpServer, MalformedRequestLineGets400AndOthersAreStillServed) {
 TEST(HttpServer, BadHeaderGets400AndOthersAreStillServed) {
   start();
   for (const char* field : {"No colon in this line", "Content-Length: twelve"}) {
-    test::RawConnection bad(loopback, port());
+    test::RawConnection bad(test::loopback, port());
     CHECK_TRUE(bad.send(get_request("/bad", std::string(field) + "\r\n")));
     const std::string raw = bad.read_until_close(eventually);
     LONGS_EQUAL_TEXT(400, test::status_of(raw), (std::string(field) + ":\n" + raw).c_str());
     CHECK_TEXT(bad.closed_within(eventually), field);
   }
-  test::RawConnection good(loopback, port());
+  test::RawConnection good(test::loopback, port());
   CHECK_TRUE(good.send(get_request("/after")));
   LONGS_EQUAL(200, only_response(good.read_until(echo_of("GET", "/after"), eventually)).status);
   DOUBLES_EQUAL(2, metric(rejected("malformed")), 0);
@@ -560,12 +432,12 @@ TEST(HttpServer, HeadOverHeaderLimitGets431) {
   limits.header_bytes = small_header_limit;
   start(limits);
 
-  test::RawConnection fits(loopback, port());
+  test::RawConnection fits(test::loopback, port());
   const std::string half_filler(small_header_limit / 2, 'a');
   CHECK_TRUE(fits.send(get_request("/fits", "X-Filler: " + half_filler + "\r\n")));
   LONGS_EQUAL(200, only_response(fits.read_until(echo_of("GET", "/fits"), eventually)).status);
 
-  test::RawConnection big(loopback, port());
+  test::RawConnection big(test::loopback, port());
   const std::string double_filler(2 * small_header_limit, 'a');
   CHECK_TRUE(big.send(get_request("/big", "X-Filler: " + double_filler + "\r\n")));
   const std::string raw = big.read_until_close(eventually);
@@ -582,14 +454,14 @@ TEST(HttpServer, DeclaredBodyOverLimitGets413BeforeTheBodyIsSent) {
 
   // Exactly at the limit is fine.
   const std::string at_limit(small_body_limit, 'b');
-  test::RawConnection fits(loopback, port());
+  test::RawConnection fits(test::loopback, port());
   CHECK_TRUE(fits.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: " +
                        std::to_string(at_limit.size()) + "\r\n\r\n" + at_limit));
   const auto accepted = only_response(fits.read_until(echo_of("POST", "/upload", at_limit), eventually));
   LONGS_EQUAL(200, accepted.status);
 
   // One byte over: the head alone gets the answer; the body is never sent.
-  test::RawConnection over(loopback, port());
+  test::RawConnection over(test::loopback, port());
   CHECK_TRUE(over.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: " +
                        std::to_string(small_body_limit + 1) + "\r\n\r\n"));
   const std::string raw = over.read_until_close(eventually);
@@ -609,13 +481,13 @@ TEST(HttpServer, ChunkedBodyGrowingOverLimitGets413) {
   const std::string chunked_head =
       "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
 
-  test::RawConnection fits(loopback, port());
+  test::RawConnection fits(test::loopback, port());
   CHECK_TRUE(fits.send(chunked_head + half_chunk + half_chunk + "0\r\n\r\n"));
   const auto accepted =
       only_response(fits.read_until(echo_of("POST", "/upload", half + half), eventually));
   LONGS_EQUAL(200, accepted.status);
 
-  test::RawConnection over(loopback, port());
+  test::RawConnection over(test::loopback, port());
   CHECK_TRUE(over.send(chunked_head + half_chunk + half_chunk + "1\r\nc\r\n0\r\n\r\n"));
   const std::string raw = over.read_until_close(eventually);
   LONGS_EQUAL_TEXT(413, test::status_of(raw), raw.c_str());
@@ -626,7 +498,7 @@ TEST(HttpServer, ChunkedBodyGrowingOverLimitGets413) {
 
 TEST(HttpServer, ExpectContinueGets100ThenTheAnswer) {
   start();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send(
       "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
   const std::string interim = connection.read_until("\r\n\r\n", eventually);
@@ -641,13 +513,13 @@ TEST(HttpServer, ExpectContinueWithBodyOverLimitGets413Instead) {
   http::ServerLimits limits;
   limits.body_bytes = small_body_limit;
   start(limits);
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: " +
                              std::to_string(small_body_limit + 1) +
                              "\r\nExpect: 100-continue\r\n\r\n"));
   const std::string raw = connection.read_until_close(eventually);
   LONGS_EQUAL_TEXT(413, test::status_of(raw), raw.c_str());
-  CHECK_FALSE_TEXT(contains(raw, "100 Continue"), raw.c_str());
+  CHECK_FALSE_TEXT(test::contains(raw, "100 Continue"), raw.c_str());
 }
 
 // ============================== Server: timeouts ==============================
@@ -656,7 +528,7 @@ TEST(HttpServer, SlowlorisHeadIsClosedAfterHeaderTimeout) {
   http::ServerLimits limits;
   limits.header_timeout = short_timeout;
   start(limits);
-  test::RawConnection slow(loopback, port());
+  test::RawConnection slow(test::loopback, port());
   CHECK_TRUE(slow.send("GET /slow HTTP/1.1\r\nHost: te"));
   CHECK_TEXT(slow.closed_within(eventually), "half a request head held the connection open");
   CHECK_TEXT(metric_reaches(rejected("header_timeout"), 1), "header timeout not counted");
@@ -668,7 +540,7 @@ TEST(HttpServer, BodyThatStopsArrivingGets408AfterBodyTimeout) {
   http::ServerLimits limits;
   limits.body_timeout = short_timeout;
   start(limits);
-  test::RawConnection slow(loopback, port());
+  test::RawConnection slow(test::loopback, port());
   CHECK_TRUE(slow.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc"));
   const std::string raw = slow.read_until_close(eventually);
   LONGS_EQUAL_TEXT(408, test::status_of(raw), raw.c_str());
@@ -681,12 +553,12 @@ TEST(HttpServer, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   http::ServerLimits limits;
   limits.idle_timeout = short_timeout;
   start(limits);
-  test::RawConnection used(loopback, port());
+  test::RawConnection used(test::loopback, port());
   CHECK_TRUE(used.send(get_request("/once")));
   LONGS_EQUAL(200, only_response(used.read_until(echo_of("GET", "/once"), eventually)).status);
   CHECK_TEXT(used.closed_within(eventually), "idle keep-alive connection left open");
 
-  test::RawConnection silent(loopback, port());
+  test::RawConnection silent(test::loopback, port());
   CHECK_TEXT(silent.closed_within(eventually), "connection that never sent a byte left open");
   // Going idle is normal, not a rejected request.
   DOUBLES_EQUAL(0, metric(rejected("header_timeout")), 0);
@@ -714,14 +586,14 @@ TEST(HttpServer, HealthzFollowsOnHealth) {
 
 TEST(HttpServer, HeadOfHealthzHasNoBody) {
   start();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send("HEAD /healthz HTTP/1.1\r\nHost: test\r\n\r\n" + get_request("/after")));
   const std::string raw = connection.read_until(echo_of("GET", "/after"), eventually);
   const auto head_end = raw.find("\r\n\r\n");
   CHECK_TEXT(head_end != std::string::npos, raw.c_str());
   LONGS_EQUAL_TEXT(200, test::status_of(raw), raw.c_str());
   // The head is the one GET would get, and the next response follows it at once.
-  STRCMP_EQUAL("3", header_value(raw.substr(0, head_end), "content-length").c_str());
+  STRCMP_EQUAL("3", test::header_value(raw.substr(0, head_end), "content-length").c_str());
   CHECK_TEXT(raw.substr(head_end + 4).starts_with("HTTP/1.1 200"), raw.c_str());
 }
 
@@ -742,7 +614,7 @@ TEST(HttpServer, MetricsExpositionPassesPromtool) {
   STRCMP_CONTAINS("# TYPE test_http_request_duration_seconds histogram\n", body.c_str());
   STRCMP_CONTAINS("test_http_request_duration_seconds_count 1\n", body.c_str());
 
-  require_program("promtool", "prometheus");
+  test::require_program("promtool", "prometheus");
   const fs::path exposition = temp_path("metrics.txt");
   test::write_file(exposition, body);
   const auto check = test::run_command({"sh", "-c", "promtool check metrics < '" + exposition.string() + "'"});
@@ -754,14 +626,14 @@ TEST(HttpServer, RequestObserverSeesStatusAndBytes) {
   create();
   observe_requests();
   launch();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send(get_request("/status/404", "Connection: close\r\n")));
   const std::string raw = connection.read_until_close(eventually);
   const auto answer = only_response(raw);
   LONGS_EQUAL(404, answer.status);
   CHECK_TRUE(test::poll_until([&] { return observed_so_far().size() == 1; }, eventually));
 
-  test::RawConnection bad(loopback, port());
+  test::RawConnection bad(test::loopback, port());
   CHECK_TRUE(bad.send("this is not http\r\n\r\n"));
   const std::string rejected_raw = bad.read_until_close(eventually);
   LONGS_EQUAL(400, test::status_of(rejected_raw));
@@ -779,14 +651,14 @@ TEST(HttpServer, RequestObserverSeesStatusAndBytes) {
 
 TEST(HttpServer, HandlerThatThrowsGets500AndTheServerGoesOn) {
   start();
-  test::RawConnection connection(loopback, port());
+  test::RawConnection connection(test::loopback, port());
   CHECK_TRUE(connection.send(get_request("/throw")));
   const auto failed = only_response(connection.read_until("internal error\n", eventually));
   LONGS_EQUAL(500, failed.status);
   // The same connection and new ones are still served.
   CHECK_TRUE(connection.send(get_request("/after")));
   LONGS_EQUAL(200, only_response(connection.read_until(echo_of("GET", "/after"), eventually)).status);
-  test::RawConnection other(loopback, port());
+  test::RawConnection other(test::loopback, port());
   CHECK_TRUE(other.send(get_request("/other")));
   LONGS_EQUAL(200, only_response(other.read_until(echo_of("GET", "/other"), eventually)).status);
 }
@@ -799,7 +671,7 @@ TEST(HttpServer, LargeBodyArrivesWholeToBlockingClientAndCurl) {
   UNSIGNED_LONGS_EQUAL(large_body_bytes, result.response.body().size());
   CHECK_TRUE(result.response.body() == large_body());
 
-  require_program("curl", "curl");
+  test::require_program("curl", "curl");
   const fs::path download = temp_path("large.bin");
   const auto fetched = test::run_command({"curl", "-sS", "--noproxy", "*", "-o", download.string(),
                                           "-w", "%{http_code} %{size_download}", url("http", "/large")});
@@ -810,7 +682,7 @@ TEST(HttpServer, LargeBodyArrivesWholeToBlockingClientAndCurl) {
 
 TEST(HttpServer, CurlFetchesTwoUrlsOverOneConnection) {
   start();
-  require_program("curl", "curl");
+  test::require_program("curl", "curl");
   const auto fetched = test::run_command(
       {"curl", "-sS", "--noproxy", "*", url("http", "/first"), url("http", "/second")});
   LONGS_EQUAL_TEXT(0, fetched.status, fetched.output.c_str());
@@ -822,16 +694,16 @@ TEST(HttpServer, CurlFetchesTwoUrlsOverOneConnection) {
 
 TEST(HttpServer, StopFinishesTheRequestInFlightAndClosesTheRest) {
   start();
-  test::RawConnection idle(loopback, port());
+  test::RawConnection idle(test::loopback, port());
   CHECK_TRUE(idle.send(get_request("/first")));
   LONGS_EQUAL(200, only_response(idle.read_until(echo_of("GET", "/first"), eventually)).status);
-  test::RawConnection busy(loopback, port());
+  test::RawConnection busy(test::loopback, port());
   CHECK_TRUE(busy.send(get_request("/hold")));
   CHECK_TRUE(test::poll_until([&] { return handler.holds_started() == 1; }, eventually));
 
   server->stop();
   CHECK_TEXT(idle.closed_within(eventually), "idle keep-alive connection left open by stop()");
-  test::RawConnection late(loopback, port());
+  test::RawConnection late(test::loopback, port());
   CHECK_FALSE_TEXT(late.connected(), "a new connection was accepted after stop()");
   CHECK_FALSE(run_returned.load());  // the request in flight holds it
 
@@ -839,7 +711,7 @@ TEST(HttpServer, StopFinishesTheRequestInFlightAndClosesTheRest) {
   const auto answer = only_response(busy.read_until("released\n", eventually));
   LONGS_EQUAL(200, answer.status);
   STRCMP_EQUAL("released\n", answer.body.c_str());
-  STRCMP_EQUAL("close", lower(header_value(answer.head, "connection")).c_str());
+  STRCMP_EQUAL("close", test::lower(test::header_value(answer.head, "connection")).c_str());
   CHECK_TEXT(busy.closed_within(eventually), "connection left open after its last answer");
   CHECK_TEXT(test::poll_until([&] { return run_returned.load(); }, eventually),
              "run() did not return after the last connection closed");
@@ -849,7 +721,7 @@ TEST(HttpServer, StopClosesWhatIsLeftAfterShutdownGrace) {
   http::ServerLimits limits;
   limits.shutdown_grace = short_timeout;
   start(limits);
-  test::RawConnection busy(loopback, port());
+  test::RawConnection busy(test::loopback, port());
   CHECK_TRUE(busy.send(get_request("/hold")));
   CHECK_TRUE(test::poll_until([&] { return handler.holds_started() == 1; }, eventually));
   server->stop();
@@ -869,7 +741,7 @@ TEST(HttpServer, StopWithSeveralThreadsClosesEveryConnectionAndReturns) {
   for (int index = 0; index < connection_count; ++index) {
     const std::string target = "/c" + std::to_string(index);
     auto& connection =
-        connections.emplace_back(std::make_unique<test::RawConnection>(loopback, port()));
+        connections.emplace_back(std::make_unique<test::RawConnection>(test::loopback, port()));
     CHECK_TRUE(connection->send(get_request(target)));
     LONGS_EQUAL(200, only_response(connection->read_until(echo_of("GET", target), eventually)).status);
   }
@@ -908,7 +780,7 @@ TEST_GROUP_BASE(HttpTls, ServerFixture) {
 
   // A TLS server whose certificate says CN=`common_name`.
   void start_tls(std::string_view common_name, http::ServerLimits limits = {}) {
-    require_program("openssl", "openssl");
+    test::require_program("openssl", "openssl");
     certificate = temp_path("server.crt");
     key = temp_path("server.key");
     make_certificate(certificate, key, common_name);
@@ -918,7 +790,7 @@ TEST_GROUP_BASE(HttpTls, ServerFixture) {
   }
 
   std::string fetch(std::string_view target) {
-    require_program("curl", "curl");
+    test::require_program("curl", "curl");
     const auto fetched =
         test::run_command({"curl", "-sS", "-k", "--noproxy", "*", url("https", target)});
     LONGS_EQUAL_TEXT(0, fetched.status, fetched.output.c_str());
@@ -962,7 +834,7 @@ TEST(HttpTls, SilentClientIsClosedAfterHandshakeTimeout) {
   http::ServerLimits limits;
   limits.tls_handshake_timeout = short_timeout;
   start_tls("handshake", limits);
-  test::RawConnection silent(loopback, port());
+  test::RawConnection silent(test::loopback, port());
   CHECK_TEXT(silent.closed_within(eventually), "a client that never said hello held the connection");
   CHECK_TEXT(metric_reaches(rejected("tls_handshake"), 1), "handshake timeout not counted");
 }
@@ -989,10 +861,10 @@ TEST(HttpClient, ClosedPortIsConnectRefused) {
   // A bound socket that does not listen: its port refuses connections, and nothing else can take
   // the port while the test runs.
   asio::io_context io;
-  http::tcp::socket bound(io, http::tcp::endpoint(asio::ip::make_address(loopback), 0));
+  http::tcp::socket bound(io, http::tcp::endpoint(asio::ip::make_address(test::loopback), 0));
   const auto target = bound.local_endpoint();
   http::BlockingClient client;
-  const auto result = client.get(std::string(loopback) + ":" + std::to_string(target.port()), "/");
+  const auto result = client.get(test::loopback_address(target.port()), "/");
   STRCMP_EQUAL("connect_refused", std::string(http::failure_name(result.failure)).c_str());
 }
 

@@ -1,23 +1,16 @@
 // Component tests of stacknode-web: the built daemon on 127.0.0.1:0 with a temporary node.cfg,
 // driven by curl, openssl and raw sockets, in front of upstreams run in this process. Every test
 // ends with SIGTERM and requires exit status 0, so a crash or sanitizer report fails that test.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -28,13 +21,14 @@
 #include <optional>
 #include <random>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "held_requests.hpp"
+#include "http_text.hpp"
 #include "net.hpp"
 #include "process.hpp"
 #include "stacknode/common/http_server.hpp"
@@ -89,7 +83,6 @@ constexpr int request_batch = 6;
 constexpr int start_up_signal_rounds = 40;
 // One read of a raw upstream; request heads in these tests are far smaller.
 constexpr std::size_t raw_read_bytes = 4096;
-constexpr std::string_view loopback = "127.0.0.1";
 
 // Active health checks every 100 ms (the checker's tick), two answers in a row to change state:
 // tests see a change within a few ticks, and one stray answer does not flip it.
@@ -99,46 +92,6 @@ constexpr std::string_view fast_health =
 // ejection) are not disturbed by the active checker; fall = 3 (default) needs three checks.
 constexpr std::string_view quiet_health = "health_interval_ms = 60000;";
 
-// ---- Text helpers ----
-
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// The value of field `name` in a response head (case-insensitive), "" when absent.
-std::string header_value(std::string_view head, std::string_view name) {
-  const std::string wanted = lower(name) + ":";
-  std::size_t line_start = head.find("\r\n");
-  while (line_start != std::string_view::npos) {
-    line_start += 2;
-    std::size_t line_end = head.find("\r\n", line_start);
-    if (line_end == std::string_view::npos) line_end = head.size();
-    const std::string_view line = head.substr(line_start, line_end - line_start);
-    if (lower(line.substr(0, wanted.size())) == wanted) {
-      std::string_view value = line.substr(wanted.size());
-      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-      while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-      return std::string(value);
-    }
-    line_start = line_end == head.size() ? std::string_view::npos : line_end;
-  }
-  return {};
-}
-
-void require_program(const std::string& name, const std::string& package) {
-  if (!test::have_program(name)) {
-    FAIL(("'" + name + "' is not installed (Debian package " + package +
-          "; tools/bootstrap installs it): this test needs it as an independent peer")
-             .c_str());
-  }
-}
-
 // ---- HTTP through curl ----
 
 struct HttpResult {
@@ -146,7 +99,7 @@ struct HttpResult {
   int curl_status = -1;  // curl's exit status: 0 answered, 7 refused, 28 timed out, ...
   std::string head;      // the final response head (curl --dump-header), no blank line
   std::string body;      // exact bytes
-  std::string header(std::string_view name) const { return header_value(head, name); }
+  std::string header(std::string_view name) const { return test::header_value(head, name); }
 };
 
 // One request with curl; head and body pass through files in `scratch`. `options` go before the
@@ -184,31 +137,12 @@ HttpResult curl(const fs::path& scratch, const std::string& url,
 
 // ---- HTTP as exact bytes ----
 
-struct RawResponse {
-  int status = 0;
-  std::string head;  // status line and fields, without the blank line
-  std::string body;  // everything after the head
-};
-
-RawResponse split_response(const std::string& raw) {
-  RawResponse response;
-  response.status = test::status_of(raw);
-  const auto end = raw.find("\r\n\r\n");
-  if (end == std::string::npos) {
-    response.head = raw;
-    return response;
-  }
-  response.head = raw.substr(0, end);
-  response.body = raw.substr(end + 4);
-  return response;
-}
-
 // Sends `bytes` on a new connection and reads until the daemon closes it.
-RawResponse exchange(std::uint16_t port, std::string_view bytes) {
-  test::RawConnection connection(loopback, port);
+test::RawResponse exchange(std::uint16_t port, std::string_view bytes) {
+  test::RawConnection connection(test::loopback, port);
   CHECK_TEXT(connection.connected(), "cannot connect to stacknode-web");
   connection.send(bytes);
-  return split_response(connection.read_until_close(eventually));
+  return test::split_response(connection.read_until_close(eventually));
 }
 
 std::string request_closing(std::string_view method, std::string_view target,
@@ -217,36 +151,7 @@ std::string request_closing(std::string_view method, std::string_view target,
          " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n" + std::string(extra_fields) + "\r\n";
 }
 
-std::uint16_t unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    throw std::runtime_error("cannot bind a socket on 127.0.0.1");
-  }
-  ::close(fd);  // nothing listens there now: connecting is refused
-  return ntohs(address.sin_port);
-}
-
-std::string address_of(std::uint16_t port) { return std::string(loopback) + ":" + std::to_string(port); }
-
 // ---- Metrics ----
-
-// The value of one series in a Prometheus exposition ("name" or "name{labels}"), if present.
-std::optional<double> metric_value(const std::string& exposition, const std::string& series) {
-  const std::string wanted = series + " ";
-  std::size_t at = 0;
-  while ((at = exposition.find(wanted, at)) != std::string::npos) {
-    if (at == 0 || exposition[at - 1] == '\n') {
-      return std::stod(exposition.substr(at + wanted.size()));
-    }
-    at += wanted.size();
-  }
-  return std::nullopt;
-}
 
 std::string upstream_series(std::string_view name, std::string_view pool, std::string_view upstream) {
   return std::string(name) + "{pool=\"" + std::string(pool) + "\",upstream=\"" +
@@ -266,7 +171,7 @@ class UpstreamServer {
 
   explicit UpstreamServer(Answer answer) : recorder_(*this, std::move(answer)) {
     http::ServerOptions options;
-    options.listeners.push_back(http::Listener{address_of(0), false});
+    options.listeners.push_back(http::Listener{test::loopback_address(0), false});
     options.threads = 1;
     options.limits.shutdown_grace = upstream_shutdown_grace;
     options.metrics_prefix = "upstream";
@@ -277,7 +182,7 @@ class UpstreamServer {
   }
 
   ~UpstreamServer() {
-    release_held();
+    held_.release_all();
     server_->stop();
     runner_.join();
   }
@@ -285,7 +190,7 @@ class UpstreamServer {
   UpstreamServer(const UpstreamServer&) = delete;
   UpstreamServer& operator=(const UpstreamServer&) = delete;
 
-  std::string address() const { return address_of(server_->bound_endpoints().at(0).port()); }
+  std::string address() const { return test::loopback_address(server_->bound_endpoints().at(0).port()); }
   void set_healthy(bool healthy) { healthy_.store(healthy); }
 
   int requests(const std::string& target) const {
@@ -311,8 +216,7 @@ class UpstreamServer {
 
   // Parks a request unanswered until this upstream goes (a stalled application).
   void hold(const http::RequestContext& context, http::Request& request, http::Respond respond) {
-    std::lock_guard lock(mutex_);
-    held_.push_back(Held{context.io, std::move(respond), request.version()});
+    held_.hold(*context.io, std::move(respond), request.version());
   }
 
  private:
@@ -335,25 +239,6 @@ class UpstreamServer {
     Answer answer_;
   };
 
-  struct Held {
-    asio::io_context* io;
-    http::Respond respond;
-    unsigned version;
-  };
-
-  void release_held() {
-    std::vector<Held> taken;
-    {
-      std::lock_guard lock(mutex_);
-      taken.swap(held_);
-    }
-    for (auto& held : taken) {
-      asio::post(*held.io, [respond = std::move(held.respond), version = held.version]() {
-        respond(http::text_response(bhttp::status::ok, version, "released\n"));
-      });
-    }
-  }
-
   Recorder recorder_;
   metrics::Registry registry_;
   std::unique_ptr<http::Server> server_;
@@ -363,7 +248,7 @@ class UpstreamServer {
   std::map<std::string, int> by_target_;
   std::map<std::string, int> by_method_;
   std::vector<std::string> bodies_;
-  std::vector<Held> held_;
+  test::HeldRequests held_;
 };
 
 // The end of every echo answer: a raw reader waits for it.
@@ -375,7 +260,7 @@ void echo_answer(UpstreamServer&, const http::RequestContext&, http::Request& re
                  http::Respond respond) {
   std::string text = std::string(request.method_string()) + " " + std::string(request.target()) + "\n";
   for (const auto& field : request) {
-    text += lower(field.name_string()) + ": " + std::string(field.value()) + "\n";
+    text += test::lower(field.name_string()) + ": " + std::string(field.value()) + "\n";
   }
   text += "body: " + request.body() + "\n";
   text += echo_end;
@@ -407,34 +292,18 @@ class RawUpstream {
   enum class Behaviour { answer_garbage, close_without_answer };
 
   explicit RawUpstream(Behaviour behaviour) : behaviour_(behaviour) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (listen_fd_ < 0 || ::pipe2(wake_, O_CLOEXEC) != 0 ||
-        ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(listen_fd_, SOMAXCONN) != 0 ||
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      throw std::runtime_error("raw upstream: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(address.sin_port);
     runner_ = std::thread([this] { serve(); });
   }
 
   ~RawUpstream() {
-    const char wake = 1;
-    [[maybe_unused]] const auto written = ::write(wake_[1], &wake, 1);
+    listener_.wake();
     runner_.join();
-    ::close(listen_fd_);
-    ::close(wake_[0]);
-    ::close(wake_[1]);
   }
 
   RawUpstream(const RawUpstream&) = delete;
   RawUpstream& operator=(const RawUpstream&) = delete;
 
-  std::string address() const { return address_of(port_); }
+  std::string address() const { return test::loopback_address(listener_.port()); }
 
   // Requests whose request line starts with "<method> ".
   int requests(std::string_view method) const {
@@ -445,32 +314,20 @@ class RawUpstream {
   }
 
  private:
-  // Waits for `fd` to be readable; false when the test is over.
-  bool wait_readable(int fd) {
-    while (true) {
-      pollfd waiting[2] = {{fd, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      if (::poll(waiting, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      return waiting[1].revents == 0;
-    }
-  }
-
   void serve() {
-    while (wait_readable(listen_fd_)) {
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    while (listener_.wait_for_connection()) {
+      const int fd = listener_.accept();
       if (fd < 0) continue;
       std::string received;
       std::size_t wanted = std::string::npos;  // head + body bytes, once the head is in
-      while (received.size() < wanted && wait_readable(fd)) {
+      while (received.size() < wanted && listener_.wait_readable(fd)) {
         char chunk[raw_read_bytes];
         const ssize_t got = ::recv(fd, chunk, sizeof chunk, 0);
         if (got <= 0) break;
         received.append(chunk, static_cast<std::size_t>(got));
         const auto head_end = received.find("\r\n\r\n");
         if (wanted == std::string::npos && head_end != std::string::npos) {
-          const std::string length = header_value(received.substr(0, head_end), "content-length");
+          const std::string length = test::header_value(received.substr(0, head_end), "content-length");
           wanted = head_end + 4 + (length.empty() ? 0 : std::stoul(length));
         }
       }
@@ -487,9 +344,7 @@ class RawUpstream {
   }
 
   Behaviour behaviour_;
-  int listen_fd_ = -1;
-  int wake_[2] = {-1, -1};
-  std::uint16_t port_ = 0;
+  test::LoopbackListener listener_;
   std::thread runner_;
   mutable std::mutex mutex_;
   std::vector<std::string> request_lines_;
@@ -564,7 +419,7 @@ class WebNode {
            "  state_dir = \"" + (dir() / "state").string() + "\";\n"
            "};\n"
            "web = {\n"
-           "  listen_http = \"" + address_of(0) + "\";\n"
+           "  listen_http = \"" + test::loopback_address(0) + "\";\n"
            "  threads = " + std::string(threads) + ";\n"
            "  content_dir = \"" + content().string() + "\";\n"
            "  limits = { shutdown_grace_ms = " + std::to_string(daemon_shutdown_grace_ms) + "; " +
@@ -610,14 +465,14 @@ class WebNode {
   std::uint16_t http_port() const { return http_port_; }
   std::uint16_t https_port() const { return https_port_; }
   std::string url(std::string_view target) const {
-    return "http://" + address_of(http_port_) + std::string(target);
+    return "http://" + test::loopback_address(http_port_) + std::string(target);
   }
   HttpResult fetch(std::string_view target, const std::vector<std::string>& options = {}) const {
     return curl(scratch(), url(target), options);
   }
   std::string metrics() const { return fetch("/metrics").body; }
   std::optional<double> metric(const std::string& series) const {
-    return metric_value(metrics(), series);
+    return test::metric_value(metrics(), series);
   }
 
   test::Process& process() { return *process_; }
@@ -638,7 +493,7 @@ class WebNode {
     const auto status = stop();
     CHECK_TEXT(status.has_value(), ("stacknode-web did not exit after SIGTERM; output:\n" + output()).c_str());
     LONGS_EQUAL_TEXT(0, *status, ("stacknode-web exit status after SIGTERM; output:\n" + output()).c_str());
-    CHECK_TEXT(!contains(output(), "Sanitizer") && !contains(output(), "runtime error:"),
+    CHECK_TEXT(!test::contains(output(), "Sanitizer") && !test::contains(output(), "runtime error:"),
                ("sanitizer report from stacknode-web:\n" + output()).c_str());
   }
 
@@ -718,7 +573,7 @@ TEST(WebStatic, ValidatorsAnswerConditionalRequestsWith304) {
   const std::string etag = first.header("ETag");
   const std::string last_modified = first.header("Last-Modified");
   CHECK_TEXT(etag.size() > 2 && etag.front() == '"' && etag.back() == '"', first.head.c_str());
-  CHECK_TEXT(contains(last_modified, " GMT"), first.head.c_str());
+  CHECK_TEXT(test::contains(last_modified, " GMT"), first.head.c_str());
 
   const auto by_etag = node.fetch("/a.txt", {"-H", "If-None-Match: " + etag});
   LONGS_EQUAL(304, by_etag.status);
@@ -752,7 +607,7 @@ TEST(WebStatic, ByteRangesAreServedExactly) {
   const auto past_the_end = node.fetch("/a.txt", {"-H", "Range: bytes=" + size + "-"});
   LONGS_EQUAL(416, past_the_end.status);
   STRCMP_EQUAL(("bytes */" + size).c_str(), past_the_end.header("Content-Range").c_str());
-  CHECK(!contains(past_the_end.body, alphabet_text));
+  CHECK(!test::contains(past_the_end.body, alphabet_text));
 
   // Several ranges: the whole file with 200 (RFC 9110 allows ignoring the Range).
   const auto several = node.fetch("/a.txt", {"-H", "Range: bytes=0-1,4-5"});
@@ -774,7 +629,7 @@ TEST(WebStatic, IfRangeHonoursTheRangeOnlyForTheCurrentValidator) {
 }
 
 TEST(WebStatic, PrecompressedVariantGoesToGzipClientsOnly) {
-  require_program("gzip", "gzip");
+  test::require_program("gzip", "gzip");
   const std::string css = "body { color: #123456; margin: 0 auto; }\n";
   node.write_content("a.css", css);
   const fs::path plain = node.content() / "a.css";
@@ -859,8 +714,8 @@ TEST(WebStatic, HeadGivesTheHeadWithLengthAndNoBody) {
   const auto head = exchange(node.http_port(), request_closing("HEAD", "/a.txt"));
   LONGS_EQUAL(200, head.status);
   STRCMP_EQUAL(std::to_string(alphabet_text.size()).c_str(),
-               header_value(head.head, "Content-Length").c_str());
-  CHECK(!header_value(head.head, "ETag").empty());
+               test::header_value(head.head, "Content-Length").c_str());
+  CHECK(!test::header_value(head.head, "ETag").empty());
   // Nothing follows the head before the daemon closes the connection.
   STRCMP_EQUAL("", head.body.c_str());
 }
@@ -869,7 +724,7 @@ TEST(WebStatic, HeadAnswersWithoutBodiesKeepAKeepAliveConnectionInStep) {
   node.write_content("dir/index.html", "dir index\n");
   // Error and redirect answers carry a text body for GET; for HEAD it must not be sent, or the
   // client would read it as the start of the next answer.
-  test::RawConnection connection(loopback, node.http_port());
+  test::RawConnection connection(test::loopback, node.http_port());
   CHECK(connection.connected());
   connection.send(
       "HEAD /dir HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -891,7 +746,7 @@ TEST(WebStatic, HeadAnswersWithoutBodiesKeepAKeepAliveConnectionInStep) {
     CHECK_TEXT(head_end != std::string::npos, raw.c_str());
     const std::string head = raw.substr(at, head_end - at);
     at = head_end + 4;
-    if (expected.body) at += std::stoul(header_value(head, "Content-Length"));
+    if (expected.body) at += std::stoul(test::header_value(head, "Content-Length"));
   }
   LONGS_EQUAL_TEXT(raw.size(), at, ("bytes beyond the expected answers:\n" + raw).c_str());
   CHECK(raw.ends_with(alphabet_text));
@@ -901,7 +756,7 @@ TEST(WebStatic, PostToStaticContentIs405WithAllow) {
   const auto answer = node.fetch("/a.txt", {"-X", "POST", "--data", "x=1"});
   LONGS_EQUAL(405, answer.status);
   STRCMP_EQUAL("GET, HEAD", answer.header("Allow").c_str());
-  CHECK(!contains(answer.body, alphabet_text));
+  CHECK(!test::contains(answer.body, alphabet_text));
 }
 
 // ============================================================================================
@@ -923,10 +778,10 @@ TEST_GROUP(WebConfinement) {
   }
   void teardown() override { node.finish(); }
 
-  void check_refused(const RawResponse& answer, const std::string& target) {
+  void check_refused(const test::RawResponse& answer, const std::string& target) {
     CHECK_TEXT(answer.status != 0, ("no answer for " + target).c_str());
     CHECK_TEXT(answer.status != 200, ("200 for " + target).c_str());
-    CHECK_TEXT(!contains(answer.body, secret_text), ("the secret leaked for " + target).c_str());
+    CHECK_TEXT(!test::contains(answer.body, secret_text), ("the secret leaked for " + target).c_str());
   }
 };
 
@@ -954,7 +809,7 @@ TEST(WebConfinement, TraversalTargetsAreRefusedWith400) {
   // curl with --path-as-is sends the dots unchanged too.
   const auto by_curl = node.fetch("/../secret.txt", {"--path-as-is"});
   LONGS_EQUAL(400, by_curl.status);
-  CHECK(!contains(by_curl.body, secret_text));
+  CHECK(!test::contains(by_curl.body, secret_text));
 }
 
 TEST(WebConfinement, SymlinksLeadingOutsideAreNotFollowed) {
@@ -1026,12 +881,12 @@ TEST(WebProxy, RoutesReachTheUpstreamWithForwardingFields) {
   const auto stripped = node.fetch("/api/items?id=7");
   LONGS_EQUAL(200, stripped.status);
   CHECK_TEXT(stripped.body.starts_with("GET /items?id=7\n"), stripped.body.c_str());
-  CHECK_TEXT(contains(stripped.body, "x-forwarded-for: 127.0.0.1\n"), stripped.body.c_str());
-  CHECK_TEXT(contains(stripped.body, "x-forwarded-proto: http\n"), stripped.body.c_str());
+  CHECK_TEXT(test::contains(stripped.body, "x-forwarded-for: 127.0.0.1\n"), stripped.body.c_str());
+  CHECK_TEXT(test::contains(stripped.body, "x-forwarded-proto: http\n"), stripped.body.c_str());
   // The client's Host reaches the application unchanged, and is also named in X-Forwarded-Host.
-  const std::string host = address_of(node.http_port());
-  CHECK_TEXT(contains(stripped.body, "host: " + host + "\n"), stripped.body.c_str());
-  CHECK_TEXT(contains(stripped.body, "x-forwarded-host: " + host + "\n"), stripped.body.c_str());
+  const std::string host = test::loopback_address(node.http_port());
+  CHECK_TEXT(test::contains(stripped.body, "host: " + host + "\n"), stripped.body.c_str());
+  CHECK_TEXT(test::contains(stripped.body, "x-forwarded-host: " + host + "\n"), stripped.body.c_str());
   LONGS_EQUAL(1, upstream.requests("/items?id=7"));
 
   const auto kept = node.fetch("/raw/thing");
@@ -1040,13 +895,13 @@ TEST(WebProxy, RoutesReachTheUpstreamWithForwardingFields) {
 
   // A client that already came through a proxy: our hop is appended.
   const auto chained = node.fetch("/raw/chain", {"-H", "X-Forwarded-For: 203.0.113.9"});
-  CHECK_TEXT(contains(chained.body, "x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), chained.body.c_str());
+  CHECK_TEXT(test::contains(chained.body, "x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), chained.body.c_str());
 
   // Hop-by-hop fields stay on our hop.
   const auto hop = node.fetch("/raw/hop", {"-H", "Connection: keep-alive, X-Secret-Hop", "-H",
                                          "X-Secret-Hop: 1", "-H", "Keep-Alive: timeout=5"});
-  CHECK_TEXT(!contains(hop.body, "x-secret-hop"), hop.body.c_str());
-  CHECK_TEXT(!contains(hop.body, "keep-alive: timeout"), hop.body.c_str());
+  CHECK_TEXT(!test::contains(hop.body, "x-secret-hop"), hop.body.c_str());
+  CHECK_TEXT(!test::contains(hop.body, "keep-alive: timeout"), hop.body.c_str());
 
   // A path outside every route is static content, not proxied.
   const int before = upstream.requests_total();
@@ -1096,7 +951,7 @@ TEST(WebProxy, RoundRobinSpreadsRequestsOverUpstreams) {
 
 TEST(WebProxy, DownUpstreamIsRetriedAroundThenEjected) {
   UpstreamServer good(echo_answer);
-  const std::string down = address_of(unused_port());
+  const std::string down = test::loopback_address(test::unused_port());
   // Ejection lasts longer than the test; the active checker stays quiet (quiet_health), so only
   // passive ejection can stop requests from trying the down upstream.
   node.start(proxy_settings(
@@ -1142,8 +997,8 @@ TEST(WebProxy, ActiveHealthCheckTakesAnUpstreamOutAndBack) {
 }
 
 TEST(WebProxy, AllUpstreamsDownAnswersAtOnce) {
-  const std::string first = address_of(unused_port());
-  const std::string second = address_of(unused_port());
+  const std::string first = test::loopback_address(test::unused_port());
+  const std::string second = test::loopback_address(test::unused_port());
   node.start(proxy_settings({{"app", {first, second}, std::string(fast_health) + " retries = 1;"}},
                             {{"/api/", "app", "cache = false;"}}));
 
@@ -1158,7 +1013,7 @@ TEST(WebProxy, AllUpstreamsDownAnswersAtOnce) {
   const auto late = node.fetch("/api/none");
   LONGS_EQUAL(0, late.curl_status);
   LONGS_EQUAL(503, late.status);
-  CHECK_TEXT(contains(late.body, "no healthy upstream"), late.body.c_str());
+  CHECK_TEXT(test::contains(late.body, "no healthy upstream"), late.body.c_str());
   CHECK(*node.metric("stacknode_web_proxy_no_upstream_total") >= 1);
 }
 
@@ -1179,7 +1034,7 @@ TEST(WebProxy, GarbageFromTheUpstreamIs502) {
   const auto answer = node.fetch("/api/junk");
   LONGS_EQUAL(0, answer.curl_status);
   LONGS_EQUAL(502, answer.status);
-  CHECK(!contains(answer.body, "garbage"));
+  CHECK(!test::contains(answer.body, "garbage"));
   CHECK(garbage.requests("GET") >= 1);
 }
 
@@ -1207,7 +1062,7 @@ TEST(WebProxy, PostIsNotSentAgainAfterAnUpstreamReceivedIt) {
 
 TEST(WebProxy, PostIsRetriedWhenTheConnectionWasRefused) {
   UpstreamServer good(echo_answer);
-  const std::string down = address_of(unused_port());
+  const std::string down = test::loopback_address(test::unused_port());
   node.start(proxy_settings(
       {{"app", {down, good.address()}, std::string(quiet_health) + " retries = 1; max_fails = 100;"}},
       {{"/api/", "app", "cache = false;"}}));
@@ -1251,7 +1106,7 @@ void cache_answer(UpstreamServer& self, const http::RequestContext&, http::Reque
   std::string body = target + " #" + std::to_string(self.requests(target)) + "\n";
   const bool vary = target == "/api/vary";
   if (vary) {
-    const bool gzip = contains(request[bhttp::field::accept_encoding], "gzip");
+    const bool gzip = test::contains(request[bhttp::field::accept_encoding], "gzip");
     body = std::string(gzip ? "variant=gzip " : "variant=identity ") + body;
   }
   auto response = http::text_response(bhttp::status::ok, request.version(), std::move(body));
@@ -1404,7 +1259,7 @@ TEST(WebBadInput, MalformedRequestsGet400AndTheServerKeepsServing) {
   for (const char* request : requests) {
     const auto answer = exchange(node.http_port(), request);
     LONGS_EQUAL_TEXT(400, answer.status, request);
-    CHECK_TEXT(!contains(answer.body, alphabet_text), request);
+    CHECK_TEXT(!test::contains(answer.body, alphabet_text), request);
     check_still_serving();
   }
 }
@@ -1435,7 +1290,7 @@ TEST(WebBadInput, OversizedBodyIs413) {
 }
 
 TEST(WebBadInput, ClientSendingHalfAHeadIsDisconnected) {
-  test::RawConnection slow(loopback, node.http_port());
+  test::RawConnection slow(test::loopback, node.http_port());
   CHECK(slow.connected());
   slow.send("GET /a.txt HTTP/1.1\r\nHost: te");
   CHECK_TEXT(slow.closed_within(eventually), "the half-sent head kept its connection open");
@@ -1484,7 +1339,7 @@ TEST(WebConfig, MissingConfigFileExits2) {
   const std::string missing = (node.dir() / "no-such.cfg").string();
   const auto ran = run_daemon({"--config", missing});
   LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
-  CHECK_TEXT(contains(ran.output, missing), ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, missing), ran.output.c_str());
 }
 
 TEST(WebConfig, SyntaxErrorExits2NamingTheLine) {
@@ -1492,30 +1347,30 @@ TEST(WebConfig, SyntaxErrorExits2NamingTheLine) {
   const auto ran = run_with_config(text);
   LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
   const std::string where = location_of(text, "broken_here");
-  CHECK_TEXT(contains(ran.output, where + ":"), ("expected " + where + " in:\n" + ran.output).c_str());
+  CHECK_TEXT(test::contains(ran.output, where + ":"), ("expected " + where + " in:\n" + ran.output).c_str());
 }
 
 TEST(WebConfig, WrongTypeExits2NamingTheKey) {
   const std::string text = node.config_text("", "", "\"x\"");
   const auto ran = run_with_config(text);
   LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
-  CHECK_TEXT(contains(ran.output, location_of(text, "threads") + ": web.threads:"), ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, location_of(text, "threads") + ": web.threads:"), ran.output.c_str());
 }
 
 TEST(WebConfig, RouteToAnUnknownPoolExits2) {
   const std::string text = node.config_text(
-      proxy_settings({{"app", {address_of(unused_port())}, ""}}, {{"/api/", "nosuch", ""}}));
+      proxy_settings({{"app", {test::loopback_address(test::unused_port())}, ""}}, {{"/api/", "nosuch", ""}}));
   const auto ran = run_with_config(text);
   LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
-  CHECK_TEXT(contains(ran.output, "web.routes[0].pool"), ran.output.c_str());
-  CHECK_TEXT(contains(ran.output, "nosuch"), ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, "web.routes[0].pool"), ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, "nosuch"), ran.output.c_str());
 }
 
 TEST(WebConfig, UnknownKeyIsWarnedAboutAndTheDaemonRuns) {
   node.write_content("a.txt", alphabet_text);
   node.start("colour = \"blue\";");
   const std::string where = location_of(test::read_file(node.config_file()), "colour");
-  CHECK_TEXT(contains(node.output(), where + ": web.colour"), node.output().c_str());
+  CHECK_TEXT(test::contains(node.output(), where + ": web.colour"), node.output().c_str());
   LONGS_EQUAL(200, node.fetch("/a.txt").status);
 }
 
@@ -1523,7 +1378,7 @@ TEST(WebConfig, CheckConfigValidatesWithoutServing) {
   test::write_file(node.config_file(), node.config_text(""));
   const auto good = run_daemon({"--config", node.config_file().string(), "--check-config"});
   LONGS_EQUAL_TEXT(0, good.status, good.output.c_str());
-  CHECK_TEXT(contains(good.output, "is valid"), good.output.c_str());
+  CHECK_TEXT(test::contains(good.output, "is valid"), good.output.c_str());
   CHECK(!fs::exists(node.listen_file()));
 
   test::write_file(node.config_file(), node.config_text("", "", "\"x\""));
@@ -1545,10 +1400,10 @@ TEST(WebReload, NewRouteTakesEffectAndKeepAliveConnectionSurvives) {
   UpstreamServer upstream(echo_answer);
   node.start();
 
-  test::RawConnection kept(loopback, node.http_port());
+  test::RawConnection kept(test::loopback, node.http_port());
   CHECK(kept.connected());
   kept.send("GET /a.txt HTTP/1.1\r\nHost: test\r\n\r\n");
-  const auto before = split_response(kept.read_until(alphabet_text, eventually));
+  const auto before = test::split_response(kept.read_until(alphabet_text, eventually));
   LONGS_EQUAL(200, before.status);
   LONGS_EQUAL(404, node.fetch("/new/x").status);
 
@@ -1560,11 +1415,11 @@ TEST(WebReload, NewRouteTakesEffectAndKeepAliveConnectionSurvives) {
 
   // The connection opened before the reload still works, and sees the new routes.
   CHECK(kept.send("GET /new/on-kept HTTP/1.1\r\nHost: test\r\n\r\n"));
-  const auto proxied = split_response(kept.read_until(echo_end, eventually));
+  const auto proxied = test::split_response(kept.read_until(echo_end, eventually));
   LONGS_EQUAL(200, proxied.status);
   CHECK_TEXT(proxied.body.starts_with("GET /new/on-kept\n"), proxied.body.c_str());
   CHECK(kept.send("GET /a.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
-  const auto after = split_response(kept.read_until_close(eventually));
+  const auto after = test::split_response(kept.read_until_close(eventually));
   LONGS_EQUAL(200, after.status);
   STRCMP_EQUAL(std::string(alphabet_text).c_str(), after.body.c_str());
 }
@@ -1576,9 +1431,9 @@ TEST(WebReload, BrokenConfigOnSighupKeepsTheRunningOne) {
 
   test::write_file(node.config_file(), "web = { this is not a config\n");
   node.reload();
-  const bool refused = test::poll_until([&] { return contains(node.output(), "reload failed"); }, eventually);
+  const bool refused = test::poll_until([&] { return test::contains(node.output(), "reload failed"); }, eventually);
   CHECK_TEXT(refused, node.output().c_str());
-  CHECK_TEXT(contains(node.output(), "node.cfg:"), node.output().c_str());
+  CHECK_TEXT(test::contains(node.output(), "node.cfg:"), node.output().c_str());
 
   const auto proxied = node.fetch("/api/still");
   LONGS_EQUAL(200, proxied.status);
@@ -1593,7 +1448,7 @@ TEST(WebReload, BrokenConfigOnSighupKeepsTheRunningOne) {
 TEST_GROUP(WebTls) {
   WebNode node;
   void setup() override {
-    require_program("openssl", "openssl");
+    test::require_program("openssl", "openssl");
     node.write_content("a.txt", alphabet_text);
   }
   void teardown() override { node.finish(); }
@@ -1617,7 +1472,7 @@ TEST_GROUP(WebTls) {
   // The subject of the certificate a new connection is shown.
   std::string served_subject() {
     return test::run_command({"sh", "-c",
-                              "openssl s_client -connect " + address_of(node.https_port()) +
+                              "openssl s_client -connect " + test::loopback_address(node.https_port()) +
                                   " </dev/null 2>/dev/null | openssl x509 -noout -subject"})
         .output;
   }
@@ -1625,14 +1480,14 @@ TEST_GROUP(WebTls) {
 
 TEST(WebTls, HttpsServesAndTheCertificateReloadsOnSighup) {
   make_certificate("one");
-  node.start("listen_https = \"" + address_of(0) + "\";\n  tls = { certificate = \"" +
+  node.start("listen_https = \"" + test::loopback_address(0) + "\";\n  tls = { certificate = \"" +
              certificate().string() + "\"; key = \"" + key().string() + "\"; };");
   CHECK(node.https_port() != 0);
 
-  const auto secure = curl(node.scratch(), "https://" + address_of(node.https_port()) + "/a.txt", {"-k"});
+  const auto secure = curl(node.scratch(), "https://" + test::loopback_address(node.https_port()) + "/a.txt", {"-k"});
   LONGS_EQUAL_TEXT(200, secure.status, ("curl exit " + std::to_string(secure.curl_status)).c_str());
   STRCMP_EQUAL(std::string(alphabet_text).c_str(), secure.body.c_str());
-  CHECK_TEXT(contains(served_subject(), "CN = one"), served_subject().c_str());
+  CHECK_TEXT(test::contains(served_subject(), "CN = one"), served_subject().c_str());
 
   make_certificate("two");
   node.reload();
@@ -1640,7 +1495,7 @@ TEST(WebTls, HttpsServesAndTheCertificateReloadsOnSighup) {
   const bool renewed = test::poll_until(
       [&] {
         subject = served_subject();
-        return contains(subject, "CN = two");
+        return test::contains(subject, "CN = two");
       },
       eventually);
   CHECK_TEXT(renewed, ("still served: " + subject + "\n" + node.output()).c_str());
@@ -1648,10 +1503,10 @@ TEST(WebTls, HttpsServesAndTheCertificateReloadsOnSighup) {
   // A certificate file that does not load leaves the working one in place.
   test::write_file(certificate(), "not a certificate\n");
   node.reload();
-  const bool kept = test::poll_until([&] { return contains(node.output(), "TLS certificate kept"); }, eventually);
+  const bool kept = test::poll_until([&] { return test::contains(node.output(), "TLS certificate kept"); }, eventually);
   CHECK_TEXT(kept, node.output().c_str());
-  CHECK_TEXT(contains(served_subject(), "CN = two"), served_subject().c_str());
-  LONGS_EQUAL(200, curl(node.scratch(), "https://" + address_of(node.https_port()) + "/a.txt", {"-k"}).status);
+  CHECK_TEXT(test::contains(served_subject(), "CN = two"), served_subject().c_str());
+  LONGS_EQUAL(200, curl(node.scratch(), "https://" + test::loopback_address(node.https_port()) + "/a.txt", {"-k"}).status);
 }
 
 // ============================================================================================
@@ -1726,18 +1581,18 @@ TEST(WebShutdown, SigtermFinishesTheRequestInFlightAndExits0) {
   UpstreamServer slow(delayed_answer(slow_upstream_delay, "slow answer\n"));
   node.start(single_upstream(slow.address()));
 
-  test::RawConnection client(loopback, node.http_port());
+  test::RawConnection client(test::loopback, node.http_port());
   CHECK(client.connected());
   client.send("GET /api/slow HTTP/1.1\r\nHost: test\r\n\r\n");
   const bool in_flight = test::poll_until([&] { return slow.requests("/api/slow") == 1; }, eventually);
   CHECK_TEXT(in_flight, "the request never reached the upstream");
 
   node.process().signal(SIGTERM);
-  const auto answer = split_response(client.read_until_close(eventually));
+  const auto answer = test::split_response(client.read_until_close(eventually));
   LONGS_EQUAL(200, answer.status);
   STRCMP_EQUAL("slow answer\n", answer.body.c_str());
   // The client asked for keep-alive; a stopping server says it closes.
-  STRCMP_EQUAL("close", lower(header_value(answer.head, "Connection")).c_str());
+  STRCMP_EQUAL("close", test::lower(test::header_value(answer.head, "Connection")).c_str());
 
   const auto status = node.stop();
   CHECK_TEXT(status.has_value(), node.output().c_str());
