@@ -26,6 +26,8 @@ namespace {
 
 // One page: nearly every request head arrives whole in the first read.
 constexpr std::size_t first_read_bytes = 4096;
+// Later reads of a request (a long head, a body) take up to this much at a time.
+constexpr std::size_t read_chunk_bytes = 16 * 1024;
 // After a rejected request the client may still be sending; reading (and dropping) for a moment
 // before closing lets it see our answer instead of a connection reset.
 constexpr auto linger_timeout = std::chrono::seconds(2);
@@ -34,15 +36,55 @@ constexpr std::size_t linger_read_bytes = 16 * 1024;
 constexpr auto tls_shutdown_timeout = std::chrono::seconds(2);
 // Pause before accepting again after the process ran out of file descriptors.
 constexpr auto accept_retry_delay = std::chrono::milliseconds(100);
+// Deadlines are checked by one sweep per thread rather than a timer per connection (re-arming
+// timers three times a request cost more than the rest of the session logic). A deadline fires
+// up to one sweep interval late: an eighth of the shortest configured timeout, within these bounds.
+constexpr auto min_sweep_interval = std::chrono::milliseconds(10);
+constexpr auto max_sweep_interval = std::chrono::milliseconds(500);
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using Clock = std::chrono::steady_clock;
+// Concrete executor types: the type-erased any_io_executor costs a copy of a polymorphic object
+// on every operation.
+using Acceptor = asio::basic_socket_acceptor<tcp, asio::io_context::executor_type>;
+using PlainSocket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+using TlsStream = asio::ssl::stream<PlainSocket>;
+
+// What a session is waiting for, and so what its deadline means when it passes.
+enum class Phase : std::uint8_t { none, tls_handshake, idle, header, body, write, closing };
 
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void begin_shutdown() = 0;
   virtual void force_close() = 0;
+
+  bool deadline_passed(Clock::time_point now) const { return phase_ != Phase::none && now >= deadline_; }
+  void check_deadline(Clock::time_point now) {
+    if (phase_ == Phase::none || now < deadline_) return;
+    const Phase expired = phase_;
+    phase_ = Phase::none;
+    on_deadline(expired);
+  }
+
+ protected:
+  void set_deadline(Phase phase, std::chrono::milliseconds timeout) {
+    phase_ = phase;
+    deadline_ = Clock::now() + timeout;
+  }
+  void clear_deadline() { phase_ = Phase::none; }
+  virtual void on_deadline(Phase expired) = 0;
+
+ private:
+  Phase phase_ = Phase::none;
+  Clock::time_point deadline_;
 };
+
+std::chrono::milliseconds sweep_interval(const ServerLimits& limits) {
+  const auto shortest = std::min({limits.header_timeout, limits.body_timeout, limits.idle_timeout,
+                                  limits.write_timeout, limits.tls_handshake_timeout});
+  return std::clamp<std::chrono::milliseconds>(shortest / 8, min_sweep_interval, max_sweep_interval);
+}
 
 struct Worker {
   explicit Worker(unsigned worker_index)
@@ -52,13 +94,16 @@ struct Worker {
     // destroys handlers that still hold sessions.
     acceptors.clear();
     drain_timer.reset();
+    sweep_timer.reset();
     io.reset();
   }
   unsigned index;
   std::unique_ptr<asio::io_context> io;
   std::unordered_set<SessionBase*> sessions;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::unique_ptr<Acceptor>> acceptors;
   std::optional<asio::steady_timer> drain_timer;
+  std::optional<asio::steady_timer> sweep_timer;
+  std::vector<SessionBase*> expired;  // scratch space of the sweep
   bool stopping = false;
 };
 
@@ -84,6 +129,48 @@ bool is_client_gone(const boost::system::error_code& error) {
 }
 
 }  // namespace
+
+namespace {
+
+void append_fields(std::string& out, const bhttp::fields& fields) {
+  for (const auto& field : fields) {
+    out += field.name_string();
+    out += ": ";
+    out += field.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+void append_version(std::string& out, unsigned version) {
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10 % 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+}
+
+}  // namespace
+
+void append_response_head(std::string& out, const bhttp::response_header<>& head) {
+  append_version(out, head.version());
+  const unsigned status = head.result_int();
+  const char code[] = {' ', static_cast<char>('0' + status / 100 % 10),
+                       static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10), ' '};
+  out.append(code, sizeof code);
+  out += head.reason();
+  out += "\r\n";
+  append_fields(out, head);
+}
+
+void append_request_head(std::string& out, const bhttp::request_header<>& head) {
+  out += head.method_string();
+  out += ' ';
+  out += head.target();
+  out += ' ';
+  append_version(out, head.version());
+  out += "\r\n";
+  append_fields(out, head);
+}
 
 bhttp::response<bhttp::string_body> text_response(bhttp::status status, unsigned version,
                                                   std::string body,
@@ -160,7 +247,8 @@ struct Server::Impl {
 
   void start_accepting(Worker& worker);
   void accept(Worker& worker, std::size_t listener_index);
-  void start_session(Worker& worker, std::size_t listener_index, tcp::socket socket);
+  void start_session(Worker& worker, std::size_t listener_index, PlainSocket socket);
+  void sweep(Worker& worker);
   void stop_worker(Worker& worker);
   void wait_for_signal(Server& server);
   void session_closed(Worker& worker);
@@ -203,15 +291,14 @@ namespace {
 template <class Stream>
 class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool is_tls = std::is_same_v<Stream, TlsStream>;
 
-  Session(Server::Impl& server, Worker& worker, tcp::socket socket, RequestContext context,
+  Session(Server::Impl& server, Worker& worker, PlainSocket socket, RequestContext context,
           std::shared_ptr<asio::ssl::context> tls_context)
       : server_(server),
         worker_(worker),
         tls_context_(std::move(tls_context)),
         stream_(make_stream(std::move(socket), tls_context_)),
-        body_timer_(stream_.get_executor()),
         context_(std::move(context)) {
     worker_.sessions.insert(this);
     server_.connections_open->inc();
@@ -225,10 +312,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void start() {
     if constexpr (is_tls) {
-      lowest().expires_after(server_.options.limits.tls_handshake_timeout);
+      set_deadline(Phase::tls_handshake, limits().tls_handshake_timeout);
       stream_.async_handshake(asio::ssl::stream_base::server,
-                              beast::bind_front_handler(&Session::on_handshake, this->shared_from_this()));
+                              [self = this->shared_from_this()](boost::system::error_code error) {
+                                self->on_handshake(error);
+                              });
     } else {
+      boost::system::error_code ignored;
+      stream_.non_blocking(true, ignored);  // read_some after a readiness wait must not block
       wait_request();
     }
   }
@@ -239,23 +330,56 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void force_close() override {
+    clear_deadline();
     boost::system::error_code ignored;
-    lowest().socket().close(ignored);
+    lowest().close(ignored);
   }
 
  private:
-  static Stream make_stream(tcp::socket socket, const std::shared_ptr<asio::ssl::context>& tls) {
+  using Self = Session<Stream>;
+
+  static Stream make_stream(PlainSocket socket, const std::shared_ptr<asio::ssl::context>& tls) {
     if constexpr (is_tls) {
-      return Stream(beast::tcp_stream(std::move(socket)), *tls);
+      return Stream(std::move(socket), *tls);
     } else {
       return Stream(std::move(socket));
     }
   }
 
-  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  PlainSocket& lowest() {
+    if constexpr (is_tls) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
   const ServerLimits& limits() const { return server_.options.limits; }
 
+  void on_deadline(Phase expired) override {
+    switch (expired) {
+      case Phase::body:
+        // Not a plain close: the client gets a 408. The read ends with operation_aborted and
+        // on_read_error answers.
+        body_timed_out_ = true;
+        lowest().cancel();
+        return;
+      case Phase::header:
+        server_.count_rejected("header_timeout");
+        break;
+      case Phase::tls_handshake:
+        server_.count_rejected("tls_handshake");
+        break;
+      case Phase::none:
+      case Phase::idle:
+      case Phase::write:
+      case Phase::closing:
+        break;
+    }
+    force_close();
+  }
+
   void on_handshake(boost::system::error_code error) {
+    clear_deadline();
     if (error) {
       if (!is_client_gone(error)) server_.count_rejected("tls_handshake");
       return;
@@ -263,36 +387,91 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     wait_request();
   }
 
-  // Step 1: idle keep-alive wait for the first byte of the next request.
+  // Step 1: idle keep-alive wait for the first byte of the next request. A plain socket waits for
+  // readiness before reading: the next request is rarely there yet, and reading at once would
+  // cost a system call that only says "nothing yet".
   void wait_request() {
     if (closing_) return close();
     in_request_ = false;
     parser_.emplace();
     parser_->header_limit(limits().header_bytes);
     parser_->body_limit(limits().body_bytes);
-    if (buffer_.size() > 0) return read_header();
-    lowest().expires_after(limits().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(first_read_bytes),
-                            beast::bind_front_handler(&Session::on_first_bytes, this->shared_from_this()));
+    if (buffer_.size() > 0) return begin_request();  // pipelined
+    set_deadline(Phase::idle, limits().idle_timeout);
+    if constexpr (is_tls) {
+      stream_.async_read_some(buffer_.prepare(first_read_bytes),
+                              [self = this->shared_from_this()](boost::system::error_code error,
+                                                                std::size_t bytes) {
+                                self->on_first_bytes(error, bytes);
+                              });
+    } else {
+      stream_.async_wait(tcp::socket::wait_read,
+                         [self = this->shared_from_this()](boost::system::error_code error) {
+                           self->on_readable(error);
+                         });
+    }
+  }
+
+  void on_readable(boost::system::error_code error) {
+    if (error) return;  // idle timeout, shutdown or a closed socket: the session just ends
+    const std::size_t bytes = stream_.read_some(buffer_.prepare(first_read_bytes), error);
+    if (error == asio::error::would_block) return wait_request();
+    on_first_bytes(error, bytes);
   }
 
   void on_first_bytes(boost::system::error_code error, std::size_t bytes) {
     if (error) return;  // idle timeout, client closed, or shutdown: the session just ends
     buffer_.commit(bytes);
-    read_header();
+    begin_request();
+  }
+
+  // Reads more of the request, then goes on with `next`.
+  void read_more(void (Self::*next)()) {
+    stream_.async_read_some(buffer_.prepare(read_chunk_bytes),
+                            [self = this->shared_from_this(), next](boost::system::error_code error,
+                                                                    std::size_t bytes) {
+                              if (error) return self->on_read_error(error);
+                              self->buffer_.commit(bytes);
+                              ((*self).*next)();
+                            });
+  }
+
+  // Gives the parser what is buffered. True when it wants more bytes; on a parse error it
+  // answers and returns false with `failed` set.
+  bool feed(bool& failed) {
+    failed = false;
+    if (buffer_.size() == 0) return true;
+    boost::system::error_code error;
+    const std::size_t used = parser_->put(buffer_.data(), error);
+    buffer_.consume(used);
+    if (error == bhttp::error::need_more) return true;
+    if (error) {
+      failed = true;
+      on_parse_error(error);
+      return false;
+    }
+    return used == 0;  // nothing taken without an error: only more bytes can help
   }
 
   // Step 2: the whole head within header_timeout.
-  void read_header() {
+  void begin_request() {
     in_request_ = true;
-    started_ = std::chrono::steady_clock::now();
-    lowest().expires_after(limits().header_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
+    started_ = Clock::now();
+    set_deadline(Phase::header, limits().header_timeout);
+    parse_header();
   }
 
-  void on_header(boost::system::error_code error, std::size_t) {
-    if (error) return on_read_error(error, "header_timeout");
+  void parse_header() {
+    while (!parser_->is_header_done()) {
+      bool failed = false;
+      if (feed(failed)) return read_more(&Self::parse_header);
+      if (failed) return;
+    }
+    on_header();
+  }
+
+  void on_header() {
+    clear_deadline();
     const auto declared = parser_->content_length();
     if (declared && *declared > limits().body_bytes) {
       return reject(bhttp::status::payload_too_large,
@@ -304,53 +483,46 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const auto expect = parser_->get()[bhttp::field::expect];
     if (parser_->get().version() >= 11 && beast::iequals(expect, "100-continue")) {
       static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
-      lowest().expires_after(limits().write_timeout);
+      set_deadline(Phase::write, limits().write_timeout);
       asio::async_write(stream_, asio::buffer(continue_line.data(), continue_line.size()),
-                        beast::bind_front_handler(&Session::on_continue_sent, this->shared_from_this()));
+                        [self = this->shared_from_this()](boost::system::error_code error, std::size_t) {
+                          if (error) return;
+                          self->read_body();
+                        });
       return;
     }
     read_body();
   }
 
-  void on_continue_sent(boost::system::error_code error, std::size_t) {
-    if (error) return;
-    read_body();
-  }
-
-  // Step 3: the body within body_timeout and body_bytes. The deadline is a timer of its own, not
-  // the stream's expiry: that one closes the socket and would leave no way to answer 408.
+  // Step 3: the body within body_timeout and body_bytes; a late body gets a 408 (on_deadline).
   void read_body() {
-    lowest().expires_never();
     body_timed_out_ = false;
-    body_timer_.expires_after(limits().body_timeout);
-    body_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code error) {
-      if (error) return;  // the read finished first and cancelled the timer
-      self->body_timed_out_ = true;
-      self->lowest().cancel();
-    });
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
+    set_deadline(Phase::body, limits().body_timeout);
+    parse_body();
   }
 
-  void on_body(boost::system::error_code error, std::size_t) {
-    body_timer_.cancel();
+  void parse_body() {
+    while (!parser_->is_done()) {
+      bool failed = false;
+      if (feed(failed)) return read_more(&Self::parse_body);
+      if (failed) return;
+    }
+    clear_deadline();
+    dispatch();
+  }
+
+  void on_read_error(boost::system::error_code error) {
     if (error == asio::error::operation_aborted && body_timed_out_) {
       return reject(bhttp::status::request_timeout,
                     "request body did not arrive within " +
                         std::to_string(limits().body_timeout.count()) + " ms\n",
                     "body_timeout");
     }
-    if (error) return on_read_error(error, "body_timeout");
-    dispatch();
+    // Anything else (the client went away, a deadline closed the socket) just ends the session.
   }
 
-  void on_read_error(boost::system::error_code error, const char* timeout_reason) {
-    if (error == beast::error::timeout) {
-      // tcp_stream closes the socket on timeout; all that is left is to count it.
-      server_.count_rejected(timeout_reason);
-      return;
-    }
-    if (is_client_gone(error)) return;
+  void on_parse_error(boost::system::error_code error) {
+    clear_deadline();
     if (error == bhttp::error::header_limit) {
       return reject(bhttp::status::request_header_fields_too_large,
                     "request head exceeds " + std::to_string(limits().header_bytes) + " bytes\n",
@@ -396,7 +568,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
-  // Step 5: write the reply, then keep going or close.
+  // Step 5: write the reply, then keep going or close. String and empty bodies go out as one
+  // gathered write of our own head and the body; others through Beast's serializer.
   void send(Reply reply) {
     reply_.emplace(std::move(reply));
     // A handler asks to close with "Connection: close". Without this default an HTTP/1.0 answer
@@ -408,13 +581,24 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (request_.method() == bhttp::verb::head) reply_->strip_body_for_head();
     reply_->default_header(bhttp::field::server, server_.options.server_header);
     reply_->default_header(bhttp::field::date, http_date_now());
-    lowest().expires_after(limits().write_timeout);
-    beast::async_write(stream_, reply_->take(),
-                       beast::bind_front_handler(&Session::on_write, this->shared_from_this()));
+    set_deadline(Phase::write, limits().write_timeout);
+    auto on_written = [self = this->shared_from_this()](boost::system::error_code error,
+                                                        std::size_t bytes) {
+      self->on_write(error, bytes);
+    };
+    head_.clear();
+    asio::const_buffer body;
+    if (reply_->serialize(head_, body)) {
+      const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), body};
+      asio::async_write(stream_, buffers, std::move(on_written));
+    } else {
+      beast::async_write(stream_, reply_->take(), std::move(on_written));
+    }
   }
 
   void on_write(boost::system::error_code error, std::size_t bytes) {
-    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_);
+    clear_deadline();
+    const auto elapsed = std::chrono::duration<double>(Clock::now() - started_);
     server_.completed(CompletedRequest{context_, request_, *reply_, bytes, elapsed.count()});
     reply_.reset();
     if (error) return;
@@ -424,18 +608,18 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void close() {
     if constexpr (is_tls) {
-      lowest().expires_after(tls_shutdown_timeout);
+      set_deadline(Phase::closing, tls_shutdown_timeout);
       stream_.async_shutdown([self = this->shared_from_this()](boost::system::error_code) {
         self->force_close();
       });
     } else {
       boost::system::error_code ignored;
-      lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      lowest().shutdown(tcp::socket::shutdown_send, ignored);
       if (linger_) {
-        lowest().expires_after(linger_timeout);
+        set_deadline(Phase::closing, linger_timeout);
         return drain_after_close();
       }
-      lowest().socket().close(ignored);
+      force_close();
     }
   }
 
@@ -453,13 +637,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Worker& worker_;
   std::shared_ptr<asio::ssl::context> tls_context_;  // before stream_: the stream refers to it
   Stream stream_;
-  asio::steady_timer body_timer_;
   RequestContext context_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request request_;
   std::optional<Reply> reply_;
-  std::chrono::steady_clock::time_point started_;
+  std::string head_;  // the response head being written; its capacity is kept between requests
+  Clock::time_point started_;
   bool in_request_ = false;
   bool closing_ = false;
   bool keep_alive_ = false;
@@ -495,9 +679,9 @@ std::optional<Reply> Server::Impl::builtin(const Request& request) {
 }
 
 void Server::Impl::accept(Worker& worker, std::size_t listener_index) {
-  tcp::acceptor& acceptor = *worker.acceptors[listener_index];
-  acceptor.async_accept(*worker.io, [this, &worker, listener_index](boost::system::error_code error,
-                                                                   tcp::socket socket) {
+  Acceptor& acceptor = *worker.acceptors[listener_index];
+  acceptor.async_accept([this, &worker, listener_index](boost::system::error_code error,
+                                                       PlainSocket socket) {
     if (error == asio::error::operation_aborted || worker.stopping) return;
     if (!error) {
       connections_total->inc();
@@ -512,7 +696,7 @@ void Server::Impl::accept(Worker& worker, std::size_t listener_index) {
   });
 }
 
-void Server::Impl::start_session(Worker& worker, std::size_t listener_index, tcp::socket socket) {
+void Server::Impl::start_session(Worker& worker, std::size_t listener_index, PlainSocket socket) {
   boost::system::error_code error;
   socket.set_option(tcp::no_delay(true), error);
   RequestContext context;
@@ -522,11 +706,11 @@ void Server::Impl::start_session(Worker& worker, std::size_t listener_index, tcp
   context.io = worker.io.get();
   context.tls = options.listeners[listener_index].tls;
   if (context.tls) {
-    auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+    auto session = std::make_shared<Session<TlsStream>>(
         *this, worker, std::move(socket), std::move(context), tls->current());
     session->start();
   } else {
-    auto session = std::make_shared<Session<beast::tcp_stream>>(*this, worker, std::move(socket),
+    auto session = std::make_shared<Session<PlainSocket>>(*this, worker, std::move(socket),
                                                                 std::move(context), nullptr);
     session->start();
   }
@@ -586,7 +770,7 @@ void Server::bind() {
       throw std::runtime_error(std::string("listen address ") + bad.what());
     }
     for (auto& worker : impl.workers) {
-      auto acceptor = std::make_unique<tcp::acceptor>(*worker->io);
+      auto acceptor = std::make_unique<Acceptor>(worker->io->get_executor());
       boost::system::error_code error;
       acceptor->open(endpoint.protocol(), error);
       if (!error) acceptor->set_option(asio::socket_base::reuse_address(true), error);
@@ -638,6 +822,26 @@ void Server::Impl::wait_for_signal(Server& server) {
 
 void Server::Impl::start_accepting(Worker& worker) {
   for (std::size_t index = 0; index < worker.acceptors.size(); ++index) accept(worker, index);
+  worker.sweep_timer.emplace(*worker.io);
+  sweep(worker);
+}
+
+// Closes (or answers 408 on) every session of this thread whose deadline has passed.
+void Server::Impl::sweep(Worker& worker) {
+  worker.sweep_timer->expires_after(sweep_interval(options.limits));
+  worker.sweep_timer->async_wait([this, &worker](boost::system::error_code error) {
+    if (error) return;
+    const auto now = Clock::now();
+    // on_deadline may end a session, which erases itself from the set: collect, then act.
+    for (SessionBase* session : worker.sessions) {
+      if (session->deadline_passed(now)) worker.expired.push_back(session);
+    }
+    for (SessionBase* session : worker.expired) {
+      if (worker.sessions.contains(session)) session->check_deadline(now);
+    }
+    worker.expired.clear();
+    sweep(worker);
+  });
 }
 
 void Server::stop() {

@@ -7,7 +7,9 @@
 // life (no locks on the request path). Handlers run on the connection's thread and must answer
 // through `respond` on that same thread.
 //
-// Connection life (Session in http_server.cpp; each step has its own timer):
+// Connection life (Session in http_server.cpp). Each step sets a deadline on the connection; one
+// sweep timer per worker thread checks them (every eighth of the shortest timeout, clamped to
+// 10-500 ms), so a request costs no timer arm/cancel and a deadline fires at most one sweep late:
 //  1. wait_request: idle keep-alive wait for the first byte of a request (idle_timeout).
 //  2. read_header: the header must arrive whole within header_timeout (slowloris) and fit in
 //     header_bytes (else 431). A declared body larger than body_bytes gets 413 before it is read.
@@ -20,9 +22,11 @@
 // left is closed.
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message_generator.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -82,6 +86,10 @@ struct RequestContext {
   std::chrono::steady_clock::time_point received;
 };
 
+// Appends a message head as it goes on the wire: start line, fields in order, blank line.
+void append_response_head(std::string& out, const bhttp::response_header<>& head);
+void append_request_head(std::string& out, const bhttp::request_header<>& head);
+
 // One response, type-erased over its body type, with notes for the access log.
 class Reply {
  public:
@@ -96,6 +104,10 @@ class Reply {
   void keep_alive(bool keep) { holder_->keep_alive(keep); }
   bool keep_alive() const { return holder_->keep_alive(); }
   bhttp::message_generator take() { return holder_->take(); }
+  // The fast path for the common bodies (string, empty; not chunked): appends the whole head to
+  // `head` and points `body` at the body bytes, which stay valid while this Reply lives. Returns
+  // false for other bodies, which go through take() and Beast's serializer.
+  bool serialize(std::string& head, asio::const_buffer& body) { return holder_->serialize(head, body); }
   // For a HEAD request: keeps the head (Content-Length of the body it would have) and drops a
   // string body, so no handler can send a body to HEAD by mistake.
   void strip_body_for_head() { holder_->strip_body_for_head(); }
@@ -120,6 +132,7 @@ class Reply {
     virtual void keep_alive(bool keep) = 0;
     virtual bool keep_alive() const = 0;
     virtual bhttp::message_generator take() = 0;
+    virtual bool serialize(std::string& head, asio::const_buffer& body) = 0;
     virtual void default_header(bhttp::field field, std::string_view value) = 0;
     virtual void strip_body_for_head() = 0;
   };
@@ -129,6 +142,20 @@ class Reply {
     void keep_alive(bool keep) override { message.keep_alive(keep); }
     bool keep_alive() const override { return message.keep_alive(); }
     bhttp::message_generator take() override { return bhttp::message_generator(std::move(message)); }
+    bool serialize(std::string& head, asio::const_buffer& body) override {
+      using Body = typename Message::body_type;
+      constexpr bool string_body = std::is_same_v<Body, bhttp::string_body>;
+      constexpr bool empty_body = std::is_same_v<Body, bhttp::empty_body>;
+      if constexpr ((string_body || empty_body) &&
+                    std::is_same_v<typename Message::fields_type, bhttp::fields>) {
+        if (message.chunked()) return false;
+        append_response_head(head, message.base());
+        if constexpr (string_body) body = asio::buffer(message.body());
+        return true;
+      } else {
+        return false;
+      }
+    }
     void default_header(bhttp::field field, std::string_view value) override {
       if (message.find(field) == message.end()) message.set(field, value);
     }
