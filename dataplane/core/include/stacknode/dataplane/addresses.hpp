@@ -1,0 +1,110 @@
+// Address and key types of the dataplane: IP addresses (IPv4 now, IPv6-sized storage so the types
+// do not change when IPv6 arrives), MAC addresses, the service key (VIP, protocol, port) and the
+// 5-tuple flow key. Plain values with a canonical layout: no padding is left uninitialised, so
+// keys can be compared and hashed byte for byte. Parsing and formatting helpers are for the
+// control side and tests; the fast path never formats.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stacknode::dataplane {
+
+enum class AddressFamily : std::uint8_t { none = 0, ipv4 = 4, ipv6 = 6 };
+
+inline constexpr std::size_t ip_address_bytes = 16;  // room for IPv6; IPv4 uses the first four
+inline constexpr std::size_t ipv4_address_bytes = 4;
+inline constexpr std::size_t mac_address_bytes = 6;
+
+// An IPv4 or IPv6 address in network byte order. IPv4 fills bytes[0..3] and leaves the rest zero,
+// so two equal addresses are equal byte for byte. Ordered by family, then bytes: this order is the
+// canonical order of backends (see maglev.hpp) and must never change.
+struct IpAddress {
+  AddressFamily family = AddressFamily::none;
+  std::array<std::uint8_t, ip_address_bytes> bytes{};
+
+  static constexpr IpAddress ipv4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+    IpAddress address;
+    address.family = AddressFamily::ipv4;
+    address.bytes[0] = a;
+    address.bytes[1] = b;
+    address.bytes[2] = c;
+    address.bytes[3] = d;
+    return address;
+  }
+  // From four bytes in network order (as found in a packet).
+  static IpAddress ipv4_from_wire(const std::uint8_t* wire) {
+    IpAddress address;
+    address.family = AddressFamily::ipv4;
+    std::memcpy(address.bytes.data(), wire, ipv4_address_bytes);
+    return address;
+  }
+  bool is_ipv4() const { return family == AddressFamily::ipv4; }
+  // The IPv4 address as a host-order number (only meaningful for IPv4).
+  std::uint32_t ipv4_value() const {
+    return (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
+           (std::uint32_t{bytes[2]} << 8) | std::uint32_t{bytes[3]};
+  }
+
+  friend constexpr auto operator<=>(const IpAddress&, const IpAddress&) = default;
+};
+
+struct MacAddress {
+  std::array<std::uint8_t, mac_address_bytes> bytes{};
+
+  bool is_zero() const { return *this == MacAddress{}; }
+  bool is_multicast() const { return (bytes[0] & 0x01) != 0; }  // includes broadcast
+  bool is_broadcast() const {
+    for (std::uint8_t byte : bytes) {
+      if (byte != 0xff) return false;
+    }
+    return true;
+  }
+  friend constexpr auto operator<=>(const MacAddress&, const MacAddress&) = default;
+};
+
+enum class IpProtocol : std::uint8_t { icmp = 1, ipip = 4, tcp = 6, udp = 17 };
+
+// A service is reached at (VIP, protocol, port). Protocol is TCP or UDP.
+struct VipKey {
+  IpAddress address;
+  IpProtocol protocol = IpProtocol::tcp;
+  std::uint16_t port = 0;  // host byte order
+
+  friend constexpr auto operator<=>(const VipKey&, const VipKey&) = default;
+};
+
+// The 5-tuple of one flow as the client sent it. 40 bytes, every byte defined (the constructor
+// zeroes padding), ports in host byte order. Two packets of one flow give equal keys.
+struct FlowKey {
+  std::array<std::uint8_t, ip_address_bytes> source{};
+  std::array<std::uint8_t, ip_address_bytes> destination{};
+  std::uint16_t source_port = 0;
+  std::uint16_t destination_port = 0;
+  IpProtocol protocol = IpProtocol::tcp;
+  AddressFamily family = AddressFamily::none;
+  std::uint16_t reserved = 0;  // always zero; keeps the size a multiple of eight
+
+  friend bool operator==(const FlowKey& left, const FlowKey& right) {
+    return std::memcmp(&left, &right, sizeof(FlowKey)) == 0;
+  }
+};
+static_assert(sizeof(FlowKey) == 40, "FlowKey layout is part of the connection table entry");
+
+// ---- Control-side helpers (allocate; never called on the fast path) ----
+
+// "198.18.0.100" -> IPv4 address; anything else (including IPv6 text, for now) -> nullopt.
+std::optional<IpAddress> parse_ip_address(std::string_view text);
+// "02:00:00:00:00:01" -> MAC; case-insensitive, exactly six two-digit groups.
+std::optional<MacAddress> parse_mac_address(std::string_view text);
+std::string to_string(const IpAddress& address);
+std::string to_string(const MacAddress& address);
+std::string_view to_string(IpProtocol protocol);
+std::string to_string(const VipKey& key);  // "198.18.0.100 tcp 80"
+
+}  // namespace stacknode::dataplane

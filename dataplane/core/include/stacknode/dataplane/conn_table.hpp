@@ -1,0 +1,198 @@
+// Per-lcore connection table: remembers which backend each flow went to, so that a flow keeps its
+// backend when the backend list changes. One table per lcore, owned by that lcore only (no locks,
+// no atomics). All memory is taken at setup; the fast path never allocates.
+//
+// Design: a set-associative hash table (a "bucketized" open-addressing table without cuckoo
+// moves). The flow hash's low bits pick one bucket of conn_table_ways ways; a lookup compares the
+// bucket's 32-bit signatures (one cache line) and then the full key of a matching way (a second
+// line). Insertion takes a free way, else an expired one, else evicts the way that would expire
+// soonest (counted in stats().evictions): bounded work per packet, never a rehash or a chain.
+//
+// Invariants:
+//  1. A way is empty iff its signature is 0; live signatures have their lowest bit set.
+//  2. A way is live iff it is non-empty and its expiry lies in the future: expires_ms is the last
+//     time seen plus the timeout of the entry's state, as 32-bit milliseconds compared modulo
+//     2^32, so timeouts are capped at max_flow_timeout_ms (a quarter of the wrap).
+//  3. A key is live in at most one way: insert() is called only after find() missed.
+//  4. Transitions: insert() claims a way (state and last-seen set); touch() sets the state and
+//     last-seen and moves the expiry; erase() empties the way; an expired way is reclaimed by
+//     insert() (stats().expired_reclaimed) or treated as absent by find().
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "stacknode/dataplane/addresses.hpp"
+
+namespace stacknode::dataplane {
+
+inline constexpr std::size_t cache_line_bytes = 64;
+
+// States of a flow as seen from the client side only (with direct server return the dataplane
+// never sees the backend's packets). TCP transitions are in next_tcp_state().
+enum class FlowState : std::uint8_t {
+  tcp_syn_seen,     // SYN seen, no ACK yet: a handshake in progress (or a SYN flood)
+  tcp_established,  // an ACK without SYN seen
+  tcp_fin,          // the client sent FIN: closing
+  tcp_rst,          // the client sent RST: closed
+  udp,
+};
+inline constexpr std::size_t flow_state_count = 5;
+std::string_view to_string(FlowState state);
+
+// Timeouts by state, in milliseconds. Defaults follow Linux IPVS's (net/netfilter/ipvs/
+// ip_vs_proto_tcp.c) shortened where one direction is all we see: a half-open handshake or a
+// closing flow frees its entry quickly, an idle established flow is kept 15 minutes.
+inline constexpr std::uint32_t default_tcp_syn_timeout_ms = 30 * 1000;
+inline constexpr std::uint32_t default_tcp_established_timeout_ms = 900 * 1000;
+inline constexpr std::uint32_t default_tcp_fin_timeout_ms = 60 * 1000;
+inline constexpr std::uint32_t default_tcp_rst_timeout_ms = 10 * 1000;
+inline constexpr std::uint32_t default_udp_timeout_ms = 120 * 1000;
+// Expiry times are 32-bit milliseconds compared modulo 2^32 (invariant 2): a timeout must stay
+// well under 2^31 ms so that "later" and "earlier" are never confused. 2^30 ms is 12.4 days.
+inline constexpr std::uint32_t max_flow_timeout_ms = 1u << 30;
+
+struct FlowTimeouts {
+  std::array<std::uint32_t, flow_state_count> ms = {
+      default_tcp_syn_timeout_ms, default_tcp_established_timeout_ms, default_tcp_fin_timeout_ms,
+      default_tcp_rst_timeout_ms, default_udp_timeout_ms};
+  std::uint32_t of(FlowState state) const { return ms[static_cast<std::size_t>(state)]; }
+};
+
+inline constexpr std::size_t conn_table_ways = 8;  // 8 x 32-bit signatures fill half a line
+inline constexpr std::uint32_t default_conn_table_capacity = 1u << 20;  // flows per lcore
+inline constexpr std::uint32_t min_conn_table_capacity = conn_table_ways;
+inline constexpr std::uint32_t max_conn_table_capacity = 1u << 28;
+
+struct ConnTableConfig {
+  // Flows the table holds; rounded up to a power-of-two number of buckets of conn_table_ways.
+  std::uint32_t capacity = default_conn_table_capacity;
+  FlowTimeouts timeouts;
+};
+
+// One flow: 64 bytes, one cache line. The backend is remembered by address as well as by index:
+// an index is only meaningful within one snapshot, the address identifies the backend across
+// snapshots (the packet path re-resolves the index when they disagree).
+struct alignas(cache_line_bytes) ConnEntry {
+  FlowKey key;
+  std::array<std::uint8_t, ip_address_bytes> backend_address{};
+  std::uint32_t last_seen_ms = 0;  // low 32 bits of the time the flow was last seen
+  std::uint16_t backend_index = 0;  // index within the service's backends, in the snapshot last used
+  AddressFamily backend_family = AddressFamily::none;
+  FlowState state = FlowState::tcp_syn_seen;
+
+  IpAddress backend() const { return IpAddress{backend_family, backend_address}; }
+  void set_backend(const IpAddress& address, std::uint16_t index) {
+    backend_family = address.family;
+    backend_address = address.bytes;
+    backend_index = index;
+  }
+};
+static_assert(sizeof(ConnEntry) == cache_line_bytes);
+
+struct alignas(cache_line_bytes) ConnBucket {
+  std::array<std::uint32_t, conn_table_ways> signature{};   // 0 = empty way
+  std::array<std::uint32_t, conn_table_ways> expires_ms{};  // see invariant 2
+};
+static_assert(sizeof(ConnBucket) == cache_line_bytes);
+
+struct ConnTableStats {
+  std::uint64_t inserts = 0;
+  std::uint64_t evictions = 0;          // live flows pushed out because their bucket was full
+  std::uint64_t expired_reclaimed = 0;  // expired flows whose way was reused
+};
+
+// The next state of a TCP flow after a client packet with these flags (TCP header byte 13).
+// From a new flow (`existing` false): RST -> rst, FIN -> fin, SYN without ACK -> syn_seen,
+// anything else -> established (a mid-flow packet after a failover from another node).
+// From an existing flow: RST -> rst; FIN -> fin; a bare SYN after fin/rst -> syn_seen (a new
+// connection on a reused tuple: the caller re-picks the backend); an ACK moves syn_seen ->
+// established; anything else keeps the state.
+inline constexpr std::uint8_t tcp_flag_fin = 0x01;
+inline constexpr std::uint8_t tcp_flag_syn = 0x02;
+inline constexpr std::uint8_t tcp_flag_rst = 0x04;
+inline constexpr std::uint8_t tcp_flag_ack = 0x10;
+FlowState next_tcp_state(bool existing, FlowState current, std::uint8_t flags);
+// True when a bare SYN arrives on a flow that had closed (fin or rst): a new connection.
+inline bool is_new_connection_on_closed_flow(FlowState current, std::uint8_t flags) {
+  return (flags & (tcp_flag_syn | tcp_flag_ack | tcp_flag_rst | tcp_flag_fin)) == tcp_flag_syn &&
+         (current == FlowState::tcp_fin || current == FlowState::tcp_rst);
+}
+
+class ConnTable {
+ public:
+  // An empty string when the config is usable, else the reason (naming the field).
+  static std::string validate(const ConnTableConfig& config);
+  // Bytes of memory a table of this config needs (for a caller that provides its own memory,
+  // such as rte_zmalloc_socket on the lcore's NUMA node), aligned to cache_line_bytes.
+  static std::size_t required_bytes(const ConnTableConfig& config);
+
+  // Allocates its own memory. The config must be valid (validate()): a bad one is a programming
+  // error and aborts.
+  explicit ConnTable(const ConnTableConfig& config);
+  // Uses `memory` (at least required_bytes(config), aligned to cache_line_bytes, owned by the
+  // caller and outliving the table).
+  ConnTable(const ConnTableConfig& config, void* memory, std::size_t memory_bytes);
+  ~ConnTable();
+  ConnTable(const ConnTable&) = delete;
+  ConnTable& operator=(const ConnTable&) = delete;
+
+  // The live entry of `key` (hash = flow_hash(key)), or nullptr.
+  ConnEntry* find(const FlowKey& key, std::uint64_t hash, std::uint64_t now_ms) {
+    ConnBucket& bucket = buckets_[hash & bucket_mask_];
+    const std::uint32_t signature = signature_of(hash);
+    const std::uint32_t now = static_cast<std::uint32_t>(now_ms);
+    ConnEntry* ways = &entries_[(hash & bucket_mask_) * conn_table_ways];
+    for (std::size_t way = 0; way < conn_table_ways; ++way) {
+      if (bucket.signature[way] == signature && is_alive(bucket.expires_ms[way], now) &&
+          ways[way].key == key) {
+        return &ways[way];
+      }
+    }
+    return nullptr;
+  }
+
+  // Claims a way for `key`, which find() just missed, and sets its state and last-seen time. The
+  // caller then sets the backend. May evict (stats().evictions) or reclaim an expired way.
+  ConnEntry* insert(const FlowKey& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms);
+
+  // Records a packet of the flow: new state, last seen now, expiry moved.
+  void touch(ConnEntry& entry, FlowState state, std::uint64_t now_ms) {
+    const std::size_t index = static_cast<std::size_t>(&entry - entries_);
+    const std::uint32_t now = static_cast<std::uint32_t>(now_ms);
+    entry.state = state;
+    entry.last_seen_ms = now;
+    buckets_[index / conn_table_ways].expires_ms[index % conn_table_ways] = now + timeouts_.of(state);
+  }
+
+  void erase(ConnEntry& entry);
+
+  // Brings the bucket of `hash` towards the cache: the shell calls it a few packets ahead.
+  void prefetch(std::uint64_t hash) const { __builtin_prefetch(&buckets_[hash & bucket_mask_]); }
+
+  std::size_t capacity() const { return (bucket_mask_ + 1) * conn_table_ways; }
+  const FlowTimeouts& timeouts() const { return timeouts_; }
+  const ConnTableStats& stats() const { return stats_; }
+  // Live flows now; walks the whole table (control side and tests, not the fast path).
+  std::size_t count_live(std::uint64_t now_ms) const;
+
+ private:
+  static std::uint32_t signature_of(std::uint64_t hash) {
+    return static_cast<std::uint32_t>(hash >> 32) | 1u;  // invariant 1: never 0
+  }
+  static bool is_alive(std::uint32_t expires_ms, std::uint32_t now) {
+    return static_cast<std::int32_t>(expires_ms - now) > 0;
+  }
+  void attach(const ConnTableConfig& config, void* memory);
+
+  ConnBucket* buckets_ = nullptr;
+  ConnEntry* entries_ = nullptr;
+  std::uint64_t bucket_mask_ = 0;
+  FlowTimeouts timeouts_;
+  ConnTableStats stats_;
+  void* owned_memory_ = nullptr;  // set when the table allocated its own memory
+};
+
+}  // namespace stacknode::dataplane

@@ -1,0 +1,235 @@
+// Unit tests of the dataplane's value types and config snapshot: address parsing and formatting,
+// the pinned values of stacknode flow hash v1 (computed by an independent implementation of the
+// definition in flow_hash.hpp, so code and documentation agree), and build_snapshot(): what it
+// builds (service index, canonical backends, MAC resolution) and every refusal's message.
+#include <CppUTest/TestHarness.h>
+
+#include <string>
+
+#include "rack_fixture.hpp"
+#include "stacknode/dataplane/flow_hash.hpp"
+
+using namespace stacknode::dataplane;
+using namespace stacknode::dataplane::test;
+
+namespace {
+
+FlowKey flow_of(const Ip4& source, const Ip4& destination, std::uint16_t source_port, std::uint16_t destination_port,
+                IpProtocol protocol) {
+  FlowKey flow;
+  flow.family = AddressFamily::ipv4;
+  flow.protocol = protocol;
+  flow.source = address(source).bytes;
+  flow.destination = address(destination).bytes;
+  flow.source_port = source_port;
+  flow.destination_port = destination_port;
+  return flow;
+}
+
+std::string refusal(const SnapshotConfig& config) {
+  const SnapshotBuildResult result = build_snapshot(config);
+  CHECK(result.snapshot == nullptr);
+  return result.error;
+}
+
+}  // namespace
+
+TEST_GROUP(Addresses){};
+
+TEST(Addresses, ParseAndFormat) {
+  const auto parsed = parse_ip_address("198.18.0.100");
+  CHECK(parsed.has_value());
+  CHECK(*parsed == IpAddress::ipv4(198, 18, 0, 100));
+  STRCMP_EQUAL("198.18.0.100", to_string(*parsed).c_str());
+  LONGS_EQUAL(0xc6120064, parsed->ipv4_value());
+  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1..2.3", "1.2.3.4 ", "::1", "a.b.c.d"}) {
+    CHECK_FALSE(parse_ip_address(bad).has_value());
+  }
+  const auto mac_address = parse_mac_address("02:00:0A:ff:00:01");
+  CHECK(mac_address.has_value());
+  STRCMP_EQUAL("02:00:0a:ff:00:01", to_string(*mac_address).c_str());
+  CHECK_FALSE(parse_mac_address("02:00:0a:ff:00").has_value());
+  CHECK_FALSE(parse_mac_address("02-00-0a-ff-00-01").has_value());
+  CHECK_FALSE(parse_mac_address("02:00:0g:ff:00:01").has_value());
+  STRCMP_EQUAL("198.18.0.100 udp 53", to_string(VipKey{address(vip_ip), IpProtocol::udp, 53}).c_str());
+}
+
+TEST(Addresses, CanonicalOrderIsByFamilyThenBytes) {
+  CHECK(IpAddress::ipv4(10, 0, 0, 2) < IpAddress::ipv4(10, 0, 0, 10));
+  CHECK(IpAddress::ipv4(9, 255, 255, 255) < IpAddress::ipv4(10, 0, 0, 0));
+  IpAddress v6;
+  v6.family = AddressFamily::ipv6;
+  CHECK(IpAddress::ipv4(255, 255, 255, 255) < v6);
+}
+
+TEST_GROUP(FlowHash){};
+
+TEST(FlowHash, PinnedValuesMatchTheDocumentedDefinition) {
+  // Values from an independent implementation of the definition in flow_hash.hpp. Every node of
+  // every version must agree on these, or flows change backends across a failover.
+  UNSIGNED_LONGLONGS_EQUAL(0x05dc134dabb3f04eull, flow_hash(flow_of(client_ip, vip_ip, 40000, 80, IpProtocol::tcp)));
+  UNSIGNED_LONGLONGS_EQUAL(0xa8a2ae34f7b4e1c6ull, flow_hash(flow_of(client_ip, vip_ip, 40001, 80, IpProtocol::tcp)));
+  UNSIGNED_LONGLONGS_EQUAL(0x88447c61f382be10ull,
+                           flow_hash(flow_of({10, 0, 0, 1}, {10, 0, 0, 2}, 53, 53, IpProtocol::udp)));
+  FlowKey empty;
+  empty.protocol = static_cast<IpProtocol>(0);
+  UNSIGNED_LONGLONGS_EQUAL(0x5071b89a54aad81dull, flow_hash(empty));
+  const IpAddress backend = IpAddress::ipv4(10, 1, 0, 0);
+  UNSIGNED_LONGLONGS_EQUAL(0x69b15cf2809af427ull, address_hash(backend, maglev_offset_seed));
+  UNSIGNED_LONGLONGS_EQUAL(0x4287065aaa1fa9c4ull, address_hash(backend, maglev_skip_seed));
+}
+
+TEST(FlowHash, EveryFieldMatters) {
+  const FlowKey base = flow_of(client_ip, vip_ip, 40000, 80, IpProtocol::tcp);
+  const std::uint64_t hash = flow_hash(base);
+  FlowKey changed = base;
+  changed.source_port = 40002;
+  CHECK(flow_hash(changed) != hash);
+  changed = base;
+  changed.destination_port = 81;
+  CHECK(flow_hash(changed) != hash);
+  changed = base;
+  changed.protocol = IpProtocol::udp;
+  CHECK(flow_hash(changed) != hash);
+  changed = base;
+  changed.source[3] = 3;
+  CHECK(flow_hash(changed) != hash);
+  changed = base;
+  changed.destination[0] = 199;
+  CHECK(flow_hash(changed) != hash);
+  // Swapping source and destination is another flow (no symmetry is promised or wanted).
+  CHECK(flow_hash(flow_of(vip_ip, client_ip, 80, 40000, IpProtocol::tcp)) != hash);
+}
+
+TEST(FlowHash, RangeReductionStaysInRange) {
+  for (std::uint64_t hash : {0ull, 1ull, 0xffffffffffffffffull, 0x8000000000000000ull, 0x123456789abcdef0ull}) {
+    CHECK(hash_to_range(hash, 65537) < 65537);
+    CHECK(hash_to_range(hash, 1) == 0);
+  }
+  LONGS_EQUAL(65536, hash_to_range(0xffffffff00000000ull, 65537));
+}
+
+TEST_GROUP(SnapshotBuild){};
+
+TEST(SnapshotBuild, RackConfigBuildsWithServicesBackendsAndMacs) {
+  const auto snapshot = build_or_fail(rack_config());
+  UNSIGNED_LONGLONGS_EQUAL(1, snapshot->version());
+  LONGS_EQUAL(2, snapshot->ports().size());
+  LONGS_EQUAL(service_port, snapshot->service_port());
+  CHECK(snapshot->outer_source() == address(outer_source_ip));
+  LONGS_EQUAL(3, snapshot->services().size());
+  const Service* http = snapshot->find_service({address(vip_ip), IpProtocol::tcp, http_port});
+  CHECK(http != nullptr);
+  LONGS_EQUAL(3, http->backend_count);
+  LONGS_EQUAL(3, http->active_backends);
+  LONGS_EQUAL(default_maglev_table_size, snapshot->maglev_entries(*http).size());
+  const auto backends = snapshot->backends_of(*http);
+  CHECK(backends[0].address == address(backend1_ip));
+  CHECK(backends[0].mac_known && backends[0].mac == mac(backend1_mac));
+  CHECK(backends[2].mac == mac(backend3_mac));
+  LONGS_EQUAL(1, snapshot->find_backend(*http, address(backend2_ip)));
+  LONGS_EQUAL(-1, snapshot->find_backend(*http, address(gateway_ip)));
+  CHECK(snapshot->find_service({address(vip_ip), IpProtocol::udp, dns_port}) != nullptr);
+  CHECK(snapshot->find_service({address(vip_ip), IpProtocol::udp, http_port}) == nullptr);
+  CHECK(snapshot->find_service({address(other_vip_ip), IpProtocol::tcp, http_port}) == nullptr);
+  CHECK(snapshot->owns_vip(address(vip_ip)));
+  CHECK_FALSE(snapshot->owns_vip(address(other_vip_ip)));
+}
+
+TEST(SnapshotBuild, ManyServicesAreAllFound) {
+  SnapshotConfig config = rack_config();
+  config.services.clear();
+  for (std::uint16_t port = 1; port <= 300; ++port) {
+    ServiceConfig service;
+    service.vip = {address(vip_ip), port % 2 ? IpProtocol::tcp : IpProtocol::udp, port};
+    service.maglev_table_size = 251;
+    service.backends = {{address(backend1_ip), 1, BackendState::active}};
+    config.services.push_back(service);
+  }
+  const auto snapshot = build_or_fail(config);
+  for (std::uint16_t port = 1; port <= 300; ++port) {
+    const VipKey key{address(vip_ip), port % 2 ? IpProtocol::tcp : IpProtocol::udp, port};
+    const Service* service = snapshot->find_service(key);
+    CHECK(service != nullptr && service->vip == key);
+    const VipKey other{address(vip_ip), port % 2 ? IpProtocol::udp : IpProtocol::tcp, port};
+    CHECK(snapshot->find_service(other) == nullptr);
+  }
+}
+
+TEST(SnapshotBuild, BackendMacsComeFromNeighboursThenTheGateway) {
+  SnapshotConfig config = rack_config();
+  const Ip4 remote = {198, 18, 2, 50};
+  for (ServiceConfig& service : config.services) service.backends.push_back({address(remote), 1, BackendState::active});
+  auto snapshot = build_or_fail(config);
+  const Service* http = snapshot->find_service({address(vip_ip), IpProtocol::tcp, http_port});
+  const Backend& through_gateway = snapshot->backends_of(*http)[3];
+  CHECK(through_gateway.mac_known && through_gateway.mac == mac(gateway_mac));
+  // L2 DSR needs the backend itself on the segment: no gateway fallback.
+  const Service* dsr = snapshot->find_service({address(vip_ip), IpProtocol::tcp, dsr_port});
+  CHECK_FALSE(snapshot->backends_of(*dsr)[3].mac_known);
+  // Without the gateway's neighbour entry, IPIP is unresolved too (not a config error).
+  config.neighbours.pop_back();
+  snapshot = build_or_fail(config);
+  http = snapshot->find_service({address(vip_ip), IpProtocol::tcp, http_port});
+  CHECK_FALSE(snapshot->backends_of(*http)[3].mac_known);
+  CHECK(snapshot->backends_of(*http)[0].mac_known);
+}
+
+TEST(SnapshotBuild, RefusalsNameTheField) {
+  struct Case {
+    const char* description;
+    void (*change)(SnapshotConfig&);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"non-prime table", [](SnapshotConfig& c) { c.services[1].maglev_table_size = 65536; },
+       "services[1] (198.18.0.100 udp 53): Maglev table size 65536 is not a prime (use a prime such as 65537, 131071 or 262139)"},
+      {"duplicate service", [](SnapshotConfig& c) { c.services.push_back(c.services[0]); },
+       "services[3] (198.18.0.100 tcp 80): configured twice"},
+      {"duplicate backend", [](SnapshotConfig& c) { c.services[0].backends.push_back(c.services[0].backends[0]); },
+       "services[0] (198.18.0.100 tcp 80): backend 198.18.1.11 is listed twice"},
+      {"zero weight", [](SnapshotConfig& c) { c.services[2].backends[1].weight = 0; },
+       "services[2] (198.18.0.100 tcp 8080): backend 198.18.1.12 has weight 0, outside [1, 65535]"},
+      {"port 0", [](SnapshotConfig& c) { c.services[0].vip.port = 0; },
+       "services[0] (198.18.0.100 tcp 0): port 0 is not a service port"},
+      {"icmp service", [](SnapshotConfig& c) { c.services[0].vip.protocol = IpProtocol::icmp; },
+       "services[0] (198.18.0.100 icmp 80): protocol must be tcp or udp"},
+      {"IPv6 VIP", [](SnapshotConfig& c) { c.services[0].vip.address.family = AddressFamily::ipv6; },
+       "services[0] (c612:64:0:0:0:0:0:0 tcp 80): vip: IPv6 is not supported yet"},
+      {"VIP is a port address", [](SnapshotConfig& c) { c.services[0].vip.address = address(front_ip); },
+       "services[0] (198.18.0.3 tcp 80): the VIP is also a port's own address"},
+      {"no service port", [](SnapshotConfig& c) { c.ports[1].service = false; c.ports[1].front = true; },
+       "ports: no port has the service role"},
+      {"two service ports", [](SnapshotConfig& c) { c.ports[0].service = true; },
+       "ports[1] (dps0): a second port with the service role (ports[0] (dpf0) has it); one service port is supported"},
+      {"role-less port", [](SnapshotConfig& c) { c.ports[0].front = false; },
+       "ports[0] (dpf0): has neither the front nor the service role"},
+      {"no outer source for IPIP", [](SnapshotConfig& c) { c.ports[1].addresses.clear(); },
+       "services[0] (198.18.0.100 tcp 80): IPIP forwarding needs an IPv4 address on the service port ports[1] (dps0) (the outer source)"},
+      {"MTU too small", [](SnapshotConfig& c) { c.ports[1].mtu = 100; }, "ports[1] (dps0): mtu 100 is outside [576, 9216]"},
+      {"bad VLAN", [](SnapshotConfig& c) { c.ports[0].vlan_id = 4095; },
+       "ports[0] (dpf0): vlan_id 4095 is outside [0, 4094] (0 means untagged)"},
+      {"multicast port MAC", [](SnapshotConfig& c) { c.ports[0].mac.bytes[0] = 0x01; },
+       "ports[0] (dpf0): MAC address 01:00:00:00:00:01 is multicast"},
+      {"zero port MAC", [](SnapshotConfig& c) { c.ports[0].mac = MacAddress{}; },
+       "ports[0] (dpf0): MAC address missing (00:00:00:00:00:00)"},
+      {"duplicate port address", [](SnapshotConfig& c) { c.ports[1].addresses.push_back(address(front_ip)); },
+       "ports[1] (dps0): addresses[1]: 198.18.0.3 is listed twice"},
+      {"duplicate neighbour", [](SnapshotConfig& c) { c.neighbours.push_back(c.neighbours[0]); },
+       "neighbours: 198.18.1.11 is listed twice"},
+      {"neighbour without MAC", [](SnapshotConfig& c) { c.neighbours[2].mac = MacAddress{}; },
+       "neighbours[2] (198.18.1.13): MAC address missing (00:00:00:00:00:00)"},
+      {"duplicate owned VIP", [](SnapshotConfig& c) { c.owned_vips.push_back(c.owned_vips[0]); },
+       "owned_vips: 198.18.0.100 is listed twice"},
+      {"outer TTL 0", [](SnapshotConfig& c) { c.outer_ttl = 0; }, "outer_ttl: 0 is not a usable TTL"},
+      {"no ports", [](SnapshotConfig& c) { c.ports.clear(); }, "ports: none configured"},
+  };
+  for (const Case& test_case : cases) {
+    SnapshotConfig config = rack_config();
+    test_case.change(config);
+    const std::string error = refusal(config);
+    if (error != test_case.expected) {
+      FAIL((std::string(test_case.description) + ": expected \"" + test_case.expected + "\", got \"" + error + "\"").c_str());
+    }
+  }
+}
