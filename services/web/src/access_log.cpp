@@ -65,7 +65,7 @@ std::string AccessLog::format(const http::CompletedRequest& done, std::time_t no
   line += "{\"time\":\"";
   line += stamp;
   line += "\",\"remote\":";
-  append_json_string(line, done.context.remote.address().to_string());
+  append_json_string(line, http::format_address(done.context.remote.address()));
   line += ",\"tls\":";
   line += done.context.tls ? "true" : "false";
   line += ",\"method\":";

@@ -24,22 +24,62 @@ std::int64_t now_ns() {
 }
 
 // Fields that describe one connection, not the message (RFC 9110 section 7.6.1).
-bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view fields[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                                "trailer", "transfer-encoding", "upgrade"};
-  for (const auto field : fields) {
-    if (boost::beast::iequals(name, field)) return true;
+bool is_hop_by_hop(const bhttp::fields::value_type& field) {
+  switch (field.name()) {
+    case bhttp::field::connection:
+    case bhttp::field::keep_alive:
+    case bhttp::field::proxy_connection:
+    case bhttp::field::te:
+    case bhttp::field::trailer:
+    case bhttp::field::transfer_encoding:
+    case bhttp::field::upgrade:
+      return true;
+    default:
+      return false;
   }
-  return false;
 }
 
-// Also drops fields that a Connection header names.
-template <class Fields>
-bool named_by_connection(const Fields& fields, std::string_view name) {
-  for (const auto& token : bhttp::token_list(fields[bhttp::field::connection])) {
-    if (boost::beast::iequals(token, name)) return true;
+// The field names a message's Connection header lists: those fields describe the connection too
+// and are not forwarded. Parsed once per message, from a copy, so that the message's fields can
+// be erased while this is in use.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(std::string_view header) : header_(header) {
+    for (const auto token : bhttp::token_list(header_)) {
+      if (count_ == max_tokens) {
+        overflow_ = true;
+        break;
+      }
+      tokens_[count_++] = token;
+    }
   }
-  return false;
+  ConnectionTokens(const ConnectionTokens&) = delete;
+  ConnectionTokens& operator=(const ConnectionTokens&) = delete;
+
+  bool names(std::string_view field) const {
+    for (std::size_t index = 0; index < count_; ++index) {
+      if (boost::beast::iequals(tokens_[index], field)) return true;
+    }
+    if (!overflow_) return false;
+    for (const auto token : bhttp::token_list(header_)) {
+      if (boost::beast::iequals(token, field)) return true;
+    }
+    return false;
+  }
+
+ private:
+  // Tokens remembered; a longer list (rare: "keep-alive" or "close" plus a name or two is usual)
+  // is scanned again per field instead.
+  static constexpr std::size_t max_tokens = 8;
+  std::string header_;
+  std::array<std::string_view, max_tokens> tokens_{};
+  std::size_t count_ = 0;
+  bool overflow_ = false;
+};
+
+// Whether a field of a message whose Connection header gave `tokens` goes on to the next hop.
+bool forwarded(const bhttp::fields::value_type& field, const ConnectionTokens& tokens) {
+  return !is_hop_by_hop(field) && !tokens.names(field.name_string());
 }
 
 bool idempotent(bhttp::verb method) {
@@ -199,14 +239,20 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
     const http::ClientTimeouts timeouts{pool.config.connect_timeout, pool.config.response_timeout};
     auto self = shared_from_this();
     const auto attempt_started = Clock::now();
-    http::ClientRequest outgoing = upstream_request;
-    // HTTP/1.0 clients may send no Host; the upstream gets HTTP/1.1, which requires one.
-    if (host.empty()) outgoing.set(bhttp::field::host, upstream->address);
-    proxy.connections_[thread_index]->async_request(
-        upstream->endpoint, std::move(outgoing), timeouts,
-        [self, upstream, attempt_started](http::ClientResult result) {
-          self->on_result(*upstream, attempt_started, std::move(result));
-        });
+    auto on_done = [self, upstream, attempt_started](http::ClientResult result) {
+      self->on_result(*upstream, attempt_started, std::move(result));
+    };
+    http::ConnectionPool& connections = *proxy.connections_[thread_index];
+    if (host.empty()) {
+      // HTTP/1.0 clients may send no Host; the upstream gets HTTP/1.1, which requires one.
+      http::ClientRequest outgoing = upstream_request;
+      outgoing.set(bhttp::field::host, upstream->address);
+      return connections.async_request(upstream->endpoint, std::move(outgoing), timeouts,
+                                       std::move(on_done));
+    }
+    // The Attempt outlives the exchange (on_done holds it) and keeps the request for retries.
+    connections.async_request_borrowed(upstream->endpoint, upstream_request, timeouts,
+                                       std::move(on_done));
   }
 
   void on_result(UpstreamState& upstream, Clock::time_point attempt_started, http::ClientResult result) {
@@ -227,30 +273,24 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
     answer(upstream, seconds, std::move(result.response));
   }
 
-  void answer(const UpstreamState& upstream, double seconds, http::ClientResponse&& from_upstream) {
-    bhttp::response<bhttp::string_body> response{from_upstream.result(), version};
-    HeaderList stored_headers;
-    for (const auto& field : from_upstream) {
-      const auto name = field.name_string();
-      if (is_hop_by_hop(name) || named_by_connection(from_upstream, name)) continue;
-      response.insert(name, field.value());
-      stored_headers.emplace_back(std::string(name), std::string(field.value()));
+  // The upstream's answer goes on as it is, less the fields of its connection.
+  void answer(const UpstreamState& upstream, double seconds, http::ClientResponse&& response) {
+    const ConnectionTokens connection_tokens(response[bhttp::field::connection]);
+    for (auto field = response.begin(); field != response.end();) {
+      field = forwarded(*field, connection_tokens) ? std::next(field) : response.erase(field);
     }
+    response.version(version);
     if (offer_to_cache && proxy.cache_ != nullptr) {
-      proxy.cache_->offer(cache_request(), from_upstream.result_int(), stored_headers,
-                          from_upstream.body(), Clock::now());
+      HeaderList stored_headers;
+      for (const auto& field : response) {
+        stored_headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+      proxy.cache_->offer(cache_request(), response.result_int(), stored_headers, response.body(),
+                          Clock::now());
     }
     if (!cache_status.empty()) response.set("X-Cache", cache_status);
-    if (method == bhttp::verb::head) {
-      // The upstream's Content-Length describes the GET body; keep it, send no body.
-      http::Reply reply(std::move(response));
-      reply.upstream = upstream.address;
-      reply.upstream_seconds = seconds;
-      reply.cache_status = cache_status;
-      return respond(std::move(reply));
-    }
-    response.body() = std::move(from_upstream.body());
-    response.prepare_payload();
+    // For HEAD the upstream's Content-Length describes the GET body: keep it, send no body.
+    if (method != bhttp::verb::head) response.prepare_payload();
     http::Reply reply(std::move(response));
     reply.upstream = upstream.address;
     reply.upstream_seconds = seconds;
@@ -357,19 +397,20 @@ void Proxy::handle(const http::RequestContext& context, http::Request& request, 
   outgoing.method(request.method());
   outgoing.target(target);
   outgoing.version(11);
+  const ConnectionTokens connection_tokens(request[bhttp::field::connection]);
   for (const auto& field : request) {
-    const auto name = field.name_string();
-    if (is_hop_by_hop(name) || named_by_connection(request, name)) continue;
+    if (!forwarded(field, connection_tokens)) continue;
     if (field.name() == bhttp::field::expect) continue;  // answered by us already
-    outgoing.insert(name, field.value());
+    outgoing.insert(field.name(), field.name_string(), field.value());
   }
-  const std::string client = context.remote.address().to_string();
+  const std::string client = http::format_address(context.remote.address());
   const auto forwarded = request["X-Forwarded-For"];
   outgoing.set("X-Forwarded-For", forwarded.empty() ? client : std::string(forwarded) + ", " + client);
   outgoing.set("X-Forwarded-Proto", context.tls ? "https" : "http");
   if (!attempt->host.empty()) outgoing.set("X-Forwarded-Host", attempt->host);
   outgoing.keep_alive(true);
   outgoing.body() = std::move(request.body());
+  outgoing.prepare_payload();
   attempt->try_next();
 }
 

@@ -915,6 +915,27 @@ TEST(HttpClient, IdleConnectionClosedByUpstreamIsNotReused) {
   LONGS_EQUAL(2, upstream->accepted());
 }
 
+TEST(HttpClient, PostAfterUpstreamClosedAnIdleConnectionGoesOnANewOne) {
+  upstream = std::make_unique<FakeUpstream>([](FakeUpstream::Connection& connection) {
+    if (!connection.read_head()) return;
+    connection.send(upstream_answer(connection_label(connection)));
+    connection.close();
+  });
+  http::PoolLimits limits;
+  limits.probe_after_idle = std::chrono::milliseconds(0);  // every reuse is probed
+  http::BlockingClient client(limits);
+  http::ClientRequest request{bhttp::verb::post, "/", 11};
+  request.body() = "not idempotent";
+  CHECK_TRUE(client.request(upstream->endpoint(), request).ok());
+  CHECK_TRUE(test::poll_until([&] { return upstream->closed() == 1; }, eventually));
+
+  // A POST is never retried, so only the probe can keep it off the dead connection.
+  const auto second = client.request(upstream->endpoint(), request);
+  CHECK_TEXT(second.ok(), second.detail.c_str());
+  STRCMP_EQUAL("connection 2", second.response.body().c_str());
+  CHECK_FALSE(second.reused_connection);
+}
+
 TEST(HttpClient, GetOnAConnectionDroppedAsItIsReusedIsRetriedOnce) {
   upstream = std::make_unique<FakeUpstream>(answer_once_then_drop);
   http::BlockingClient client;

@@ -233,4 +233,8 @@ class Server {
 // Parses "host:port", "[v6]:port" or ":port" (all addresses). Throws std::invalid_argument.
 tcp::endpoint parse_endpoint(std::string_view text);
 
+// An address as text ("198.18.0.1", "2001:db8::1"), for X-Forwarded-For and logs; IPv4 without
+// going through inet_ntop's printf, since a proxy formats one per request.
+std::string format_address(const asio::ip::address& address);
+
 }  // namespace stacknode::http
