@@ -219,6 +219,7 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   const std::span<const Backend> backends = snapshot.backends_of(*service);
   ConnEntry* entry = lcore.flows.find(flow, hash, now_ms);
   int backend_index = -1;
+  bool new_flow = false;
   FlowState state = FlowState::udp;
   if (entry != nullptr) {
     bool repick = false;
@@ -254,6 +255,7 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
     entry = lcore.flows.insert(flow, hash, state, now_ms);
     entry->set_backend(backends[picked].address, picked);
     ++counters.new_flows;
+    new_flow = true;
   }
   const Backend& backend = backends[backend_index];
   if (!backend.mac_known) return drop(counters, frame, DropReason::no_neighbour);
@@ -285,7 +287,7 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   ++counters.forwarded_packets;
   counters.forwarded_bytes += length;
   return Verdict{Action::forward, DropReason::none, start, length,
-                 service->first_backend + static_cast<std::uint32_t>(backend_index)};
+                 service->first_backend + static_cast<std::uint32_t>(backend_index), new_flow};
 }
 
 }  // namespace

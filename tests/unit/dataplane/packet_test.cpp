@@ -241,6 +241,9 @@ TEST(PacketLoadBalancing, SynIsEncapsulatedExactlyAsExpectedByteForByte) {
   const Verdict again = process_packet(*snapshot, lcore, front_port, buffer.data(), buffer.length(), 1001);
   CHECK(again.data == buffer.data() - 20);
   LONGS_EQUAL(1, lcore.counters.new_flows);
+  // The shell counts new flows per backend from the verdict: only the first packet is one.
+  CHECK_TRUE(verdict.new_flow);
+  CHECK_FALSE(again.new_flow);
   const Service* http = snapshot->find_service({address(vip_ip), IpProtocol::tcp, http_port});
   LONGS_EQUAL(http->first_backend + 2, verdict.backend);
 }

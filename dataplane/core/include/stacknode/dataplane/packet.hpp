@@ -49,6 +49,7 @@ struct Verdict {
   std::uint8_t* data = nullptr;  // the frame to send: may start before the input (headroom used)
   std::uint32_t length = 0;      // its length in bytes
   std::uint32_t backend = no_backend_index;  // index into Snapshot::backends() when forwarded
+  bool new_flow = false;  // forwarded as the first packet of a flow (counted per backend by the shell)
 
   static constexpr std::uint32_t no_backend_index = 0xffffffff;
 };

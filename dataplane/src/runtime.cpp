@@ -1,0 +1,452 @@
+// The DPDK shell: EAL and port setup, the worker loop, snapshot publication and counters. See
+// runtime.hpp; the packet logic itself is process_packet() in the core library.
+#include "runtime.hpp"
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "stacknode/common/log.hpp"
+
+namespace stacknode::dataplane {
+namespace {
+
+namespace json = boost::json;
+
+// Bytes an mbuf holds beyond its headroom: the largest frame of the largest MTU, tagged.
+constexpr std::uint32_t frame_overhead_bytes = ethernet_header_bytes + vlan_tag_bytes + 4;  // + FCS
+static_assert(RTE_PKTMBUF_HEADROOM >= encap_headroom_bytes, "process_packet needs its headroom");
+
+std::string dpdk_error(int error) { return rte_strerror(error < 0 ? -error : error); }
+
+template <class T>
+std::uint64_t read_counter(const T& value) {
+  // Written by one worker with plain adds, read here while it runs: a relaxed load of an aligned
+  // 64-bit word, possibly a little stale.
+  return __atomic_load_n(&value, __ATOMIC_RELAXED);
+}
+
+json::string_view role_name(bool front, bool service) {
+  if (front && service) return "front+service";
+  return front ? "front" : "service";
+}
+
+}  // namespace
+
+Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : settings_(settings), huge_(eal.huge) {
+  std::vector<char*> argv;
+  std::vector<std::string> arguments = eal.arguments;
+  for (auto& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(argv.size() - 1), argv.data()) < 0) {
+    throw StartupError("DPDK EAL initialisation failed: " + dpdk_error(rte_errno) +
+                       " (EAL's own lines above say more; check dataplane.lcores, memory_mb and hugepages)");
+  }
+  eal_ready_ = true;
+  log::info("dataplane: EAL up with ", huge_ ? "hugepages" : "--no-huge (no hugepages: fine for tests, slower)",
+            ", ", settings_.lcores, " worker lcore(s)");
+
+  unsigned lcore_id = 0;
+  RTE_LCORE_FOREACH(lcore_id) worker_lcores_.push_back(lcore_id);
+
+  setup_ports();
+
+  const std::size_t rcu_bytes = rte_rcu_qsbr_get_memsize(static_cast<std::uint32_t>(worker_lcores_.size()));
+  rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("stacknode_rcu", rcu_bytes, RTE_CACHE_LINE_SIZE));
+  if (rcu_ == nullptr || rte_rcu_qsbr_init(rcu_, static_cast<std::uint32_t>(worker_lcores_.size())) != 0) {
+    throw StartupError("cannot set up RCU for " + std::to_string(worker_lcores_.size()) +
+                       " lcores: raise dataplane.memory_mb");
+  }
+
+  ConnTableConfig table;
+  table.capacity = settings_.flows_per_lcore;
+  for (std::size_t index = 0; index < worker_lcores_.size(); ++index) {
+    lcore_states_.push_back(std::make_unique<LcoreState>(table));
+  }
+  extras_ = std::make_unique<WorkerExtra[]>(worker_lcores_.size());
+
+  const std::string error = apply(ControlConfig{});
+  if (!error.empty()) throw StartupError("the ports' configuration is refused: " + error);
+}
+
+Runtime::~Runtime() {
+  for (const auto& port : ports_) {
+    rte_eth_dev_stop(port.port_id);
+    rte_eth_dev_close(port.port_id);
+  }
+  owned_current_.reset();
+  rte_free(rcu_);
+  if (pool_ != nullptr) rte_mempool_free(pool_);
+  if (!eal_ready_) return;
+  // EAL leaves its (per-instance, now empty of use) runtime directory behind; nothing else may.
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
+  rte_eal_cleanup();
+  std::error_code ignored;
+  if (runtime_dir.find("stacknode-dataplane-") != std::string::npos) std::filesystem::remove_all(runtime_dir, ignored);
+}
+
+void Runtime::setup_ports() {
+  const auto queues = static_cast<std::uint16_t>(worker_lcores_.size());
+  std::uint16_t largest_mtu = default_port_mtu;
+  for (const auto& port : settings_.ports) largest_mtu = std::max(largest_mtu, port.mtu);
+  const std::uint32_t data_room = RTE_PKTMBUF_HEADROOM + largest_mtu + frame_overhead_bytes;
+  const std::uint32_t buffer_size = std::max<std::uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, data_room);
+  // Every descriptor of every queue may hold an mbuf, plus each lcore's cache and bursts in hand.
+  const std::uint32_t mbufs = static_cast<std::uint32_t>(settings_.ports.size()) * queues *
+                                  (rx_descriptors + tx_descriptors) +
+                              static_cast<std::uint32_t>(worker_lcores_.size()) * (mbuf_cache_size + 4 * burst_size);
+  pool_ = rte_pktmbuf_pool_create("stacknode_mbufs", mbufs, mbuf_cache_size, 0,
+                                  static_cast<std::uint16_t>(buffer_size), static_cast<int>(rte_socket_id()));
+  if (pool_ == nullptr) {
+    throw StartupError("cannot allocate " + std::to_string(mbufs) + " packet buffers: " + dpdk_error(rte_errno) +
+                       "; raise dataplane.memory_mb");
+  }
+
+  for (const auto& port : settings_.ports) {
+    PortRuntime runtime;
+    runtime.settings = port;
+    const std::string name = port.dpdk_name();
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &runtime.port_id) != 0) {
+      throw StartupError("port '" + port.name + "': DPDK has no device '" + name + "'" +
+                         (port.is_virtual() ? " (check the virtual device string and, for net_af_packet, "
+                                              "that the interface exists)"
+                                            : " (bind it first: dpdk-devbind.py --bind=vfio-pci " + name + ")"));
+    }
+    rte_eth_dev_info info{};
+    if (const int error = rte_eth_dev_info_get(runtime.port_id, &info); error != 0) {
+      throw StartupError("port '" + port.name + "': cannot read device info: " + dpdk_error(error));
+    }
+    if (info.max_rx_queues < queues || info.max_tx_queues < queues) {
+      throw StartupError("port '" + port.name + "' offers " + std::to_string(info.max_rx_queues) + " rx and " +
+                         std::to_string(info.max_tx_queues) + " tx queues, and " + std::to_string(queues) +
+                         " worker lcores need one each: lower dataplane.lcores" +
+                         (port.is_virtual() ? " (or raise the device's qpairs=)" : ""));
+    }
+    rte_eth_conf conf{};
+    if (queues > 1) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    }
+    if (const int error = rte_eth_dev_configure(runtime.port_id, queues, queues, &conf); error != 0) {
+      throw StartupError("port '" + port.name + "': configure failed: " + dpdk_error(error));
+    }
+    std::uint16_t rx_ring = rx_descriptors, tx_ring = tx_descriptors;
+    rte_eth_dev_adjust_nb_rx_tx_desc(runtime.port_id, &rx_ring, &tx_ring);
+    const int socket = rte_eth_dev_socket_id(runtime.port_id);
+    for (std::uint16_t queue = 0; queue < queues; ++queue) {
+      if (const int error = rte_eth_rx_queue_setup(runtime.port_id, queue, rx_ring,
+                                                   static_cast<unsigned>(socket < 0 ? 0 : socket), nullptr, pool_);
+          error != 0) {
+        throw StartupError("port '" + port.name + "': rx queue " + std::to_string(queue) + ": " + dpdk_error(error));
+      }
+      if (const int error = rte_eth_tx_queue_setup(runtime.port_id, queue, tx_ring,
+                                                   static_cast<unsigned>(socket < 0 ? 0 : socket), nullptr);
+          error != 0) {
+        throw StartupError("port '" + port.name + "': tx queue " + std::to_string(queue) + ": " + dpdk_error(error));
+      }
+    }
+    // Some virtual devices cannot change their MTU; the snapshot's MTU still governs what we send.
+    if (const int error = rte_eth_dev_set_mtu(runtime.port_id, port.mtu); error != 0 && error != -ENOTSUP) {
+      log::warn("dataplane: port '", port.name, "': MTU ", port.mtu, " not set: ", dpdk_error(error));
+    }
+    if (const int error = rte_eth_dev_start(runtime.port_id); error != 0) {
+      throw StartupError("port '" + port.name + "': start failed: " + dpdk_error(error));
+    }
+    rte_ether_addr mac{};
+    rte_eth_macaddr_get(runtime.port_id, &mac);
+    std::memcpy(runtime.mac.bytes.data(), mac.addr_bytes, mac_address_bytes);
+    log::info("dataplane: port '", port.name, "' (", port.device, ") up as DPDK port ", runtime.port_id, ", MAC ",
+              to_string(runtime.mac), ", ", queues, " queue pair(s)");
+    ports_.push_back(std::move(runtime));
+  }
+}
+
+int Runtime::launch(void* argument) {
+  auto* pair = static_cast<std::pair<Runtime*, unsigned>*>(argument);
+  pair->first->worker(pair->second);
+  return 0;
+}
+
+void Runtime::run() {
+  std::vector<std::pair<Runtime*, unsigned>> arguments;
+  arguments.reserve(worker_lcores_.size());
+  for (unsigned index = 0; index < worker_lcores_.size(); ++index) arguments.emplace_back(this, index);
+  for (unsigned index = 1; index < worker_lcores_.size(); ++index) {
+    rte_eal_remote_launch(&Runtime::launch, &arguments[index], worker_lcores_[index]);
+  }
+  worker(0);
+  rte_eal_mp_wait_lcore();
+}
+
+// The fast path. Per pass: note a quiescent state, read the current snapshot, then for every port
+// receive a burst, process each frame, and transmit what is to be sent, port by port.
+void Runtime::worker(unsigned worker_index) {
+  LcoreState& state = *lcore_states_[worker_index];
+  WorkerExtra& extra = extras_[worker_index];
+  const auto queue = static_cast<std::uint16_t>(worker_index);
+  const std::size_t port_count = ports_.size();
+  std::uint16_t port_ids[max_ports];
+  for (std::size_t index = 0; index < port_count; ++index) port_ids[index] = ports_[index].port_id;
+  const std::uint64_t cycles_per_ms = std::max<std::uint64_t>(rte_get_tsc_hz() / 1000, 1);
+
+  rte_mbuf* received[burst_size];
+  rte_mbuf* outgoing[max_ports][burst_size];
+  std::uint16_t outgoing_count[max_ports] = {};
+
+  const auto flush = [&](std::size_t port) {
+    const std::uint16_t count = outgoing_count[port];
+    if (count == 0) return;
+    const std::uint16_t sent = rte_eth_tx_burst(port_ids[port], queue, outgoing[port], count);
+    if (sent < count) {
+      extra.tx_dropped += count - sent;
+      rte_pktmbuf_free_bulk(outgoing[port] + sent, count - sent);
+    }
+    outgoing_count[port] = 0;
+  };
+
+  rte_rcu_qsbr_thread_register(rcu_, worker_index);
+  rte_rcu_qsbr_thread_online(rcu_, worker_index);
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    rte_rcu_qsbr_quiescent(rcu_, worker_index);
+    const Published& published = *current_.load(std::memory_order_acquire);
+    const Snapshot& snapshot = *published.snapshot;
+    BackendTraffic* traffic = published.traffic_of(worker_index);
+    const std::size_t service_port = snapshot.service_port();
+    const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
+    for (std::size_t port = 0; port < port_count; ++port) {
+      const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
+      if (count == 0) continue;
+      ++extra.rx_bursts;
+      for (std::uint16_t index = 0; index < count; ++index) {
+        rte_mbuf* mbuf = received[index];
+        if (mbuf->nb_segs != 1) {  // scatter is off, so a chain means a device we did not expect
+          rte_pktmbuf_free(mbuf);
+          continue;
+        }
+        auto* data = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
+        const Verdict verdict = process_packet(snapshot, state, static_cast<std::uint16_t>(port), data,
+                                               rte_pktmbuf_data_len(mbuf), now_ms);
+        if (verdict.action == Action::drop) {
+          rte_pktmbuf_free(mbuf);
+          continue;
+        }
+        // Apply the verdict's new start and length to the mbuf (the headroom was checked above).
+        const std::ptrdiff_t moved = verdict.data - data;
+        mbuf->data_off = static_cast<std::uint16_t>(mbuf->data_off + moved);
+        mbuf->data_len = static_cast<std::uint16_t>(verdict.length);
+        mbuf->pkt_len = verdict.length;
+        std::size_t out = port;
+        if (verdict.action == Action::forward) {
+          out = service_port;
+          BackendTraffic& backend = traffic[verdict.backend];
+          ++backend.packets;
+          backend.bytes += verdict.length;
+          backend.new_flows += verdict.new_flow ? 1 : 0;
+        }
+        outgoing[out][outgoing_count[out]++] = mbuf;
+        if (outgoing_count[out] == burst_size) flush(out);
+      }
+      for (std::size_t out = 0; out < port_count; ++out) flush(out);
+    }
+  }
+  rte_rcu_qsbr_thread_offline(rcu_, worker_index);
+  rte_rcu_qsbr_thread_unregister(rcu_, worker_index);
+}
+
+std::string Runtime::apply(const ControlConfig& config) {
+  std::vector<PortConfig> ports;
+  for (const auto& port : ports_) {
+    PortConfig entry;
+    entry.name = port.settings.name;
+    entry.mac = port.mac;
+    entry.mtu = port.settings.mtu;
+    entry.vlan_id = port.settings.vlan;
+    entry.front = port.settings.front;
+    entry.service = port.settings.service;
+    entry.addresses = port.settings.addresses;
+    ports.push_back(std::move(entry));
+  }
+  SnapshotBuildResult built = build_snapshot(make_snapshot_config(ports, config, settings_.outer_ttl));
+  if (!built.snapshot) return built.error;
+  auto next = std::make_unique<Published>();
+  next->backend_count = built.snapshot->backends().size();
+  next->snapshot = std::move(built.snapshot);
+  next->traffic = std::make_unique<BackendTraffic[]>(std::max<std::size_t>(next->backend_count, 1) *
+                                                     worker_lcores_.size());
+  publish(std::move(next));
+  control_config_ = config;
+  return {};
+}
+
+void Runtime::publish(std::unique_ptr<Published> next) {
+  current_.store(next.get(), std::memory_order_release);
+  std::unique_ptr<Published> retired = std::move(owned_current_);
+  owned_current_ = std::move(next);
+  if (!retired) return;
+  // Every online worker passes a quiescent state (the top of its loop) before this returns; after
+  // that none can still hold the retired snapshot. Workers that are not running are offline.
+  rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
+  fold_traffic(*retired);
+}
+
+void Runtime::fold_traffic(const Published& retired) {
+  const Snapshot& snapshot = *retired.snapshot;
+  for (const Service& service : snapshot.services()) {
+    for (std::uint32_t index = 0; index < service.backend_count; ++index) {
+      const std::uint32_t backend = service.first_backend + index;
+      BackendTraffic& total = retired_traffic_[{service.vip, snapshot.backends()[backend].address}];
+      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) {
+        const BackendTraffic& part = retired.traffic_of(lcore)[backend];
+        total.packets += part.packets;
+        total.bytes += part.bytes;
+        total.new_flows += part.new_flows;
+      }
+    }
+  }
+}
+
+json::object Runtime::status() const {
+  const Snapshot& snapshot = *owned_current_->snapshot;
+  json::object reply;
+  reply["ok"] = true;
+  reply["state"] = "running";
+  reply["version"] = snapshot.version();
+  reply["lcores"] = worker_lcores_.size();
+  reply["hugepages"] = huge_;
+  json::array ports;
+  for (const auto& port : ports_) {
+    rte_eth_link link{};
+    rte_eth_link_get_nowait(port.port_id, &link);
+    json::object entry;
+    entry["name"] = port.settings.name;
+    entry["device"] = port.settings.device;
+    entry["mac"] = to_string(port.mac);
+    entry["role"] = role_name(port.settings.front, port.settings.service);
+    entry["link_up"] = link.link_status == RTE_ETH_LINK_UP;
+    entry["speed_mbps"] = link.link_speed;
+    entry["mtu"] = port.settings.mtu;
+    json::array addresses;
+    for (const auto& address : port.settings.addresses) addresses.emplace_back(to_string(address));
+    entry["addresses"] = std::move(addresses);
+    ports.emplace_back(std::move(entry));
+  }
+  reply["ports"] = std::move(ports);
+  reply["services"] = snapshot.services().size();
+  json::array vips;
+  for (const auto& vip : snapshot.owned_vips()) vips.emplace_back(to_string(vip));
+  reply["owned_vips"] = std::move(vips);
+  return reply;
+}
+
+json::object Runtime::counters() const {
+  const Published& published = *owned_current_;
+  const Snapshot& snapshot = *published.snapshot;
+  json::object reply;
+  reply["ok"] = true;
+  reply["version"] = snapshot.version();
+
+  json::array ports;
+  for (const auto& port : ports_) {
+    rte_eth_stats stats{};
+    rte_eth_stats_get(port.port_id, &stats);
+    json::object entry;
+    entry["name"] = port.settings.name;
+    entry["rx_packets"] = stats.ipackets;
+    entry["rx_bytes"] = stats.ibytes;
+    entry["rx_missed"] = stats.imissed;
+    entry["rx_errors"] = stats.ierrors;
+    entry["rx_no_mbuf"] = stats.rx_nombuf;
+    entry["tx_packets"] = stats.opackets;
+    entry["tx_bytes"] = stats.obytes;
+    entry["tx_errors"] = stats.oerrors;
+    ports.emplace_back(std::move(entry));
+  }
+  reply["ports"] = std::move(ports);
+
+  json::array lcores;
+  json::object drop_totals;
+  for (std::size_t index = 0; index < worker_lcores_.size(); ++index) {
+    const LcoreCounters& counters = lcore_states_[index]->counters;
+    json::object entry;
+    entry["lcore"] = worker_lcores_[index];
+    entry["forwarded_packets"] = read_counter(counters.forwarded_packets);
+    entry["forwarded_bytes"] = read_counter(counters.forwarded_bytes);
+    entry["arp_replies"] = read_counter(counters.arp_replies);
+    entry["echo_replies"] = read_counter(counters.echo_replies);
+    entry["frag_needed_sent"] = read_counter(counters.frag_needed_sent);
+    entry["new_flows"] = read_counter(counters.new_flows);
+    entry["flows_repicked"] = read_counter(counters.flows_repicked);
+    entry["flows_evicted"] = read_counter(lcore_states_[index]->flows.stats().evictions);
+    entry["tx_dropped"] = read_counter(extras_[index].tx_dropped);
+    json::object drops;
+    for (std::size_t reason = 1; reason < drop_reason_count; ++reason) {
+      const std::uint64_t count = read_counter(counters.drops[reason]);
+      const auto name = drop_reason_name(static_cast<DropReason>(reason));
+      drops[name] = count;
+      auto& total = drop_totals[name];
+      total = (total.is_uint64() ? total.get_uint64() : 0) + count;
+    }
+    entry["drops"] = std::move(drops);
+    lcores.emplace_back(std::move(entry));
+  }
+  reply["lcores"] = std::move(lcores);
+  reply["drops"] = std::move(drop_totals);
+
+  json::array services;
+  for (const Service& service : snapshot.services()) {
+    json::object entry;
+    entry["vip"] = to_string(service.vip.address);
+    entry["protocol"] = to_string(service.vip.protocol);
+    entry["port"] = service.vip.port;
+    BackendTraffic service_total;
+    json::array backends;
+    for (std::uint32_t index = 0; index < service.backend_count; ++index) {
+      const std::uint32_t backend_index = service.first_backend + index;
+      const Backend& backend = snapshot.backends()[backend_index];
+      BackendTraffic total;
+      if (auto found = retired_traffic_.find({service.vip, backend.address}); found != retired_traffic_.end()) {
+        total = found->second;
+      }
+      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) {
+        const BackendTraffic& part = published.traffic_of(lcore)[backend_index];
+        total.packets += read_counter(part.packets);
+        total.bytes += read_counter(part.bytes);
+        total.new_flows += read_counter(part.new_flows);
+      }
+      service_total.packets += total.packets;
+      service_total.bytes += total.bytes;
+      service_total.new_flows += total.new_flows;
+      json::object item;
+      item["address"] = to_string(backend.address);
+      item["state"] = to_string(backend.state);
+      item["weight"] = backend.weight;
+      item["neighbour_known"] = backend.mac_known;
+      item["packets"] = total.packets;
+      item["bytes"] = total.bytes;
+      item["new_flows"] = total.new_flows;
+      backends.emplace_back(std::move(item));
+    }
+    entry["packets"] = service_total.packets;
+    entry["bytes"] = service_total.bytes;
+    entry["new_flows"] = service_total.new_flows;
+    entry["backends"] = std::move(backends);
+    services.emplace_back(std::move(entry));
+  }
+  reply["services"] = std::move(services);
+  return reply;
+}
+
+}  // namespace stacknode::dataplane

@@ -1,0 +1,91 @@
+// stacknode-dataplane's node.cfg section and the EAL command line built from it. Pure code (no
+// DPDK calls), so that tests check the arguments and the start-up errors without a NIC.
+//
+//   dataplane: {
+//     lcores = 1;                      # worker lcores; the first is the main lcore
+//     first_lcore = 0;                 # CPU of the first worker
+//     memory_mb = 256;
+//     hugepages = "auto";              # "auto" (use them when mounted and free), "required", "off"
+//     control_socket = "/run/stacknode/dataplane.sock";
+//     flows_per_lcore = 1048576;
+//     outer_ttl = 64;
+//     ports = (
+//       { name = "front";   device = "net_af_packet0,iface=dpf0"; roles = ["front"];
+//         addresses = ["198.18.0.201"]; mtu = 1500; vlan = 0; },
+//       { name = "service"; device = "0000:03:00.0"; roles = ["service"];
+//         addresses = ["198.18.1.101"]; }
+//     );
+//   };
+//
+// A device is a PCI address (DDDD:BB:DD.F, bound to vfio-pci or uio) or a DPDK virtual device
+// string ("net_af_packet0,iface=dpf0", "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap", "net_tap0",
+// "net_ring0", "net_null0").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "stacknode/common/config.hpp"
+#include "stacknode/dataplane/addresses.hpp"
+
+namespace stacknode::dataplane {
+
+inline constexpr unsigned max_worker_lcores = 64;
+inline constexpr std::int64_t min_memory_mb = 64;  // below this the mbuf pool does not fit
+inline constexpr std::int64_t max_memory_mb = 1 << 20;
+inline constexpr std::int64_t default_memory_mb = 256;
+
+enum class HugepageMode { automatic, required, off };
+
+struct PortSettings {
+  std::string name;    // for people: logs, counters, errors
+  std::string device;  // PCI address or virtual device string
+  bool front = false;
+  bool service = false;
+  std::vector<IpAddress> addresses;
+  std::uint16_t mtu = 1500;
+  std::uint16_t vlan = 0;
+
+  bool is_virtual() const { return device.rfind("net_", 0) == 0; }
+  // The name DPDK knows the port by: the virtual device's name ("net_af_packet0") or the PCI
+  // address.
+  std::string dpdk_name() const { return device.substr(0, device.find(',')); }
+};
+
+struct DataplaneSettings {
+  unsigned lcores = 1;
+  unsigned first_lcore = 0;
+  std::int64_t memory_mb = default_memory_mb;
+  HugepageMode hugepages = HugepageMode::automatic;
+  std::string control_socket;
+  std::uint32_t flows_per_lcore = 0;
+  std::uint8_t outer_ttl = 64;
+  std::vector<PortSettings> ports;
+};
+
+// Reads and validates node.cfg's `dataplane` section and `paths.runtime_dir`. Throws
+// config::ConfigError naming file:line and key: no ports, no front or no service role, two
+// service ports, duplicate names or devices, bad addresses, MTU or VLAN out of range.
+DataplaneSettings load_settings(const config::Section& root);
+
+// What the machine offers, found by the caller (hugepages_available(): /proc/meminfo and a
+// hugetlbfs mount).
+struct HostFacts {
+  bool hugepages = false;
+  unsigned cpus = 1;  // CPUs this process may run on
+  std::string file_prefix;  // unique per instance, so that several dataplanes can share a host
+};
+
+struct EalArguments {
+  std::vector<std::string> arguments;  // argv for rte_eal_init, program name first
+  bool huge = false;                   // whether hugepages are used
+  std::string error;                   // one line a person can act on, when not startable
+};
+
+EalArguments build_eal_arguments(const DataplaneSettings& settings, const HostFacts& host);
+
+// Free 2 MiB or 1 GiB pages and a mounted hugetlbfs.
+bool hugepages_available();
+
+}  // namespace stacknode::dataplane
