@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "stacknode/common/log.hpp"
 
@@ -78,8 +80,20 @@ Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : s
   }
   extras_ = std::make_unique<WorkerExtra[]>(worker_lcores_.size());
 
-  const std::string error = apply(ControlConfig{});
-  if (!error.empty()) throw StartupError("the ports' configuration is refused: " + error);
+  ControlConfig initial;
+  if (!settings_.config_file.empty()) {
+    std::ifstream file(settings_.config_file, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (!file) throw StartupError("dataplane.config_file " + settings_.config_file + ": cannot read it");
+    ControlConfigResult parsed = parse_control_config(text);
+    if (!parsed.config) throw StartupError("dataplane.config_file " + settings_.config_file + ": " + parsed.error);
+    initial = std::move(*parsed.config);
+  }
+  const std::string error = apply(initial);
+  if (!error.empty()) {
+    throw StartupError(settings_.config_file.empty() ? "the ports' configuration is refused: " + error
+                                                     : "dataplane.config_file " + settings_.config_file + ": " + error);
+  }
 }
 
 Runtime::~Runtime() {

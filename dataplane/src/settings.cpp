@@ -85,6 +85,7 @@ DataplaneSettings load_settings(const config::Section& root) {
   settings.flows_per_lcore = static_cast<std::uint32_t>(
       section.get_int("flows_per_lcore", default_conn_table_capacity, min_conn_table_capacity, max_conn_table_capacity));
   settings.outer_ttl = static_cast<std::uint8_t>(section.get_int("outer_ttl", default_outer_ttl, 1, 255));
+  settings.config_file = section.get_string("config_file", "");
 
   const auto ports = section.sections("ports");
   if (ports.empty()) section.fail("ports", "no ports: give at least one port with the front and service roles");

@@ -9,6 +9,8 @@
 //     control_socket = "/run/stacknode/dataplane.sock";
 //     flows_per_lcore = 1048576;
 //     outer_ttl = 64;
+//     config_file = "";                # optional: a JSON config (the control protocol's "config")
+//                                      # applied before the first packet; stacknoded replaces it
 //     ports = (
 //       { name = "front";   device = "net_af_packet0,iface=dpf0"; roles = ["front"];
 //         addresses = ["198.18.0.201"]; mtu = 1500; vlan = 0; },
@@ -61,6 +63,7 @@ struct DataplaneSettings {
   std::string control_socket;
   std::uint32_t flows_per_lcore = 0;
   std::uint8_t outer_ttl = 64;
+  std::string config_file;  // empty: start with no services
   std::vector<PortSettings> ports;
 };
 

@@ -225,6 +225,23 @@ ControlParseResult parse_control_request(std::string_view line) {
   }
 }
 
+ControlConfigResult parse_control_config(std::string_view text) {
+  if (text.size() > max_control_request_bytes) {
+    return {std::nullopt, "config of " + std::to_string(text.size()) + " bytes is over the limit of " +
+                              std::to_string(max_control_request_bytes)};
+  }
+  json::parse_options options;
+  options.max_depth = max_json_depth;
+  boost::system::error_code error;
+  const json::value document = json::parse(text, error, {}, options);
+  if (error) return {std::nullopt, "not JSON: " + error.message()};
+  try {
+    return {parse_config(document, "config"), {}};
+  } catch (const FieldError& field_error) {
+    return {std::nullopt, field_error.what()};
+  }
+}
+
 SnapshotConfig make_snapshot_config(const std::vector<PortConfig>& ports, const ControlConfig& control,
                                     std::uint8_t outer_ttl) {
   SnapshotConfig config;

@@ -48,6 +48,15 @@ struct ControlParseResult {
 
 ControlParseResult parse_control_request(std::string_view line);
 
+// The "config" object alone (as in an apply request), e.g. node.cfg's dataplane.config_file,
+// which the dataplane applies before it forwards its first packet. Errors name fields from
+// "config".
+struct ControlConfigResult {
+  std::optional<ControlConfig> config;
+  std::string error;
+};
+ControlConfigResult parse_control_config(std::string_view text);
+
 // The whole snapshot config: the node's ports plus what the control side sent.
 SnapshotConfig make_snapshot_config(const std::vector<PortConfig>& ports, const ControlConfig& control,
                                     std::uint8_t outer_ttl);
