@@ -23,6 +23,40 @@ struct FieldError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Keys and values in an error come from the client, and JSON lets them hold any character. An
+// error is one line (a reply, or a start-up failure in the log), so control characters, quotes and
+// backslashes in client text are written as JSON escapes: "a\nb" stays `a\nb`, never two lines.
+std::string escaped(std::string_view text) {
+  constexpr char hex_digits[] = "0123456789abcdef";
+  constexpr unsigned char first_printable = 0x20;
+  constexpr unsigned char delete_character = 0x7f;
+  std::string result;
+  result.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      result += '\\';
+      result += c;
+    } else if (c == '\n') {
+      result += "\\n";
+    } else if (c == '\r') {
+      result += "\\r";
+    } else if (c == '\t') {
+      result += "\\t";
+    } else if (byte < first_printable || byte == delete_character) {
+      result += "\\u00";
+      result += hex_digits[byte >> 4];
+      result += hex_digits[byte & 0x0f];
+    } else {
+      result += c;
+    }
+  }
+  return result;
+}
+
+// `"text"`, escaped: how client values appear in errors.
+std::string quoted(std::string_view text) { return "\"" + escaped(text) + "\""; }
+
 [[noreturn]] void fail(const std::string& path, const std::string& message) {
   throw FieldError(path + ": " + message);
 }
@@ -66,14 +100,14 @@ std::uint64_t as_integer(const json::value& value, const std::string& path, std:
 IpAddress as_ip(const json::value& value, const std::string& path) {
   const std::string_view text = as_string(value, path);
   const auto address = parse_ip_address(text);
-  if (!address) fail(path, "\"" + std::string(text) + "\" is not an IPv4 address");
+  if (!address) fail(path, quoted(text) + " is not an IPv4 address");
   return *address;
 }
 
 MacAddress as_mac(const json::value& value, const std::string& path) {
   const std::string_view text = as_string(value, path);
   const auto mac = parse_mac_address(text);
-  if (!mac) fail(path, "\"" + std::string(text) + "\" is not a MAC address (02:00:00:00:00:01)");
+  if (!mac) fail(path, quoted(text) + " is not a MAC address (02:00:00:00:00:01)");
   return *mac;
 }
 
@@ -83,7 +117,7 @@ void only_keys(const json::object& object, const std::string& path,
   for (const auto& member : object) {
     bool found = false;
     for (const auto key : known) found = found || member.key() == key;
-    if (!found) fail(path + "." + std::string(member.key()), "unknown key");
+    if (!found) fail(path + "." + escaped(member.key()), "unknown key");
   }
 }
 
@@ -111,7 +145,7 @@ BackendConfig parse_backend(const json::value& value, const std::string& path) {
     } else if (text == "down") {
       backend.state = BackendState::down;
     } else {
-      fail(path + ".state", "must be \"active\", \"draining\" or \"down\", not \"" + std::string(text) + "\"");
+      fail(path + ".state", "must be \"active\", \"draining\" or \"down\", not " + quoted(text));
     }
   }
   return backend;
@@ -128,7 +162,7 @@ ServiceConfig parse_service(const json::value& value, const std::string& path) {
   } else if (protocol == "udp") {
     service.vip.protocol = IpProtocol::udp;
   } else {
-    fail(path + ".protocol", "must be \"tcp\" or \"udp\", not \"" + std::string(protocol) + "\"");
+    fail(path + ".protocol", "must be \"tcp\" or \"udp\", not " + quoted(protocol));
   }
   service.vip.port = static_cast<std::uint16_t>(as_integer(required(object, path, "port"), path + ".port", 1, 65535));
   if (const auto* mode = object.if_contains("mode")) {
@@ -138,7 +172,7 @@ ServiceConfig parse_service(const json::value& value, const std::string& path) {
     } else if (text == "l2_dsr") {
       service.mode = ForwardingMode::l2_dsr;
     } else {
-      fail(path + ".mode", "must be \"ipip\" or \"l2_dsr\", not \"" + std::string(text) + "\"");
+      fail(path + ".mode", "must be \"ipip\" or \"l2_dsr\", not " + quoted(text));
     }
   }
   if (const auto* size = object.if_contains("table_size")) {
@@ -217,7 +251,7 @@ ControlParseResult parse_control_request(std::string_view line) {
         request.flow_limit = as_integer(*limit, "request.limit", 1, max_flow_sample);
       }
     } else {
-      fail("request.op", "must be \"apply\", \"status\", \"counters\" or \"flows\", not \"" + std::string(op) + "\"");
+      fail("request.op", "must be \"apply\", \"status\", \"counters\" or \"flows\", not " + quoted(op));
     }
     return {std::move(request), {}};
   } catch (const FieldError& field_error) {
