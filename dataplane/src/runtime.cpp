@@ -34,11 +34,12 @@ static_assert(RTE_PKTMBUF_HEADROOM >= encap_headroom_bytes, "process_packet need
 
 std::string dpdk_error(int error) { return rte_strerror(error < 0 ? -error : error); }
 
-template <class T>
-std::uint64_t read_counter(const T& value) {
-  // Written by one worker with plain adds, read here while it runs: a relaxed load of an aligned
-  // 64-bit word, possibly a little stale.
-  return __atomic_load_n(&value, __ATOMIC_RELAXED);
+// EAL leaves its per-instance runtime directory behind, also when its start failed half-way;
+// nothing of ours may stay. Only a directory with our file prefix is touched.
+void remove_runtime_dir() {
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
+  std::error_code ignored;
+  if (runtime_dir.find("stacknode-dataplane-") != std::string::npos) std::filesystem::remove_all(runtime_dir, ignored);
 }
 
 json::string_view role_name(bool front, bool service) {
@@ -54,10 +55,23 @@ Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : s
   for (auto& argument : arguments) argv.push_back(argument.data());
   argv.push_back(nullptr);
   if (rte_eal_init(static_cast<int>(argv.size() - 1), argv.data()) < 0) {
+    remove_runtime_dir();
     throw StartupError("DPDK EAL initialisation failed: " + dpdk_error(rte_errno) +
                        " (EAL's own lines above say more; check dataplane.lcores, memory_mb and hugepages)");
   }
   eal_ready_ = true;
+  // A failure from here on must not leave ports running or EAL files behind: the destructor does
+  // not run for a constructor that throws.
+  try {
+    setup();
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+// Everything after EAL: ports, RCU, per-lcore state, the first snapshot.
+void Runtime::setup() {
   log::info("dataplane: EAL up with ", huge_ ? "hugepages" : "--no-huge (no hugepages: fine for tests, slower)",
             ", ", settings_.lcores, " worker lcore(s)");
 
@@ -96,20 +110,23 @@ Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : s
   }
 }
 
-Runtime::~Runtime() {
+Runtime::~Runtime() { release(); }
+
+void Runtime::release() {
   for (const auto& port : ports_) {
     rte_eth_dev_stop(port.port_id);
     rte_eth_dev_close(port.port_id);
   }
+  ports_.clear();
   owned_current_.reset();
   rte_free(rcu_);
+  rcu_ = nullptr;
   if (pool_ != nullptr) rte_mempool_free(pool_);
+  pool_ = nullptr;
   if (!eal_ready_) return;
-  // EAL leaves its (per-instance, now empty of use) runtime directory behind; nothing else may.
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
-  std::error_code ignored;
-  if (runtime_dir.find("stacknode-dataplane-") != std::string::npos) std::filesystem::remove_all(runtime_dir, ignored);
+  eal_ready_ = false;
+  remove_runtime_dir();
 }
 
 void Runtime::setup_ports() {
@@ -243,7 +260,6 @@ void Runtime::worker(unsigned worker_index) {
     for (std::size_t port = 0; port < port_count; ++port) {
       const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
       if (count == 0) continue;
-      ++extra.rx_bursts;
       for (std::uint16_t index = 0; index < count; ++index) {
         rte_mbuf* mbuf = received[index];
         if (mbuf->nb_segs != 1) {  // scatter is off, so a chain means a device we did not expect
@@ -301,7 +317,6 @@ std::string Runtime::apply(const ControlConfig& config) {
   next->traffic = std::make_unique<BackendTraffic[]>(std::max<std::size_t>(next->backend_count, 1) *
                                                      worker_lcores_.size());
   publish(std::move(next));
-  control_config_ = config;
   return {};
 }
 
@@ -322,12 +337,7 @@ void Runtime::fold_traffic(const Published& retired) {
     for (std::uint32_t index = 0; index < service.backend_count; ++index) {
       const std::uint32_t backend = service.first_backend + index;
       BackendTraffic& total = retired_traffic_[{service.vip, snapshot.backends()[backend].address}];
-      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) {
-        const BackendTraffic& part = retired.traffic_of(lcore)[backend];
-        total.packets += part.packets;
-        total.bytes += part.bytes;
-        total.new_flows += part.new_flows;
-      }
+      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) total += retired.traffic_of(lcore)[backend];
     }
   }
 }
@@ -435,14 +445,9 @@ json::object Runtime::counters() const {
         total = found->second;
       }
       for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) {
-        const BackendTraffic& part = published.traffic_of(lcore)[backend_index];
-        total.packets += read_counter(part.packets);
-        total.bytes += read_counter(part.bytes);
-        total.new_flows += read_counter(part.new_flows);
+        total += published.traffic_of(lcore)[backend_index].read();
       }
-      service_total.packets += total.packets;
-      service_total.bytes += total.bytes;
-      service_total.new_flows += total.new_flows;
+      service_total += total;
       json::object item;
       item["address"] = to_string(backend.address);
       item["state"] = to_string(backend.state);

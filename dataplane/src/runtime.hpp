@@ -38,11 +38,30 @@ class StartupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A counter written by one worker with plain adds, read by the control thread while it runs: a
+// relaxed load of an aligned 64-bit word, exact but possibly a little stale.
+inline std::uint64_t read_counter(const std::uint64_t& value) { return __atomic_load_n(&value, __ATOMIC_RELAXED); }
+
 // Traffic of one backend as seen by one lcore. One cache line, so lcores never share one.
 struct alignas(cache_line_bytes) BackendTraffic {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t new_flows = 0;
+
+  BackendTraffic& operator+=(const BackendTraffic& other) {
+    packets += other.packets;
+    bytes += other.bytes;
+    new_flows += other.new_flows;
+    return *this;
+  }
+  // A copy taken while its worker may be adding to it (read_counter per field).
+  BackendTraffic read() const {
+    BackendTraffic copy;
+    copy.packets = read_counter(packets);
+    copy.bytes = read_counter(bytes);
+    copy.new_flows = read_counter(new_flows);
+    return copy;
+  }
 };
 
 // A snapshot as the workers see it, with the traffic counters of its backends ([lcore][backend]).
@@ -56,7 +75,6 @@ struct Published {
 // What one worker owns besides its LcoreState.
 struct alignas(cache_line_bytes) WorkerExtra {
   std::uint64_t tx_dropped = 0;  // frames the transmit queue did not take (full ring)
-  std::uint64_t rx_bursts = 0;
 };
 
 class Runtime {
@@ -86,7 +104,10 @@ class Runtime {
     MacAddress mac;
   };
 
+  void setup();
   void setup_ports();
+  // Stops the ports and gives back what setup took, EAL last; safe on a half-done setup.
+  void release();
   void worker(unsigned worker_index);
   static int launch(void* self_and_index);
   void publish(std::unique_ptr<Published> next);
@@ -102,7 +123,6 @@ class Runtime {
   std::unique_ptr<WorkerExtra[]> extras_;
   std::atomic<const Published*> current_{nullptr};
   std::unique_ptr<Published> owned_current_;  // control thread's handle on current_
-  ControlConfig control_config_;              // what current_ was built from
   // Traffic of backends in retired snapshots, by (service, backend address).
   std::map<std::pair<VipKey, IpAddress>, BackendTraffic> retired_traffic_;
   std::atomic<bool> stopping_{false};

@@ -221,20 +221,33 @@ ControlConfig parse_config(const json::value& value, const std::string& path) {
   return config;
 }
 
-}  // namespace
-
-ControlParseResult parse_control_request(std::string_view line) {
-  if (line.size() > max_control_request_bytes) {
-    return {std::nullopt, "request of " + std::to_string(line.size()) + " bytes is over the limit of " +
-                              std::to_string(max_control_request_bytes)};
+// `text` as JSON within the size and depth limits; otherwise nullopt and `error` says why, naming
+// the text as `what` ("request", "config").
+std::optional<json::value> parse_json(std::string_view text, std::string_view what, std::string& error) {
+  if (text.size() > max_control_request_bytes) {
+    error = std::string(what) + " of " + std::to_string(text.size()) + " bytes is over the limit of " +
+            std::to_string(max_control_request_bytes);
+    return std::nullopt;
   }
   json::parse_options options;
   options.max_depth = max_json_depth;
-  boost::system::error_code error;
-  const json::value document = json::parse(line, error, {}, options);
-  if (error) return {std::nullopt, "not JSON: " + error.message()};
+  boost::system::error_code parse_error;
+  json::value document = json::parse(text, parse_error, {}, options);
+  if (parse_error) {
+    error = "not JSON: " + parse_error.message();
+    return std::nullopt;
+  }
+  return document;
+}
+
+}  // namespace
+
+ControlParseResult parse_control_request(std::string_view line) {
+  std::string error;
+  const std::optional<json::value> document = parse_json(line, "request", error);
+  if (!document) return {std::nullopt, error};
   try {
-    const json::object& object = as_object(document, "request");
+    const json::object& object = as_object(*document, "request");
     const std::string_view op = as_string(required(object, "request", "op"), "request.op");
     ControlRequest request;
     if (op == "apply") {
@@ -260,17 +273,11 @@ ControlParseResult parse_control_request(std::string_view line) {
 }
 
 ControlConfigResult parse_control_config(std::string_view text) {
-  if (text.size() > max_control_request_bytes) {
-    return {std::nullopt, "config of " + std::to_string(text.size()) + " bytes is over the limit of " +
-                              std::to_string(max_control_request_bytes)};
-  }
-  json::parse_options options;
-  options.max_depth = max_json_depth;
-  boost::system::error_code error;
-  const json::value document = json::parse(text, error, {}, options);
-  if (error) return {std::nullopt, "not JSON: " + error.message()};
+  std::string error;
+  const std::optional<json::value> document = parse_json(text, "config", error);
+  if (!document) return {std::nullopt, error};
   try {
-    return {parse_config(document, "config"), {}};
+    return {parse_config(*document, "config"), {}};
   } catch (const FieldError& field_error) {
     return {std::nullopt, field_error.what()};
   }

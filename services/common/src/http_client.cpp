@@ -32,6 +32,20 @@ std::string_view failure_name(ClientFailure failure) {
   return "unknown";
 }
 
+bool idempotent(bhttp::verb method) {
+  switch (method) {
+    case bhttp::verb::get:
+    case bhttp::verb::head:
+    case bhttp::verb::options:
+    case bhttp::verb::put:
+    case bhttp::verb::delete_:
+    case bhttp::verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
 namespace {
 
 // Concrete executor types: no type-erased executor on every completion.
@@ -54,20 +68,6 @@ struct ConnectionPool::Connection {
 };
 
 namespace {
-
-bool idempotent(bhttp::verb method) {
-  switch (method) {
-    case bhttp::verb::get:
-    case bhttp::verb::head:
-    case bhttp::verb::options:
-    case bhttp::verb::put:
-    case bhttp::verb::delete_:
-    case bhttp::verb::trace:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // An idle connection whose peer has closed (or sent unexpected bytes) is not worth a request.
 bool still_usable(PlainSocket& socket) {

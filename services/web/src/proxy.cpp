@@ -82,11 +82,6 @@ bool forwarded(const bhttp::fields::value_type& field, const ConnectionTokens& t
   return !is_hop_by_hop(field) && !tokens.names(field.name_string());
 }
 
-bool idempotent(bhttp::verb method) {
-  return method == bhttp::verb::get || method == bhttp::verb::head || method == bhttp::verb::options ||
-         method == bhttp::verb::put || method == bhttp::verb::delete_ || method == bhttp::verb::trace;
-}
-
 bool nothing_sent(http::ClientFailure failure) {
   return failure == http::ClientFailure::connect_refused ||
          failure == http::ClientFailure::connect_timeout ||
@@ -262,7 +257,7 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
     if (!result.ok()) {
       log::debug("upstream ", upstream.address, " failed: ", http::failure_name(result.failure), ": ",
                  result.detail);
-      const bool safe = nothing_sent(result.failure) || idempotent(method);
+      const bool safe = nothing_sent(result.failure) || http::idempotent(method);
       if (safe && retries_left > 0) {
         --retries_left;
         proxy.retries_.inc();

@@ -51,6 +51,9 @@ enum class ClientFailure {
 
 std::string_view failure_name(ClientFailure failure);
 
+// Methods that may be sent again after a failure without changing the outcome (RFC 9110 9.2.2).
+bool idempotent(bhttp::verb method);
+
 struct ClientResult {
   ClientFailure failure = ClientFailure::none;
   std::string detail;  // the underlying error's text, for logs
