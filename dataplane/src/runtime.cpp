@@ -32,14 +32,17 @@ namespace json = boost::json;
 constexpr std::uint32_t frame_overhead_bytes = ethernet_header_bytes + vlan_tag_bytes + 4;  // + FCS
 static_assert(RTE_PKTMBUF_HEADROOM >= encap_headroom_bytes, "process_packet needs its headroom");
 
-std::string dpdk_error(int error) { return rte_strerror(error < 0 ? -error : error); }
+std::string dpdk_error(int error) {
+  return rte_strerror(error < 0 ? -error : error);
+}
 
 // EAL leaves its per-instance runtime directory behind, also when its start failed half-way;
 // nothing of ours may stay. Only a directory with our file prefix is touched.
 void remove_runtime_dir() {
   const std::string runtime_dir = rte_eal_get_runtime_dir();
   std::error_code ignored;
-  if (runtime_dir.find("stacknode-dataplane-") != std::string::npos) std::filesystem::remove_all(runtime_dir, ignored);
+  if (runtime_dir.find("stacknode-dataplane-") != std::string::npos)
+    std::filesystem::remove_all(runtime_dir, ignored);
 }
 
 json::string_view role_name(bool front, bool service) {
@@ -49,15 +52,17 @@ json::string_view role_name(bool front, bool service) {
 
 }  // namespace
 
-Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : settings_(settings), huge_(eal.huge) {
+Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal)
+    : settings_(settings), huge_(eal.huge) {
   std::vector<char*> argv;
   std::vector<std::string> arguments = eal.arguments;
   for (auto& argument : arguments) argv.push_back(argument.data());
   argv.push_back(nullptr);
   if (rte_eal_init(static_cast<int>(argv.size() - 1), argv.data()) < 0) {
     remove_runtime_dir();
-    throw StartupError("DPDK EAL initialisation failed: " + dpdk_error(rte_errno) +
-                       " (EAL's own lines above say more; check dataplane.lcores, memory_mb and hugepages)");
+    throw StartupError(
+        "DPDK EAL initialisation failed: " + dpdk_error(rte_errno) +
+        " (EAL's own lines above say more; check dataplane.lcores, memory_mb and hugepages)");
   }
   eal_ready_ = true;
   // A failure from here on must not leave ports running or EAL files behind: the destructor does
@@ -72,17 +77,20 @@ Runtime::Runtime(const DataplaneSettings& settings, const EalArguments& eal) : s
 
 // Everything after EAL: ports, RCU, per-lcore state, the first snapshot.
 void Runtime::setup() {
-  log::info("dataplane: EAL up with ", huge_ ? "hugepages" : "--no-huge (no hugepages: fine for tests, slower)",
-            ", ", settings_.lcores, " worker lcore(s)");
+  log::info("dataplane: EAL up with ",
+            huge_ ? "hugepages" : "--no-huge (no hugepages: fine for tests, slower)", ", ",
+            settings_.lcores, " worker lcore(s)");
 
   unsigned lcore_id = 0;
   RTE_LCORE_FOREACH(lcore_id) worker_lcores_.push_back(lcore_id);
 
   setup_ports();
 
-  const std::size_t rcu_bytes = rte_rcu_qsbr_get_memsize(static_cast<std::uint32_t>(worker_lcores_.size()));
+  const std::size_t rcu_bytes =
+      rte_rcu_qsbr_get_memsize(static_cast<std::uint32_t>(worker_lcores_.size()));
   rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("stacknode_rcu", rcu_bytes, RTE_CACHE_LINE_SIZE));
-  if (rcu_ == nullptr || rte_rcu_qsbr_init(rcu_, static_cast<std::uint32_t>(worker_lcores_.size())) != 0) {
+  if (rcu_ == nullptr ||
+      rte_rcu_qsbr_init(rcu_, static_cast<std::uint32_t>(worker_lcores_.size())) != 0) {
     throw StartupError("cannot set up RCU for " + std::to_string(worker_lcores_.size()) +
                        " lcores: raise dataplane.memory_mb");
   }
@@ -97,20 +105,26 @@ void Runtime::setup() {
   ControlConfig initial;
   if (!settings_.config_file.empty()) {
     std::ifstream file(settings_.config_file, std::ios::binary);
-    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    if (!file) throw StartupError("dataplane.config_file " + settings_.config_file + ": cannot read it");
+    const std::string text((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+    if (!file)
+      throw StartupError("dataplane.config_file " + settings_.config_file + ": cannot read it");
     ControlConfigResult parsed = parse_control_config(text);
-    if (!parsed.config) throw StartupError("dataplane.config_file " + settings_.config_file + ": " + parsed.error);
+    if (!parsed.config)
+      throw StartupError("dataplane.config_file " + settings_.config_file + ": " + parsed.error);
     initial = std::move(*parsed.config);
   }
   const std::string error = apply(initial);
   if (!error.empty()) {
-    throw StartupError(settings_.config_file.empty() ? "the ports' configuration is refused: " + error
-                                                     : "dataplane.config_file " + settings_.config_file + ": " + error);
+    throw StartupError(settings_.config_file.empty()
+                           ? "the ports' configuration is refused: " + error
+                           : "dataplane.config_file " + settings_.config_file + ": " + error);
   }
 }
 
-Runtime::~Runtime() { release(); }
+Runtime::~Runtime() {
+  release();
+}
 
 void Runtime::release() {
   for (const auto& port : ports_) {
@@ -136,14 +150,16 @@ void Runtime::setup_ports() {
   const std::uint32_t data_room = RTE_PKTMBUF_HEADROOM + largest_mtu + frame_overhead_bytes;
   const std::uint32_t buffer_size = std::max<std::uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, data_room);
   // Every descriptor of every queue may hold an mbuf, plus each lcore's cache and bursts in hand.
-  const std::uint32_t mbufs = static_cast<std::uint32_t>(settings_.ports.size()) * queues *
-                                  (rx_descriptors + tx_descriptors) +
-                              static_cast<std::uint32_t>(worker_lcores_.size()) * (mbuf_cache_size + 4 * burst_size);
+  const std::uint32_t mbufs =
+      static_cast<std::uint32_t>(settings_.ports.size()) * queues *
+          (rx_descriptors + tx_descriptors) +
+      static_cast<std::uint32_t>(worker_lcores_.size()) * (mbuf_cache_size + 4 * burst_size);
   pool_ = rte_pktmbuf_pool_create("stacknode_mbufs", mbufs, mbuf_cache_size, 0,
-                                  static_cast<std::uint16_t>(buffer_size), static_cast<int>(rte_socket_id()));
+                                  static_cast<std::uint16_t>(buffer_size),
+                                  static_cast<int>(rte_socket_id()));
   if (pool_ == nullptr) {
-    throw StartupError("cannot allocate " + std::to_string(mbufs) + " packet buffers: " + dpdk_error(rte_errno) +
-                       "; raise dataplane.memory_mb");
+    throw StartupError("cannot allocate " + std::to_string(mbufs) +
+                       " packet buffers: " + dpdk_error(rte_errno) + "; raise dataplane.memory_mb");
   }
 
   for (const auto& port : settings_.ports) {
@@ -152,26 +168,30 @@ void Runtime::setup_ports() {
     const std::string name = port.dpdk_name();
     if (rte_eth_dev_get_port_by_name(name.c_str(), &runtime.port_id) != 0) {
       throw StartupError("port '" + port.name + "': DPDK has no device '" + name + "'" +
-                         (port.is_virtual() ? " (check the virtual device string and, for net_af_packet, "
-                                              "that the interface exists)"
-                                            : " (bind it first: dpdk-devbind.py --bind=vfio-pci " + name + ")"));
+                         (port.is_virtual()
+                              ? " (check the virtual device string and, for net_af_packet, "
+                                "that the interface exists)"
+                              : " (bind it first: dpdk-devbind.py --bind=vfio-pci " + name + ")"));
     }
     rte_eth_dev_info info{};
     if (const int error = rte_eth_dev_info_get(runtime.port_id, &info); error != 0) {
       throw StartupError("port '" + port.name + "': cannot read device info: " + dpdk_error(error));
     }
     if (info.max_rx_queues < queues || info.max_tx_queues < queues) {
-      throw StartupError("port '" + port.name + "' offers " + std::to_string(info.max_rx_queues) + " rx and " +
-                         std::to_string(info.max_tx_queues) + " tx queues, and " + std::to_string(queues) +
+      throw StartupError("port '" + port.name + "' offers " + std::to_string(info.max_rx_queues) +
+                         " rx and " + std::to_string(info.max_tx_queues) + " tx queues, and " +
+                         std::to_string(queues) +
                          " worker lcores need one each: lower dataplane.lcores" +
                          (port.is_virtual() ? " (or raise the device's qpairs=)" : ""));
     }
     rte_eth_conf conf{};
     if (queues > 1) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-      conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+      conf.rx_adv_conf.rss_conf.rss_hf =
+          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
     }
-    if (const int error = rte_eth_dev_configure(runtime.port_id, queues, queues, &conf); error != 0) {
+    if (const int error = rte_eth_dev_configure(runtime.port_id, queues, queues, &conf);
+        error != 0) {
       throw StartupError("port '" + port.name + "': configure failed: " + dpdk_error(error));
     }
     std::uint16_t rx_ring = rx_descriptors, tx_ring = tx_descriptors;
@@ -179,19 +199,25 @@ void Runtime::setup_ports() {
     const int socket = rte_eth_dev_socket_id(runtime.port_id);
     for (std::uint16_t queue = 0; queue < queues; ++queue) {
       if (const int error = rte_eth_rx_queue_setup(runtime.port_id, queue, rx_ring,
-                                                   static_cast<unsigned>(socket < 0 ? 0 : socket), nullptr, pool_);
+                                                   static_cast<unsigned>(socket < 0 ? 0 : socket),
+                                                   nullptr, pool_);
           error != 0) {
-        throw StartupError("port '" + port.name + "': rx queue " + std::to_string(queue) + ": " + dpdk_error(error));
+        throw StartupError("port '" + port.name + "': rx queue " + std::to_string(queue) + ": " +
+                           dpdk_error(error));
       }
-      if (const int error = rte_eth_tx_queue_setup(runtime.port_id, queue, tx_ring,
-                                                   static_cast<unsigned>(socket < 0 ? 0 : socket), nullptr);
+      if (const int error =
+              rte_eth_tx_queue_setup(runtime.port_id, queue, tx_ring,
+                                     static_cast<unsigned>(socket < 0 ? 0 : socket), nullptr);
           error != 0) {
-        throw StartupError("port '" + port.name + "': tx queue " + std::to_string(queue) + ": " + dpdk_error(error));
+        throw StartupError("port '" + port.name + "': tx queue " + std::to_string(queue) + ": " +
+                           dpdk_error(error));
       }
     }
     // Some virtual devices cannot change their MTU; the snapshot's MTU still governs what we send.
-    if (const int error = rte_eth_dev_set_mtu(runtime.port_id, port.mtu); error != 0 && error != -ENOTSUP) {
-      log::warn("dataplane: port '", port.name, "': MTU ", port.mtu, " not set: ", dpdk_error(error));
+    if (const int error = rte_eth_dev_set_mtu(runtime.port_id, port.mtu);
+        error != 0 && error != -ENOTSUP) {
+      log::warn("dataplane: port '", port.name, "': MTU ", port.mtu,
+                " not set: ", dpdk_error(error));
     }
     if (const int error = rte_eth_dev_start(runtime.port_id); error != 0) {
       throw StartupError("port '" + port.name + "': start failed: " + dpdk_error(error));
@@ -199,10 +225,35 @@ void Runtime::setup_ports() {
     rte_ether_addr mac{};
     rte_eth_macaddr_get(runtime.port_id, &mac);
     std::memcpy(runtime.mac.bytes.data(), mac.addr_bytes, mac_address_bytes);
-    log::info("dataplane: port '", port.name, "' (", port.device, ") up as DPDK port ", runtime.port_id, ", MAC ",
-              to_string(runtime.mac), ", ", queues, " queue pair(s)");
+    if (port.mac) set_port_mac(runtime, *port.mac);
+    log::info("dataplane: port '", port.name, "' (", port.device, ") up as DPDK port ",
+              runtime.port_id, ", MAC ", to_string(runtime.mac), ", ", queues, " queue pair(s)");
     ports_.push_back(std::move(runtime));
   }
+}
+
+// The packet path filters on the port's MAC itself, so a device that cannot take a new address
+// (net_pcap, some virtual devices) still works with it in promiscuous mode.
+void Runtime::set_port_mac(PortRuntime& port, const MacAddress& wanted) {
+  rte_ether_addr address{};
+  std::memcpy(address.addr_bytes, wanted.bytes.data(), mac_address_bytes);
+  const int error = rte_eth_dev_default_mac_addr_set(port.port_id, &address);
+  if (error == -ENOTSUP) {
+    const int promiscuous = rte_eth_promiscuous_enable(port.port_id);
+    if (promiscuous != 0 && promiscuous != -ENOTSUP) {
+      throw StartupError("port '" + port.settings.name + "': the device can neither take MAC " +
+                         to_string(wanted) + " nor go promiscuous: " + dpdk_error(promiscuous) +
+                         " (leave dataplane.ports.mac out to keep the device's own)");
+    }
+    log::warn("dataplane: port '", port.settings.name,
+              "': the device cannot change its MAC; it runs promiscuous and ",
+              "the dataplane answers for ", to_string(wanted), " itself");
+  } else if (error != 0) {
+    throw StartupError("port '" + port.settings.name + "': the device refuses MAC " +
+                       to_string(wanted) + ": " + dpdk_error(error) +
+                       " (leave dataplane.ports.mac out to keep the device's own)");
+  }
+  port.mac = wanted;
 }
 
 int Runtime::launch(void* argument) {
@@ -214,7 +265,8 @@ int Runtime::launch(void* argument) {
 void Runtime::run() {
   std::vector<std::pair<Runtime*, unsigned>> arguments;
   arguments.reserve(worker_lcores_.size());
-  for (unsigned index = 0; index < worker_lcores_.size(); ++index) arguments.emplace_back(this, index);
+  for (unsigned index = 0; index < worker_lcores_.size(); ++index)
+    arguments.emplace_back(this, index);
   for (unsigned index = 1; index < worker_lcores_.size(); ++index) {
     rte_eal_remote_launch(&Runtime::launch, &arguments[index], worker_lcores_[index]);
   }
@@ -267,8 +319,8 @@ void Runtime::worker(unsigned worker_index) {
           continue;
         }
         auto* data = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
-        const Verdict verdict = process_packet(snapshot, state, static_cast<std::uint16_t>(port), data,
-                                               rte_pktmbuf_data_len(mbuf), now_ms);
+        const Verdict verdict = process_packet(snapshot, state, static_cast<std::uint16_t>(port),
+                                               data, rte_pktmbuf_data_len(mbuf), now_ms);
         if (verdict.action == Action::drop) {
           rte_pktmbuf_free(mbuf);
           continue;
@@ -309,7 +361,8 @@ std::string Runtime::apply(const ControlConfig& config) {
     entry.addresses = port.settings.addresses;
     ports.push_back(std::move(entry));
   }
-  SnapshotBuildResult built = build_snapshot(make_snapshot_config(ports, config, settings_.outer_ttl));
+  SnapshotBuildResult built =
+      build_snapshot(make_snapshot_config(ports, config, settings_.outer_ttl));
   if (!built.snapshot) return built.error;
   auto next = std::make_unique<Published>();
   next->backend_count = built.snapshot->backends().size();
@@ -337,7 +390,8 @@ void Runtime::fold_traffic(const Published& retired) {
     for (std::uint32_t index = 0; index < service.backend_count; ++index) {
       const std::uint32_t backend = service.first_backend + index;
       BackendTraffic& total = retired_traffic_[{service.vip, snapshot.backends()[backend].address}];
-      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) total += retired.traffic_of(lcore)[backend];
+      for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore)
+        total += retired.traffic_of(lcore)[backend];
     }
   }
 }
@@ -441,7 +495,8 @@ json::object Runtime::counters() const {
       const std::uint32_t backend_index = service.first_backend + index;
       const Backend& backend = snapshot.backends()[backend_index];
       BackendTraffic total;
-      if (auto found = retired_traffic_.find({service.vip, backend.address}); found != retired_traffic_.end()) {
+      if (auto found = retired_traffic_.find({service.vip, backend.address});
+          found != retired_traffic_.end()) {
         total = found->second;
       }
       for (unsigned lcore = 0; lcore < worker_lcores_.size(); ++lcore) {

@@ -106,6 +106,7 @@ class Runtime {
 
   void setup();
   void setup_ports();
+  void set_port_mac(PortRuntime& port, const MacAddress& wanted);
   // Stops the ports and gives back what setup took, EAL last; safe on a half-done setup.
   void release();
   void worker(unsigned worker_index);

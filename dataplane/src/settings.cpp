@@ -33,10 +33,13 @@ PortSettings load_port(const config::Section& section) {
   port.name = section.get_string("name", "");
   if (port.name.empty()) section.fail("name", "every port needs a name");
   port.device = section.get_string("device", "");
-  if (port.device.empty()) section.fail("device", "every port needs a device (PCI address or virtual device)");
+  if (port.device.empty())
+    section.fail("device", "every port needs a device (PCI address or virtual device)");
   if (!port.is_virtual() && !looks_like_pci_address(port.device)) {
-    section.fail("device", "'" + port.device +
-                               "' is neither a PCI address (0000:03:00.0) nor a DPDK virtual device (net_...)");
+    section.fail(
+        "device",
+        "'" + port.device +
+            "' is neither a PCI address (0000:03:00.0) nor a DPDK virtual device (net_...)");
   }
   for (const auto& role : section.get_strings("roles")) {
     if (role == "front") {
@@ -47,17 +50,27 @@ PortSettings load_port(const config::Section& section) {
       section.fail("roles", "unknown role '" + role + "' (front, service)");
     }
   }
-  if (!port.front && !port.service) section.fail("roles", "give the port a role: front, service or both");
+  if (!port.front && !port.service)
+    section.fail("roles", "give the port a role: front, service or both");
   for (const auto& text : section.get_strings("addresses")) {
     const auto address = parse_ip_address(text);
     if (!address) section.fail("addresses", "'" + text + "' is not an IPv4 address");
     port.addresses.push_back(*address);
   }
   if (port.addresses.size() > max_addresses_per_port) {
-    section.fail("addresses", "at most " + std::to_string(max_addresses_per_port) + " addresses per port");
+    section.fail("addresses",
+                 "at most " + std::to_string(max_addresses_per_port) + " addresses per port");
   }
-  port.mtu = static_cast<std::uint16_t>(section.get_int("mtu", default_port_mtu, min_port_mtu, max_port_mtu));
+  port.mtu = static_cast<std::uint16_t>(
+      section.get_int("mtu", default_port_mtu, min_port_mtu, max_port_mtu));
   port.vlan = static_cast<std::uint16_t>(section.get_int("vlan", 0, 0, max_vlan_id));
+  if (const std::string text = section.get_string("mac", ""); !text.empty()) {
+    port.mac = parse_mac_address(text);
+    if (!port.mac)
+      section.fail("mac", "'" + text + "' is not a MAC address (like 02:00:00:00:00:01)");
+    if ((port.mac->bytes[0] & 0x01) != 0)
+      section.fail("mac", "'" + text + "' is a multicast address");
+  }
   return port;
 }
 
@@ -69,7 +82,8 @@ DataplaneSettings load_settings(const config::Section& root) {
   DataplaneSettings settings;
   settings.lcores = static_cast<unsigned>(section.get_int("lcores", 1, 1, max_worker_lcores));
   settings.first_lcore = static_cast<unsigned>(section.get_int("first_lcore", 0, 0, 1023));
-  settings.memory_mb = section.get_int("memory_mb", default_memory_mb, min_memory_mb, max_memory_mb);
+  settings.memory_mb =
+      section.get_int("memory_mb", default_memory_mb, min_memory_mb, max_memory_mb);
   const std::string hugepages = section.get_string("hugepages", "auto");
   if (hugepages == "auto") {
     settings.hugepages = HugepageMode::automatic;
@@ -78,24 +92,30 @@ DataplaneSettings load_settings(const config::Section& root) {
   } else if (hugepages == "off") {
     settings.hugepages = HugepageMode::off;
   } else {
-    section.fail("hugepages", "must be \"auto\", \"required\" or \"off\", not \"" + hugepages + "\"");
+    section.fail("hugepages",
+                 "must be \"auto\", \"required\" or \"off\", not \"" + hugepages + "\"");
   }
   const std::string runtime_dir = paths.get_string("runtime_dir", "/run/stacknode");
   settings.control_socket = section.get_string("control_socket", runtime_dir + "/dataplane.sock");
-  settings.flows_per_lcore = static_cast<std::uint32_t>(
-      section.get_int("flows_per_lcore", default_conn_table_capacity, min_conn_table_capacity, max_conn_table_capacity));
-  settings.outer_ttl = static_cast<std::uint8_t>(section.get_int("outer_ttl", default_outer_ttl, 1, 255));
+  settings.flows_per_lcore =
+      static_cast<std::uint32_t>(section.get_int("flows_per_lcore", default_conn_table_capacity,
+                                                 min_conn_table_capacity, max_conn_table_capacity));
+  settings.outer_ttl =
+      static_cast<std::uint8_t>(section.get_int("outer_ttl", default_outer_ttl, 1, 255));
   settings.config_file = section.get_string("config_file", "");
 
   const auto ports = section.sections("ports");
-  if (ports.empty()) section.fail("ports", "no ports: give at least one port with the front and service roles");
-  if (ports.size() > max_ports) section.fail("ports", "at most " + std::to_string(max_ports) + " ports");
+  if (ports.empty())
+    section.fail("ports", "no ports: give at least one port with the front and service roles");
+  if (ports.size() > max_ports)
+    section.fail("ports", "at most " + std::to_string(max_ports) + " ports");
   std::set<std::string> names, devices;
   unsigned service_ports = 0;
   bool front = false;
   for (const auto& port_section : ports) {
     PortSettings port = load_port(port_section);
-    if (!names.insert(port.name).second) port_section.fail("name", "two ports are named '" + port.name + "'");
+    if (!names.insert(port.name).second)
+      port_section.fail("name", "two ports are named '" + port.name + "'");
     if (!devices.insert(port.dpdk_name()).second) {
       port_section.fail("device", "two ports use device '" + port.dpdk_name() + "'");
     }
@@ -113,9 +133,9 @@ EalArguments build_eal_arguments(const DataplaneSettings& settings, const HostFa
   const unsigned last_lcore = settings.first_lcore + settings.lcores - 1;
   if (last_lcore >= host.cpus) {
     eal.error = "dataplane.lcores = " + std::to_string(settings.lcores) + " from CPU " +
-                std::to_string(settings.first_lcore) + " needs CPUs up to " + std::to_string(last_lcore) +
-                ", but this process may use " + std::to_string(host.cpus) +
-                "; lower dataplane.lcores or dataplane.first_lcore";
+                std::to_string(settings.first_lcore) + " needs CPUs up to " +
+                std::to_string(last_lcore) + ", but this process may use " +
+                std::to_string(host.cpus) + "; lower dataplane.lcores or dataplane.first_lcore";
     return eal;
   }
   switch (settings.hugepages) {
@@ -123,13 +143,18 @@ EalArguments build_eal_arguments(const DataplaneSettings& settings, const HostFa
       if (!host.hugepages) {
         eal.error =
             "dataplane.hugepages = \"required\" but no free hugepages are mounted; reserve some "
-            "(echo 512 > /proc/sys/vm/nr_hugepages) and mount hugetlbfs, or set hugepages = \"auto\"";
+            "(echo 512 > /proc/sys/vm/nr_hugepages) and mount hugetlbfs, or set hugepages = "
+            "\"auto\"";
         return eal;
       }
       eal.huge = true;
       break;
-    case HugepageMode::automatic: eal.huge = host.hugepages; break;
-    case HugepageMode::off: eal.huge = false; break;
+    case HugepageMode::automatic:
+      eal.huge = host.hugepages;
+      break;
+    case HugepageMode::off:
+      eal.huge = false;
+      break;
   }
 
   auto& args = eal.arguments;

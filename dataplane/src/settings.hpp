@@ -13,7 +13,8 @@
 //                                      # applied before the first packet; stacknoded replaces it
 //     ports = (
 //       { name = "front";   device = "net_af_packet0,iface=dpf0"; roles = ["front"];
-//         addresses = ["198.18.0.201"]; mtu = 1500; vlan = 0; },
+//         addresses = ["198.18.0.201"]; mtu = 1500; vlan = 0;
+//         mac = "";  },                 # optional: set the port's MAC (default: the device's own)
 //       { name = "service"; device = "0000:03:00.0"; roles = ["service"];
 //         addresses = ["198.18.1.101"]; }
 //     );
@@ -25,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,7 @@ struct PortSettings {
   std::vector<IpAddress> addresses;
   std::uint16_t mtu = 1500;
   std::uint16_t vlan = 0;
+  std::optional<MacAddress> mac;  // set on the device at start; empty: keep the device's own
 
   bool is_virtual() const { return device.rfind("net_", 0) == 0; }
   // The name DPDK knows the port by: the virtual device's name ("net_af_packet0") or the PCI

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
@@ -71,7 +72,9 @@ RawConnection::~RawConnection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool RawConnection::send(std::string_view bytes) { return send_all(fd_, bytes); }
+bool RawConnection::send(std::string_view bytes) {
+  return send_all(fd_, bytes);
+}
 
 std::string RawConnection::read_until(std::string_view marker, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -138,11 +141,45 @@ bool LoopbackListener::wait_readable(int fd) const {
   }
 }
 
-int LoopbackListener::accept() const { return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); }
+int LoopbackListener::accept() const {
+  return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+}
 
 void LoopbackListener::wake() {
   const char wake = 1;
   [[maybe_unused]] const auto written = ::write(wake_[1], &wake, 1);
+}
+
+std::optional<std::string> unix_line_request(const std::string& socket_path, std::string_view line,
+                                             std::chrono::milliseconds timeout) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof address.sun_path) return std::nullopt;
+  socket_path.copy(address.sun_path, socket_path.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> answer;
+  std::string received;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      send_all(fd, std::string(line) + "\n")) {
+    std::array<char, 65536> chunk;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd waiting{fd, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&waiting, 1, static_cast<int>(left.count())) <= 0) break;
+      const ssize_t got = ::recv(fd, chunk.data(), chunk.size(), 0);
+      if (got <= 0) break;
+      received.append(chunk.data(), static_cast<std::size_t>(got));
+      if (const auto end = received.find('\n'); end != std::string::npos) {
+        answer = received.substr(0, end);
+        break;
+      }
+    }
+  }
+  ::close(fd);
+  return answer;
 }
 
 int status_of(std::string_view raw) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,13 @@ class LoopbackListener {
   int wake_[2] = {-1, -1};
   std::uint16_t port_ = 0;
 };
+
+// One request line to a Unix stream socket that answers each line with one line (the dataplane's
+// control socket): connects, sends `line` plus a newline, reads up to the first newline. The
+// answer without its newline, or std::nullopt when the socket is absent, closes early or stays
+// silent for `timeout`.
+std::optional<std::string> unix_line_request(const std::string& socket_path, std::string_view line,
+                                             std::chrono::milliseconds timeout);
 
 // Status code of the first response in `raw` ("HTTP/1.1 404 ..." gives 404), 0 if none.
 int status_of(std::string_view raw);

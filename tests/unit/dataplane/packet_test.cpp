@@ -15,63 +15,10 @@ using namespace stacknode::dataplane::test;
 
 namespace {
 
-constexpr Mac client_mac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
 constexpr Mac other_mac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x77};
-constexpr Mac zero_mac = {};
-constexpr std::uint16_t arp_request = 1;
-constexpr std::uint16_t arp_reply = 2;
-constexpr std::size_t minimum_frame_bytes = 60;  // Ethernet minimum without FCS
 constexpr std::uint16_t service_mtu = 1500;
 constexpr std::size_t ipip_overhead = 20;
-constexpr std::size_t icmp_quote_limit = 576 - 28;
 constexpr std::uint16_t client_port = 40000;
-
-Bytes padded(Bytes frame) {
-  if (frame.size() < minimum_frame_bytes) frame.resize(minimum_frame_bytes, 0);
-  return frame;
-}
-
-Bytes arp_frame(std::uint16_t operation, const Ip4& sender, const Ip4& target,
-                std::optional<std::uint16_t> vlan = std::nullopt) {
-  return padded(ethernet(broadcast_mac, client_mac, ethertype_arp,
-                         arp(operation, client_mac, sender, operation == arp_request ? zero_mac : front_mac, target),
-                         vlan));
-}
-
-Bytes arp_answer(const Mac& port_mac, const Ip4& owned, std::optional<std::uint16_t> vlan = std::nullopt) {
-  return ethernet(client_mac, port_mac, ethertype_arp, arp(arp_reply, port_mac, owned, client_mac, client_ip), vlan);
-}
-
-Bytes to_client(const Bytes& ip_packet, std::optional<std::uint16_t> vlan = std::nullopt) {
-  return ethernet(router_mac, front_mac, ethertype_ipv4, ip_packet, vlan);
-}
-
-Bytes echo_request(const Ip4& destination, const Bytes& payload = payload_of(56)) {
-  return ipv4(client_header(proto_icmp, destination), icmp(8, 0, 0x4242, 7, payload));
-}
-
-Bytes echo_reply_from(const Ip4& source, const Bytes& payload = payload_of(56)) {
-  Ipv4Header header;
-  header.source = source;
-  header.destination = client_ip;
-  header.protocol = proto_icmp;
-  return ipv4(header, icmp(0, 0, 0x4242, 7, payload));
-}
-
-// ICMP type 3 code 4 from the VIP quoting the start of `ip_packet` (RFC 792 layout: unused 16
-// bits, then the RFC 1191 next-hop MTU, which is where icmp()'s identifier and sequence go).
-Bytes fragmentation_needed(const Bytes& ip_packet, std::uint16_t next_hop_mtu,
-                           std::optional<std::uint16_t> vlan = std::nullopt) {
-  const Bytes quoted(ip_packet.begin(),
-                     ip_packet.begin() + static_cast<std::ptrdiff_t>(std::min(ip_packet.size(), icmp_quote_limit)));
-  Ipv4Header header;
-  header.source = vip_ip;
-  header.destination = client_ip;
-  header.protocol = proto_icmp;
-  header.identification = 0;
-  header.dont_fragment = false;
-  return to_client(ipv4(header, icmp(3, 4, 0, next_hop_mtu, quoted)), vlan);
-}
 
 Bytes with_header(Ipv4Header header, std::uint8_t protocol = proto_tcp) {
   header.protocol = protocol;

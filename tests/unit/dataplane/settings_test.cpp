@@ -16,7 +16,7 @@ namespace {
 
 const std::string two_ports =
     "ports = ( { name = \"front\"; device = \"net_af_packet0,iface=dpf0\"; roles = [\"front\"];\n"
-    "            addresses = [\"198.18.0.201\"]; },\n"
+    "            addresses = [\"198.18.0.201\"]; mac = \"02:00:00:00:00:01\"; },\n"
     "          { name = \"service\"; device = \"0000:03:00.0\"; roles = [\"service\"];\n"
     "            addresses = [\"198.18.1.101\"]; mtu = 9000; vlan = 12; } );\n";
 
@@ -57,12 +57,15 @@ TEST(DataplaneSettings, DefaultsAndPorts) {
   CHECK_TRUE(front.is_virtual());
   STRCMP_EQUAL("net_af_packet0", front.dpdk_name().c_str());
   LONGS_EQUAL(1500, front.mtu);
+  CHECK_TRUE(front.mac.has_value());
+  STRCMP_EQUAL("02:00:00:00:00:01", to_string(*front.mac).c_str());
   const PortSettings& service = settings.ports[1];
   CHECK_FALSE(service.is_virtual());
   STRCMP_EQUAL("0000:03:00.0", service.dpdk_name().c_str());
   LONGS_EQUAL(9000, service.mtu);
   LONGS_EQUAL(12, service.vlan);
   STRCMP_EQUAL("198.18.1.101", to_string(service.addresses[0]).c_str());
+  CHECK_FALSE(service.mac.has_value());
 }
 
 TEST(DataplaneSettings, MistakesNameTheKey) {
@@ -93,6 +96,14 @@ TEST(DataplaneSettings, MistakesNameTheKey) {
                            " mtu = 100; } );")
                       .c_str());
   STRCMP_CONTAINS("dataplane.lcores", error_of("lcores = 0;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("dataplane.ports[0].mac: '02:00:00:00:01' is not a MAC address",
+                  error_of("ports = ( { name = \"a\"; device = \"net_null0\"; roles = [\"front\", \"service\"];"
+                           " mac = \"02:00:00:00:01\"; } );")
+                      .c_str());
+  STRCMP_CONTAINS("dataplane.ports[0].mac: '01:00:5e:00:00:01' is a multicast address",
+                  error_of("ports = ( { name = \"a\"; device = \"net_null0\"; roles = [\"front\", \"service\"];"
+                           " mac = \"01:00:5e:00:00:01\"; } );")
+                      .c_str());
 }
 
 TEST(DataplaneSettings, EalArgumentsWithoutHugepages) {

@@ -1,0 +1,342 @@
+// Golden-pcap component test of stacknode-dataplane: the real binary on two DPDK net_pcap ports
+// (rx_pcap in, tx_pcap out). The test writes the input capture with frame_builder (ARP, echo,
+// load-balanced TCP and UDP, L2 DSR, a too-big packet, and frames to drop), runs the dataplane
+// with the unit tests' rack config (tests/unit/dataplane/rack_fixture.hpp) given as its
+// config_file, waits until the front port has read every frame, stops it with SIGTERM and compares
+// both output captures frame by frame with the frames frame_builder expects. The packet logic is
+// unit-tested frame by frame; this proves the shell around it (EAL, ports, mbuf headroom and
+// lengths, the worker's transmit path per port, config_file, counters, a clean stop) does what
+// the core decided, byte for byte.
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "packet_cases.hpp"
+#include "process.hpp"
+#include "skip.hpp"
+
+#include <CppUTest/TestHarness.h>
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using namespace stacknode::dataplane;
+using namespace stacknode::dataplane::test;
+namespace support = stacknode::test;
+
+namespace {
+
+// Upper bound for start-up, reading the capture and stopping; generous for the sanitizer build.
+// Only keeps a broken dataplane from hanging the suite: nothing is timed.
+constexpr std::chrono::milliseconds eventually{30'000};
+constexpr std::chrono::milliseconds control_timeout{5'000};
+// Flow table of the test's dataplane: small, the capture holds a dozen flows.
+constexpr unsigned test_flows_per_lcore = 4096;
+constexpr unsigned test_memory_mb = 128;
+
+// ---- pcap files (the classic libpcap format: a 24-byte file header, then a 16-byte record header
+// before each frame; microsecond or nanosecond timestamps, either byte order on reading) ----
+
+constexpr std::uint32_t pcap_magic_micro = 0xa1b2c3d4;
+constexpr std::uint32_t pcap_magic_nano = 0xa1b23c4d;
+constexpr std::uint32_t pcap_linktype_ethernet = 1;
+constexpr std::uint32_t pcap_snaplen = 65535;
+constexpr std::size_t pcap_file_header_bytes = 24;
+constexpr std::size_t pcap_record_header_bytes = 16;
+
+void put32le(std::string& out, std::uint32_t value) {
+  for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<char>(value >> shift));
+}
+void put16le(std::string& out, std::uint16_t value) {
+  out.push_back(static_cast<char>(value));
+  out.push_back(static_cast<char>(value >> 8));
+}
+
+void write_pcap(const fs::path& path, const std::vector<Bytes>& frames) {
+  std::string out;
+  put32le(out, pcap_magic_micro);
+  put16le(out, 2);  // format version 2.4
+  put16le(out, 4);
+  put32le(out, 0);  // GMT offset
+  put32le(out, 0);  // timestamp accuracy
+  put32le(out, pcap_snaplen);
+  put32le(out, pcap_linktype_ethernet);
+  std::uint32_t microseconds = 0;
+  for (const Bytes& frame : frames) {
+    put32le(out, 0);
+    put32le(out, microseconds++);
+    put32le(out, static_cast<std::uint32_t>(frame.size()));
+    put32le(out, static_cast<std::uint32_t>(frame.size()));
+    out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+  }
+  support::write_file(path, out);
+}
+
+std::vector<Bytes> read_pcap(const fs::path& path) {
+  const std::string text = support::read_file(path);
+  if (text.size() < pcap_file_header_bytes)
+    FAIL(("capture too short for its header: " + path.string()).c_str());
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(text.data());
+  const auto read32 = [&](std::size_t at, bool swapped) {
+    std::uint32_t value = 0;
+    for (int index = 3; index >= 0; --index)
+      value = value << 8 | bytes[at + (swapped ? 3 - index : index)];
+    return value;
+  };
+  const std::uint32_t magic = read32(0, false);
+  bool swapped = false;
+  if (magic != pcap_magic_micro && magic != pcap_magic_nano) {
+    swapped = true;
+    const std::uint32_t other = read32(0, true);
+    if (other != pcap_magic_micro && other != pcap_magic_nano)
+      FAIL(("not a pcap file: " + path.string()).c_str());
+  }
+  if (read32(20, swapped) != pcap_linktype_ethernet)
+    FAIL(("not an Ethernet capture: " + path.string()).c_str());
+  std::vector<Bytes> frames;
+  std::size_t at = pcap_file_header_bytes;
+  while (at + pcap_record_header_bytes <= text.size()) {
+    const std::uint32_t captured = read32(at + 8, swapped);
+    const std::uint32_t original = read32(at + 12, swapped);
+    at += pcap_record_header_bytes;
+    if (captured != original || at + captured > text.size()) {
+      FAIL(("truncated or snapped frame in " + path.string()).c_str());
+    }
+    frames.emplace_back(bytes + at, bytes + at + captured);
+    at += captured;
+  }
+  if (at != text.size()) FAIL(("trailing bytes in " + path.string()).c_str());
+  return frames;
+}
+
+// ---- The dataplane's inputs ----
+
+// The control protocol's "config" object for the rack fixture's services, VIPs and neighbours
+// (the ports come from node.cfg).
+std::string config_json(const SnapshotConfig& config) {
+  json::object out;
+  out["version"] = config.version;
+  json::array services;
+  for (const auto& service : config.services) {
+    json::object entry;
+    entry["vip"] = to_string(service.vip.address);
+    entry["protocol"] = to_string(service.vip.protocol);
+    entry["port"] = service.vip.port;
+    entry["mode"] = to_string(service.mode);
+    json::array backends;
+    for (const auto& backend : service.backends) {
+      backends.push_back(json::object{{"address", to_string(backend.address)},
+                                      {"weight", backend.weight},
+                                      {"state", to_string(backend.state)}});
+    }
+    entry["backends"] = std::move(backends);
+    services.push_back(std::move(entry));
+  }
+  out["services"] = std::move(services);
+  json::array vips;
+  for (const auto& vip : config.owned_vips) vips.push_back(json::string(to_string(vip)));
+  out["owned_vips"] = std::move(vips);
+  json::array neighbours;
+  for (const auto& neighbour : config.neighbours) {
+    neighbours.push_back(
+        json::object{{"address", to_string(neighbour.address)}, {"mac", to_string(neighbour.mac)}});
+  }
+  out["neighbours"] = std::move(neighbours);
+  if (config.gateway) out["gateway"] = to_string(*config.gateway);
+  return json::serialize(out);
+}
+
+std::string node_cfg(const fs::path& dir) {
+  const auto port = [&](const char* name, int index, const char* role, const Ip4& ip,
+                        const Mac& mac_bytes) {
+    return std::string("{ name = \"") + name + "\"; device = \"net_pcap" + std::to_string(index) +
+           ",rx_pcap=" + (dir / (std::string(name) + "-in.pcap")).string() +
+           ",tx_pcap=" + (dir / (std::string(name) + "-out.pcap")).string() + "\"; roles = [\"" +
+           role + "\"]; addresses = [\"" + to_string(address(ip)) + "\"]; mac = \"" +
+           to_string(mac(mac_bytes)) + "\"; }";
+  };
+  return "paths: { runtime_dir = \"" + dir.string() +
+         "\"; };\n"
+         "dataplane: {\n"
+         "  lcores = 1;\n"
+         "  memory_mb = " +
+         std::to_string(test_memory_mb) +
+         ";\n"
+         "  hugepages = \"off\";\n"
+         "  flows_per_lcore = " +
+         std::to_string(test_flows_per_lcore) +
+         ";\n"
+         "  config_file = \"" +
+         (dir / "config.json").string() +
+         "\";\n"
+         "  ports = ( " +
+         port("front", 0, "front", front_ip, front_mac) +
+         ",\n"
+         "            " +
+         port("service", 1, "service", outer_source_ip, service_mac) +
+         " );\n"
+         "};\n";
+}
+
+std::uint64_t number(const json::value& value) {
+  return value.is_uint64() ? value.get_uint64() : value.to_number<std::uint64_t>();
+}
+
+void check_frames(const char* port, const std::vector<Bytes>& expected,
+                  const std::vector<Bytes>& actual) {
+  for (std::size_t index = 0; index < std::min(expected.size(), actual.size()); ++index) {
+    const std::string difference =
+        describe_difference(expected[index], actual[index].data(), actual[index].size());
+    if (!difference.empty()) {
+      FAIL((std::string(port) + " frame " + std::to_string(index) + ": " + difference).c_str());
+    }
+  }
+  if (expected.size() != actual.size()) {
+    FAIL((std::string(port) + ": expected " + std::to_string(expected.size()) +
+          " frames, the dataplane sent " + std::to_string(actual.size()))
+             .c_str());
+  }
+}
+
+}  // namespace
+
+TEST_GROUP(DataplaneGoldenPcap){};
+
+TEST(DataplaneGoldenPcap, FramesInFramesOut) {
+  if (::geteuid() != 0) support::skip_all("stacknode-dataplane (DPDK EAL) needs root");
+  support::TempDir dir;
+  const SnapshotConfig config = rack_config();
+  const auto snapshot = build_or_fail(config);  // only to predict Maglev picks
+  const auto backend = [&](IpProtocol protocol, std::uint16_t port, std::uint16_t source_port) {
+    return maglev_backend_of(*snapshot, {address(vip_ip), protocol, port}, client_ip, source_port);
+  };
+  constexpr std::uint16_t client_port = 40000;
+  constexpr std::uint16_t spread_flows = 12;
+  constexpr std::uint16_t service_mtu = default_port_mtu;
+  constexpr std::uint16_t ipip_overhead = 20;
+
+  std::vector<Bytes> in;
+  std::vector<Bytes> front_expected;
+  std::vector<Bytes> service_expected;
+  std::map<std::string, std::uint64_t> http_new_flows;  // by backend address
+
+  in.push_back(arp_frame(arp_request, client_ip, vip_ip));
+  front_expected.push_back(arp_answer(front_mac, vip_ip));
+  in.push_back(arp_frame(arp_request, client_ip, front_ip));
+  front_expected.push_back(arp_answer(front_mac, front_ip));
+  in.push_back(from_client(echo_request(vip_ip)));
+  front_expected.push_back(to_client(echo_reply_from(vip_ip)));
+
+  // A connection's SYN and a data segment go to the same backend.
+  const Bytes syn = tcp_packet(client_port, http_port, flag_syn);
+  const Bytes data = tcp_packet(client_port, http_port, flag_ack | flag_psh, payload_of(300));
+  const IpAddress first_backend = backend(IpProtocol::tcp, http_port, client_port);
+  in.push_back(from_client(syn));
+  service_expected.push_back(expected_ipip(syn, first_backend));
+  in.push_back(from_client(data));
+  service_expected.push_back(expected_ipip(data, first_backend));
+  ++http_new_flows[to_string(first_backend)];
+  // More connections spread over the backends as Maglev says.
+  for (std::uint16_t flow = 1; flow <= spread_flows; ++flow) {
+    const auto source_port = static_cast<std::uint16_t>(client_port + flow);
+    const Bytes flow_syn = tcp_packet(source_port, http_port, flag_syn);
+    const IpAddress picked = backend(IpProtocol::tcp, http_port, source_port);
+    in.push_back(from_client(flow_syn));
+    service_expected.push_back(expected_ipip(flow_syn, picked));
+    ++http_new_flows[to_string(picked)];
+  }
+  const Bytes query = udp_packet(5353, dns_port, payload_of(40));
+  in.push_back(from_client(query));
+  service_expected.push_back(expected_ipip(query, backend(IpProtocol::udp, dns_port, 5353)));
+  const Bytes dsr = tcp_packet(client_port, dsr_port, flag_syn);
+  in.push_back(from_client(dsr));
+  service_expected.push_back(expected_l2_dsr(dsr, backend(IpProtocol::tcp, dsr_port, client_port)));
+  // One byte more than fits the service port after encapsulation, DF set: ICMP back to the client.
+  const Bytes too_big = tcp_packet(client_port, http_port, flag_ack,
+                                   payload_of(service_mtu - ipip_overhead - 40 + 1));
+  in.push_back(from_client(too_big));
+  front_expected.push_back(fragmentation_needed(too_big, service_mtu - ipip_overhead));
+  // Dropped, each by its reason.
+  in.push_back(from_client(
+      tcp_packet(client_port, http_port, flag_syn, {}, client_header(proto_tcp, other_vip_ip))));
+  in.push_back(Bytes(syn.begin(), syn.begin() + 13));
+  Ipv4Header corrupt = client_header(proto_icmp);
+  corrupt.corrupt_checksum = true;
+  in.push_back(from_client(ipv4(corrupt, icmp(8, 0, 1, 1, payload_of(8)))));
+
+  write_pcap(dir.path() / "front-in.pcap", in);
+  write_pcap(dir.path() / "service-in.pcap", {});
+  support::write_file(dir.path() / "config.json", config_json(config));
+  support::write_file(dir.path() / "node.cfg", node_cfg(dir.path()));
+
+  support::Process dataplane({(support::binary_dir() / "stacknode-dataplane").string(), "--config",
+                              (dir.path() / "node.cfg").string()},
+                             dir.path() / "dataplane.log");
+  const std::string socket = (dir.path() / "dataplane.sock").string();
+  // Done when every frame read has been decided: forwarded, answered or dropped.
+  json::value counters;
+  const auto decided = [](const json::value& lcore) {
+    std::uint64_t total = number(lcore.at("forwarded_packets")) + number(lcore.at("arp_replies")) +
+                          number(lcore.at("echo_replies")) + number(lcore.at("frag_needed_sent"));
+    for (const auto& reason : lcore.at("drops").as_object()) total += number(reason.value());
+    return total;
+  };
+  support::poll_until(
+      [&] {
+        const auto answer =
+            support::unix_line_request(socket, R"({"op":"counters"})", control_timeout);
+        if (!answer) return !dataplane.running();
+        counters = json::parse(*answer);
+        return decided(counters.at("lcores").at(0)) == in.size();
+      },
+      eventually);
+  if (counters.is_null())
+    FAIL(("the dataplane never answered on its control socket:\n" + dataplane.output()).c_str());
+  if (number(counters.at("ports").at(0).at("rx_packets")) != in.size() ||
+      decided(counters.at("lcores").at(0)) != in.size()) {
+    FAIL(("the dataplane did not read and decide all " + std::to_string(in.size()) + " frames:\n" +
+          json::serialize(counters) + "\n" + dataplane.output())
+             .c_str());
+  }
+  dataplane.signal(SIGTERM);
+  const auto status = dataplane.wait(eventually);
+  if (status != 0)
+    FAIL(("stacknode-dataplane did not stop cleanly:\n" + dataplane.output()).c_str());
+
+  check_frames("front", front_expected, read_pcap(dir.path() / "front-out.pcap"));
+  check_frames("service", service_expected, read_pcap(dir.path() / "service-out.pcap"));
+
+  // The counters tell the same story as the captures.
+  const json::value& lcore = counters.at("lcores").at(0);
+  LONGS_EQUAL(2, number(lcore.at("arp_replies")));
+  LONGS_EQUAL(1, number(lcore.at("echo_replies")));
+  LONGS_EQUAL(1, number(lcore.at("frag_needed_sent")));
+  LONGS_EQUAL(service_expected.size(), number(lcore.at("forwarded_packets")));
+  const json::value& drops = counters.at("drops");
+  LONGS_EQUAL(1, number(drops.at("no_service")));
+  LONGS_EQUAL(1, number(drops.at("frame_too_short")));
+  LONGS_EQUAL(1, number(drops.at("ipv4_bad_checksum")));
+  std::uint64_t dropped = 0;
+  for (const auto& reason : drops.as_object()) dropped += number(reason.value());
+  LONGS_EQUAL(3, dropped);
+  for (const auto& service : counters.at("services").as_array()) {
+    if (number(service.at("port")) != http_port || service.at("protocol").as_string() != "tcp")
+      continue;
+    for (const auto& item : service.at("backends").as_array()) {
+      const std::string backend_address(item.at("address").as_string());
+      LONGS_EQUAL(http_new_flows[backend_address], number(item.at("new_flows")));
+    }
+  }
+  CHECK_TRUE(http_new_flows.size() > 1);  // the capture really spreads over several backends
+  // Nothing of EAL's is left behind.
+  CHECK_FALSE(fs::exists(socket));
+}
