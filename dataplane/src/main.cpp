@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <chrono>
 #include <csignal>
+#include <functional>
 #include <thread>
 
 #include "control_server.hpp"
@@ -19,13 +22,18 @@
 namespace stacknode::dataplane {
 namespace {
 
+// How often the control thread reads punted ARP replies and sends due ARP requests and
+// announcements: a backend is resolved within about this long after its reply arrives.
+constexpr std::chrono::milliseconds housekeeping_interval{100};
+
 HostFacts host_facts() {
   HostFacts host;
   host.hugepages = hugepages_available();
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
-  host.cpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? static_cast<unsigned>(CPU_COUNT(&cpus))
-                                                            : std::max(1u, std::thread::hardware_concurrency());
+  host.cpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0
+                  ? static_cast<unsigned>(CPU_COUNT(&cpus))
+                  : std::max(1u, std::thread::hardware_concurrency());
   host.file_prefix = "stacknode-dataplane-" + std::to_string(::getpid());
   return host;
 }
@@ -63,6 +71,17 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     runtime->stop();
     control_io.stop();
   });
+  // ARP resolution and announcements run on the control thread between requests.
+  boost::asio::steady_timer housekeeping(control_io);
+  std::function<void()> schedule = [&] {
+    housekeeping.expires_after(housekeeping_interval);
+    housekeeping.async_wait([&](boost::system::error_code error) {
+      if (error) return;
+      runtime->housekeeping();
+      schedule();
+    });
+  };
+  schedule();
   std::thread control_thread([&control_io] { control_io.run(); });
   log::info("dataplane: control socket ", settings.control_socket, "; forwarding");
   runtime->run();  // returns after stop()
@@ -78,7 +97,8 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
 }  // namespace stacknode::dataplane
 
 int main(int argc, char** argv) {
-  return stacknode::daemon::run(argc, argv, "stacknode-dataplane",
-                                "DPDK L4 load balancer: Maglev, connection tracking, direct server return",
-                                stacknode::dataplane::serve);
+  return stacknode::daemon::run(
+      argc, argv, "stacknode-dataplane",
+      "DPDK L4 load balancer: Maglev, connection tracking, direct server return",
+      stacknode::dataplane::serve);
 }

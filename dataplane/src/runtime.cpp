@@ -12,16 +12,19 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "stacknode/common/log.hpp"
+#include "stacknode/dataplane/arp.hpp"
 
 namespace stacknode::dataplane {
 namespace {
@@ -86,6 +89,16 @@ void Runtime::setup() {
 
   setup_ports();
 
+  punt_ring_ = rte_ring_create("stacknode_punt", punt_ring_size, static_cast<int>(rte_socket_id()),
+                               RING_F_SC_DEQ);
+  control_tx_ring_ =
+      rte_ring_create("stacknode_control_tx", control_tx_ring_size,
+                      static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (punt_ring_ == nullptr || control_tx_ring_ == nullptr) {
+    throw StartupError("cannot create the control thread's packet rings: " + dpdk_error(rte_errno) +
+                       "; raise dataplane.memory_mb");
+  }
+
   const std::size_t rcu_bytes =
       rte_rcu_qsbr_get_memsize(static_cast<std::uint32_t>(worker_lcores_.size()));
   rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("stacknode_rcu", rcu_bytes, RTE_CACHE_LINE_SIZE));
@@ -133,6 +146,13 @@ void Runtime::release() {
   }
   ports_.clear();
   owned_current_.reset();
+  for (rte_ring* ring : {punt_ring_, control_tx_ring_}) {
+    if (ring == nullptr) continue;
+    void* left = nullptr;
+    while (rte_ring_dequeue(ring, &left) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(left));
+    rte_ring_free(ring);
+  }
+  punt_ring_ = control_tx_ring_ = nullptr;
   rte_free(rcu_);
   rcu_ = nullptr;
   if (pool_ != nullptr) rte_mempool_free(pool_);
@@ -309,6 +329,16 @@ void Runtime::worker(unsigned worker_index) {
     BackendTraffic* traffic = published.traffic_of(worker_index);
     const std::size_t service_port = snapshot.service_port();
     const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
+    if (worker_index == 0) {  // frames the control thread originated (ARP requests, announcements)
+      const unsigned count = rte_ring_sc_dequeue_burst(
+          control_tx_ring_, reinterpret_cast<void**>(received), burst_size, nullptr);
+      for (unsigned index = 0; index < count; ++index) {
+        const std::size_t out = received[index]->port;
+        outgoing[out][outgoing_count[out]++] = received[index];
+        if (outgoing_count[out] == burst_size) flush(out);
+      }
+      for (std::size_t out = 0; out < port_count; ++out) flush(out);
+    }
     for (std::size_t port = 0; port < port_count; ++port) {
       const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
       if (count == 0) continue;
@@ -323,6 +353,13 @@ void Runtime::worker(unsigned worker_index) {
                                                data, rte_pktmbuf_data_len(mbuf), now_ms);
         if (verdict.action == Action::drop) {
           rte_pktmbuf_free(mbuf);
+          continue;
+        }
+        if (verdict.action == Action::punt) {
+          if (rte_ring_mp_enqueue(punt_ring_, mbuf) != 0) {
+            ++extra.punt_dropped;
+            rte_pktmbuf_free(mbuf);
+          }
           continue;
         }
         // Apply the verdict's new start and length to the mbuf (the headroom was checked above).
@@ -361,19 +398,41 @@ std::string Runtime::apply(const ControlConfig& config) {
     entry.addresses = port.settings.addresses;
     ports.push_back(std::move(entry));
   }
-  SnapshotBuildResult built =
-      build_snapshot(make_snapshot_config(ports, config, settings_.outer_ttl));
+  // Neighbours already learned stay in use: a config change does not make backends unreachable
+  // until ARP answers again.
+  SnapshotConfig snapshot_config = make_snapshot_config(ports, config, settings_.outer_ttl);
+  snapshot_config.neighbours = merge_neighbours(config.neighbours, resolver_.learned());
+  SnapshotBuildResult built = build_snapshot(snapshot_config);
   if (!built.snapshot) return built.error;
-  auto next = std::make_unique<Published>();
-  next->backend_count = built.snapshot->backends().size();
-  next->snapshot = std::move(built.snapshot);
-  next->traffic = std::make_unique<BackendTraffic[]>(std::max<std::size_t>(next->backend_count, 1) *
-                                                     worker_lcores_.size());
-  publish(std::move(next));
+
+  const std::uint64_t now_ms = control_clock_ms();
+  std::vector<IpAddress> taken;
+  for (const auto& vip : built.snapshot->owned_vips()) {
+    if (owned_current_ == nullptr || !owned_current_->snapshot->owns_vip(vip)) taken.push_back(vip);
+  }
+  publish(std::move(built.snapshot));
+  applied_ = config;
+  if (resolver_.set_wanted(addresses_to_resolve(config), now_ms)) republish_neighbours();
+  announce(taken, now_ms);
   return {};
 }
 
-void Runtime::publish(std::unique_ptr<Published> next) {
+void Runtime::republish_neighbours() {
+  SnapshotBuildResult next = owned_current_->snapshot->with_neighbours(
+      merge_neighbours(applied_.neighbours, resolver_.learned()));
+  if (!next.snapshot) {  // learned entries are checked when read, so this is not expected
+    log::error("dataplane: learned neighbours refused: ", next.error);
+    return;
+  }
+  publish(std::move(next.snapshot));
+}
+
+void Runtime::publish(std::unique_ptr<const Snapshot> snapshot) {
+  auto next = std::make_unique<Published>();
+  next->backend_count = snapshot->backends().size();
+  next->snapshot = std::move(snapshot);
+  next->traffic = std::make_unique<BackendTraffic[]>(std::max<std::size_t>(next->backend_count, 1) *
+                                                     worker_lcores_.size());
   current_.store(next.get(), std::memory_order_release);
   std::unique_ptr<Published> retired = std::move(owned_current_);
   owned_current_ = std::move(next);
@@ -382,6 +441,90 @@ void Runtime::publish(std::unique_ptr<Published> next) {
   // that none can still hold the retired snapshot. Workers that are not running are offline.
   rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
   fold_traffic(*retired);
+}
+
+std::uint64_t Runtime::control_clock_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+bool Runtime::send_from_control(std::size_t port, const std::uint8_t* frame, std::size_t length) {
+  rte_mbuf* mbuf = rte_pktmbuf_alloc(pool_);
+  char* data =
+      mbuf != nullptr ? rte_pktmbuf_append(mbuf, static_cast<std::uint16_t>(length)) : nullptr;
+  if (data == nullptr) {
+    rte_pktmbuf_free(mbuf);
+    ++control_traffic_.control_tx_dropped;
+    return false;
+  }
+  std::memcpy(data, frame, length);
+  mbuf->port = static_cast<std::uint16_t>(port);  // our port index, read by worker 0
+  if (rte_ring_sp_enqueue(control_tx_ring_, mbuf) != 0) {
+    rte_pktmbuf_free(mbuf);
+    ++control_traffic_.control_tx_dropped;
+    return false;
+  }
+  return true;
+}
+
+void Runtime::send_arp_requests(const std::vector<IpAddress>& targets) {
+  const Snapshot& snapshot = *owned_current_->snapshot;
+  const std::size_t port = snapshot.service_port();
+  const IpAddress& sender = snapshot.outer_source();
+  if (targets.empty() || !sender.is_ipv4())
+    return;  // without an address on the service port we cannot ask
+  std::uint8_t frame[arp_frame_bytes];
+  for (const auto& target : targets) {
+    const std::size_t length = write_arp_request(frame, snapshot.ports()[port], sender, target);
+    control_traffic_.arp_requests_sent += send_from_control(port, frame, length) ? 1 : 0;
+  }
+}
+
+void Runtime::announce(const std::vector<IpAddress>& vips, std::uint64_t now_ms) {
+  for (const auto& vip : vips) announcements_.push_back({vip, now_ms, gratuitous_arp_count});
+  // A VIP no longer owned is not announced again.
+  std::erase_if(announcements_, [&](const Announcement& entry) {
+    return entry.left == 0 || !owned_current_->snapshot->owns_vip(entry.vip);
+  });
+  const Snapshot& snapshot = *owned_current_->snapshot;
+  std::uint8_t frame[arp_frame_bytes];
+  for (auto& entry : announcements_) {
+    if (now_ms < entry.due_ms) continue;
+    for (std::size_t port = 0; port < snapshot.ports().size(); ++port) {
+      if (!snapshot.ports()[port].front) continue;
+      const std::size_t length = write_gratuitous_arp(frame, snapshot.ports()[port], entry.vip);
+      control_traffic_.gratuitous_arp_sent += send_from_control(port, frame, length) ? 1 : 0;
+    }
+    --entry.left;
+    entry.due_ms = now_ms + gratuitous_arp_interval_ms;
+  }
+}
+
+void Runtime::housekeeping() {
+  const std::uint64_t now_ms = control_clock_ms();
+  bool changed = false;
+  void* punted[burst_size];
+  for (;;) {
+    const unsigned count = rte_ring_sc_dequeue_burst(punt_ring_, punted, burst_size, nullptr);
+    for (unsigned index = 0; index < count; ++index) {
+      auto* mbuf = static_cast<rte_mbuf*>(punted[index]);
+      if (const auto sender = read_arp_reply(rte_pktmbuf_mtod(mbuf, const std::uint8_t*),
+                                             rte_pktmbuf_data_len(mbuf))) {
+        ++control_traffic_.arp_replies_read;
+        if (resolver_.learn(sender->address, sender->mac, now_ms)) {
+          ++control_traffic_.neighbours_learned;
+          changed = true;
+        }
+      }
+      rte_pktmbuf_free(mbuf);
+    }
+    if (count < burst_size) break;
+  }
+  const NeighbourResolver::Tick tick = resolver_.tick(now_ms);
+  if (changed || tick.changed) republish_neighbours();
+  send_arp_requests(tick.ask);
+  announce({}, now_ms);
 }
 
 void Runtime::fold_traffic(const Published& retired) {
@@ -426,6 +569,23 @@ json::object Runtime::status() const {
   json::array vips;
   for (const auto& vip : snapshot.owned_vips()) vips.emplace_back(to_string(vip));
   reply["owned_vips"] = std::move(vips);
+  // Next hops being resolved by ARP, with what was learned (static entries are in the config).
+  json::array resolving;
+  const std::vector<NeighbourConfig> learned = resolver_.learned();
+  for (const auto& address : addresses_to_resolve(applied_)) {
+    json::object entry;
+    entry["address"] = to_string(address);
+    const auto found =
+        std::find_if(learned.begin(), learned.end(),
+                     [&](const NeighbourConfig& known) { return known.address == address; });
+    if (found != learned.end()) {
+      entry["mac"] = to_string(found->mac);
+    } else {
+      entry["mac"] = nullptr;
+    }
+    resolving.push_back(std::move(entry));
+  }
+  reply["resolving"] = std::move(resolving);
   return reply;
 }
 
@@ -463,6 +623,8 @@ json::object Runtime::counters() const {
     entry["forwarded_packets"] = read_counter(counters.forwarded_packets);
     entry["forwarded_bytes"] = read_counter(counters.forwarded_bytes);
     entry["arp_replies"] = read_counter(counters.arp_replies);
+    entry["arp_punted"] = read_counter(counters.arp_punted);
+    entry["punt_dropped"] = read_counter(extras_[index].punt_dropped);
     entry["echo_replies"] = read_counter(counters.echo_replies);
     entry["frag_needed_sent"] = read_counter(counters.frag_needed_sent);
     entry["new_flows"] = read_counter(counters.new_flows);
@@ -520,6 +682,14 @@ json::object Runtime::counters() const {
     services.emplace_back(std::move(entry));
   }
   reply["services"] = std::move(services);
+
+  json::object control;
+  control["arp_requests_sent"] = control_traffic_.arp_requests_sent;
+  control["gratuitous_arp_sent"] = control_traffic_.gratuitous_arp_sent;
+  control["arp_replies_read"] = control_traffic_.arp_replies_read;
+  control["neighbours_learned"] = control_traffic_.neighbours_learned;
+  control["control_tx_dropped"] = control_traffic_.control_tx_dropped;
+  reply["control"] = std::move(control);
   return reply;
 }
 

@@ -18,11 +18,13 @@
 
 #include "settings.hpp"
 #include "stacknode/dataplane/control_protocol.hpp"
+#include "stacknode/dataplane/neighbours.hpp"
 #include "stacknode/dataplane/packet.hpp"
 
 struct rte_mempool;
 struct rte_rcu_qsbr;
 struct rte_mbuf;
+struct rte_ring;
 
 namespace stacknode::dataplane {
 
@@ -32,6 +34,15 @@ inline constexpr std::uint16_t burst_size = 32;
 inline constexpr std::uint16_t rx_descriptors = 1024;
 inline constexpr std::uint16_t tx_descriptors = 1024;
 inline constexpr unsigned mbuf_cache_size = 256;
+// Frames between the workers and the control thread: ARP replies punted up, frames the control
+// thread originates (ARP requests, gratuitous ARP) going down to worker 0. Powers of two; a full
+// ring drops and counts.
+inline constexpr unsigned punt_ring_size = 1024;
+inline constexpr unsigned control_tx_ring_size = 1024;
+// Announcements of a VIP this node takes: one now and again each second (the repeats cover a
+// lost frame and a switch port still learning), as keepalived and the kernel's arp_notify do.
+inline constexpr unsigned gratuitous_arp_count = 3;
+inline constexpr std::uint64_t gratuitous_arp_interval_ms = 1'000;
 
 class StartupError : public std::runtime_error {
  public:
@@ -74,7 +85,17 @@ struct Published {
 
 // What one worker owns besides its LcoreState.
 struct alignas(cache_line_bytes) WorkerExtra {
-  std::uint64_t tx_dropped = 0;  // frames the transmit queue did not take (full ring)
+  std::uint64_t tx_dropped = 0;     // frames the transmit queue did not take (full ring)
+  std::uint64_t punt_dropped = 0;   // punted frames the control thread's ring did not take
+};
+
+// What the control thread itself sent and learned (read and written on the control thread only).
+struct ControlTraffic {
+  std::uint64_t arp_requests_sent = 0;
+  std::uint64_t gratuitous_arp_sent = 0;
+  std::uint64_t arp_replies_read = 0;     // punted replies that were well-formed
+  std::uint64_t neighbours_learned = 0;   // replies that taught a new entry or a new MAC
+  std::uint64_t control_tx_dropped = 0;   // frames not sent: no mbuf or the ring to worker 0 full
 };
 
 class Runtime {
@@ -96,6 +117,10 @@ class Runtime {
   std::string apply(const ControlConfig& config);
   boost::json::object status() const;
   boost::json::object counters() const;
+  // Control thread, every few hundred milliseconds: reads punted ARP replies, sends the ARP
+  // requests and gratuitous ARP that are due, republishes the snapshot when a neighbour was
+  // learned or forgotten.
+  void housekeeping();
 
  private:
   struct PortRuntime {
@@ -111,8 +136,21 @@ class Runtime {
   void release();
   void worker(unsigned worker_index);
   static int launch(void* self_and_index);
-  void publish(std::unique_ptr<Published> next);
+  void publish(std::unique_ptr<const Snapshot> snapshot);
   void fold_traffic(const Published& retired);
+  // Publishes the current snapshot again with the static and learned neighbours.
+  void republish_neighbours();
+  // Queues `frame` for worker 0 to send out of port `port` (an index into ports_).
+  bool send_from_control(std::size_t port, const std::uint8_t* frame, std::size_t length);
+  void send_arp_requests(const std::vector<IpAddress>& targets);
+  void announce(const std::vector<IpAddress>& vips, std::uint64_t now_ms);
+  static std::uint64_t control_clock_ms();
+
+  struct Announcement {
+    IpAddress vip;
+    std::uint64_t due_ms = 0;
+    unsigned left = 0;
+  };
 
   DataplaneSettings settings_;
   bool huge_ = false;
@@ -126,6 +164,12 @@ class Runtime {
   std::unique_ptr<Published> owned_current_;  // control thread's handle on current_
   // Traffic of backends in retired snapshots, by (service, backend address).
   std::map<std::pair<VipKey, IpAddress>, BackendTraffic> retired_traffic_;
+  rte_ring* punt_ring_ = nullptr;        // workers (many) -> control thread
+  rte_ring* control_tx_ring_ = nullptr;  // control thread -> worker 0
+  ControlConfig applied_;                // the control side's config as last applied
+  NeighbourResolver resolver_;
+  std::vector<Announcement> announcements_;
+  ControlTraffic control_traffic_;
   std::atomic<bool> stopping_{false};
   bool eal_ready_ = false;
 };

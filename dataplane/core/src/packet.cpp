@@ -63,6 +63,12 @@ Verdict handle_arp(const Snapshot& snapshot, const Port& port, LcoreCounters& co
       arp[4] != arp_hardware_length || arp[5] != arp_protocol_length) {
     return drop(counters, frame, DropReason::arp_malformed);
   }
+  // A reply on the service port may answer our resolution of a backend or the gateway: the
+  // control thread reads it (arp.hpp, read_arp_reply) and decides whether it was wanted.
+  if (load16(arp + 6) == arp_op_reply && port.service) {
+    ++counters.arp_punted;
+    return Verdict{Action::punt, DropReason::none, frame.data, frame.length, Verdict::no_backend_index};
+  }
   // Gratuitous ARP (sender = target) announces, it does not ask: not answered.
   if (load16(arp + 6) != arp_op_request ||
       std::memcmp(arp + arp_sender_ip, arp + arp_target_ip, ipv4_address_bytes) == 0) {

@@ -38,6 +38,34 @@ std::uint64_t power_of_two_at_least(std::uint64_t value) {
   return result;
 }
 
+// Checks every entry and sorts them by address; a problem names the entry.
+std::string sort_neighbours(std::vector<NeighbourConfig>& neighbours) {
+  for (std::size_t index = 0; index < neighbours.size(); ++index) {
+    const std::string field = "neighbours[" + std::to_string(index) + "]";
+    if (const std::string problem = check_address(neighbours[index].address); !problem.empty()) {
+      return field + ": " + problem;
+    }
+    if (const std::string problem = check_mac(neighbours[index].mac); !problem.empty()) {
+      return field + " (" + to_string(neighbours[index].address) + "): " + problem;
+    }
+  }
+  std::sort(neighbours.begin(), neighbours.end(),
+            [](const NeighbourConfig& left, const NeighbourConfig& right) { return left.address < right.address; });
+  for (std::size_t index = 1; index < neighbours.size(); ++index) {
+    if (neighbours[index].address == neighbours[index - 1].address) {
+      return "neighbours: " + to_string(neighbours[index].address) + " is listed twice";
+    }
+  }
+  return {};
+}
+
+const NeighbourConfig* find_neighbour(const std::vector<NeighbourConfig>& sorted, const IpAddress& address) {
+  const auto found =
+      std::lower_bound(sorted.begin(), sorted.end(), address,
+                       [](const NeighbourConfig& entry, const IpAddress& wanted) { return entry.address < wanted; });
+  return (found != sorted.end() && found->address == address) ? &*found : nullptr;
+}
+
 SnapshotBuildResult refuse(std::string message) {
   SnapshotBuildResult result;
   result.error = std::move(message);
@@ -52,6 +80,34 @@ std::string_view to_string(ForwardingMode mode) {
     case ForwardingMode::l2_dsr: return "l2_dsr";
   }
   return "unknown";
+}
+
+// Invariant 3: a backend's own entry, else (IPIP only: L2 DSR needs the backend itself on the
+// segment) the gateway's.
+void Snapshot::resolve_neighbours(const std::vector<NeighbourConfig>& sorted) {
+  const NeighbourConfig* gateway = gateway_ ? find_neighbour(sorted, *gateway_) : nullptr;
+  for (const Service& service : services_) {
+    for (std::uint32_t index = 0; index < service.backend_count; ++index) {
+      Backend& backend = backends_[service.first_backend + index];
+      const NeighbourConfig* neighbour = find_neighbour(sorted, backend.address);
+      if (neighbour == nullptr && service.mode == ForwardingMode::ipip) neighbour = gateway;
+      backend.mac_known = neighbour != nullptr;
+      backend.mac = neighbour != nullptr ? neighbour->mac : MacAddress{};
+    }
+  }
+}
+
+SnapshotBuildResult Snapshot::with_neighbours(std::vector<NeighbourConfig> neighbours) const {
+  if (neighbours.size() > max_neighbours) {
+    return refuse("neighbours: " + std::to_string(neighbours.size()) + " entries, the limit is " +
+                  std::to_string(max_neighbours));
+  }
+  if (std::string problem = sort_neighbours(neighbours); !problem.empty()) return refuse(std::move(problem));
+  std::unique_ptr<Snapshot> copy(new Snapshot(*this));
+  copy->resolve_neighbours(neighbours);
+  SnapshotBuildResult result;
+  result.snapshot = std::move(copy);
+  return result;
 }
 
 bool Snapshot::owns_vip(const IpAddress& address) const {
@@ -139,31 +195,10 @@ SnapshotBuildResult build_snapshot(const SnapshotConfig& config) {
                   std::to_string(max_neighbours));
   }
   std::vector<NeighbourConfig> neighbours = config.neighbours;
-  for (std::size_t index = 0; index < neighbours.size(); ++index) {
-    const std::string field = "neighbours[" + std::to_string(index) + "]";
-    if (const std::string problem = check_address(neighbours[index].address); !problem.empty()) {
-      return refuse(field + ": " + problem);
-    }
-    if (const std::string problem = check_mac(neighbours[index].mac); !problem.empty()) {
-      return refuse(field + " (" + to_string(neighbours[index].address) + "): " + problem);
-    }
-  }
-  std::sort(neighbours.begin(), neighbours.end(),
-            [](const NeighbourConfig& left, const NeighbourConfig& right) { return left.address < right.address; });
-  for (std::size_t index = 1; index < neighbours.size(); ++index) {
-    if (neighbours[index].address == neighbours[index - 1].address) {
-      return refuse("neighbours: " + to_string(neighbours[index].address) + " is listed twice");
-    }
-  }
-  const auto find_neighbour = [&](const IpAddress& address) -> const NeighbourConfig* {
-    const auto found = std::lower_bound(neighbours.begin(), neighbours.end(), address,
-                                        [](const NeighbourConfig& entry, const IpAddress& wanted) { return entry.address < wanted; });
-    return (found != neighbours.end() && found->address == address) ? &*found : nullptr;
-  };
-  const NeighbourConfig* gateway = nullptr;
+  if (std::string problem = sort_neighbours(neighbours); !problem.empty()) return refuse(std::move(problem));
   if (config.gateway) {
     if (const std::string problem = check_address(*config.gateway); !problem.empty()) return refuse("gateway: " + problem);
-    gateway = find_neighbour(*config.gateway);  // may be unresolved yet (invariant 3)
+    snapshot->gateway_ = *config.gateway;  // its MAC may be unresolved yet (invariant 3)
   }
 
   // ---- Owned VIPs ----
@@ -233,13 +268,6 @@ SnapshotBuildResult build_snapshot(const SnapshotConfig& config) {
       resolved.address = backend.address;
       resolved.weight = backend.weight;
       resolved.state = backend.state;
-      const NeighbourConfig* neighbour = find_neighbour(backend.address);
-      // L2 DSR needs the backend itself on the segment; IPIP may go through the gateway.
-      if (neighbour == nullptr && service.mode == ForwardingMode::ipip) neighbour = gateway;
-      if (neighbour != nullptr) {
-        resolved.mac_known = true;
-        resolved.mac = neighbour->mac;
-      }
       if (backend.state == BackendState::active) ++built.active_backends;
       snapshot->backends_.push_back(resolved);
     }
@@ -247,6 +275,8 @@ SnapshotBuildResult build_snapshot(const SnapshotConfig& config) {
                                      maglev.table.entries.end());
     snapshot->services_.push_back(built);
   }
+
+  snapshot->resolve_neighbours(neighbours);
 
   // ---- VIP index (invariant 5) ----
   const std::uint64_t index_size = power_of_two_at_least(std::max<std::uint64_t>(2, 2 * snapshot->services_.size()));

@@ -10,6 +10,9 @@
 //     reason, and every IPv4 header, IPIP inner header and ICMP message in it has a valid
 //     checksum (checked here with separate code), with a total length matching the frame.
 //  3. A forward leaves from the service port's MAC towards a backend of the snapshot.
+//  4. A punt (ARP reply on the service port) hands the frame on unchanged and counts it; the
+//     control thread's reader (read_arp_reply) takes it without reading beyond it and never
+//     yields an unusable MAC.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "stacknode/dataplane/arp.hpp"
 #include "stacknode/dataplane/packet.hpp"
 #include "stacknode/dataplane/snapshot.hpp"
 
@@ -114,6 +118,12 @@ void run(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t port, const 
   }
   check(verdict.drop_reason == DropReason::none);
   check(lcore.counters.total_drops() == before.total_drops());
+  if (verdict.action == Action::punt) {  // handed on unchanged, to the control thread's reader
+    check(verdict.data == frame && verdict.length == size && std::memcmp(frame, data, size) == 0);
+    check(lcore.counters.arp_punted == before.arp_punted + 1);
+    if (const auto sender = read_arp_reply(frame, size)) check(!sender->mac.is_multicast() && !sender->mac.is_zero());
+    return;
+  }
   check(verdict.data >= buffer.data() && verdict.data + verdict.length <= buffer.data() + buffer.size());
   check_frame(verdict.data, verdict.length);
   if (verdict.action == Action::forward) {

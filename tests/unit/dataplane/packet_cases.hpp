@@ -32,6 +32,8 @@ inline const char* action_name(Action action) {
       return "forward";
     case Action::reply:
       return "reply";
+    case Action::punt:
+      return "punt";
   }
   return "?";
 }

@@ -57,8 +57,11 @@ TEST(PacketArp, Table) {
        arp_frame(arp_request, client_ip, outer_source_ip), front_port, Action::drop, DropReason::arp_not_owned},
       {"request for a VIP we do not own", arp_frame(arp_request, client_ip, other_vip_ip), front_port, Action::drop,
        DropReason::arp_not_owned},
-      {"an ARP reply is ignored", arp_frame(arp_reply, client_ip, vip_ip), front_port, Action::drop,
-       DropReason::arp_not_request},
+      {"an ARP reply on the front port is ignored", arp_frame(arp_reply, client_ip, vip_ip), front_port,
+       Action::drop, DropReason::arp_not_request},
+      {"an ARP reply on the service port goes unchanged to the control thread",
+       arp_frame(arp_reply, backend1_ip, outer_source_ip), service_port, Action::punt, DropReason::none,
+       arp_frame(arp_reply, backend1_ip, outer_source_ip)},
       {"gratuitous ARP is not answered", arp_frame(arp_request, vip_ip, vip_ip), front_port, Action::drop,
        DropReason::arp_not_request},
       {"truncated ARP", [] {
@@ -75,6 +78,16 @@ TEST(PacketArp, Table) {
        }(),
        front_port, Action::drop, DropReason::arp_malformed},
   });
+}
+
+TEST(PacketArp, PuntsAreCounted) {
+  LcoreState lcore(small_table());
+  const PacketCase reply{"reply from a backend", arp_frame(arp_reply, backend2_ip, outer_source_ip), service_port,
+                         Action::punt, DropReason::none, arp_frame(arp_reply, backend2_ip, outer_source_ip)};
+  run_case(*snapshot, lcore, reply);
+  run_case(*snapshot, lcore, reply);
+  LONGS_EQUAL(2, lcore.counters.arp_punted);
+  LONGS_EQUAL(0, lcore.counters.arp_replies);
 }
 
 TEST_GROUP(PacketIcmp) {

@@ -175,6 +175,40 @@ TEST(SnapshotBuild, BackendMacsComeFromNeighboursThenTheGateway) {
   CHECK(snapshot->backends_of(*http)[0].mac_known);
 }
 
+TEST(SnapshotBuild, WithNeighboursResolvesMacsAgainAndKeepsTheRest) {
+  SnapshotConfig config = rack_config();
+  config.neighbours = {{address(backend2_ip), mac(backend2_mac)}};  // backend 1, 3 and the gateway unknown
+  const auto snapshot = build_or_fail(config);
+  const Service* http = snapshot->find_service({address(vip_ip), IpProtocol::tcp, http_port});
+  CHECK_FALSE(snapshot->backends_of(*http)[0].mac_known);
+  CHECK_TRUE(snapshot->backends_of(*http)[1].mac_known);
+
+  // Learned: backend 1 and the gateway (which then carries backend 3's IPIP traffic).
+  const MacAddress learned = mac({0x02, 0x00, 0x00, 0x00, 0x01, 0x99});
+  SnapshotBuildResult next = snapshot->with_neighbours(
+      {{address(gateway_ip), mac(gateway_mac)}, {address(backend2_ip), mac(backend2_mac)}, {address(backend1_ip), learned}});
+  CHECK_TRUE(next.snapshot != nullptr);
+  const Snapshot& updated = *next.snapshot;
+  const Service* updated_http = updated.find_service({address(vip_ip), IpProtocol::tcp, http_port});
+  CHECK(updated.backends_of(*updated_http)[0].mac_known && updated.backends_of(*updated_http)[0].mac == learned);
+  CHECK(updated.backends_of(*updated_http)[2].mac == mac(gateway_mac));
+  const Service* updated_dsr = updated.find_service({address(vip_ip), IpProtocol::tcp, dsr_port});
+  CHECK_FALSE(updated.backends_of(*updated_dsr)[2].mac_known);  // L2 DSR never goes through the gateway
+  // Everything else is the same: services, Maglev tables, VIPs, version; the original is untouched.
+  LONGS_EQUAL(snapshot->version(), updated.version());
+  LONGS_EQUAL(snapshot->services().size(), updated.services().size());
+  CHECK(std::equal(snapshot->maglev_entries(*http).begin(), snapshot->maglev_entries(*http).end(),
+                   updated.maglev_entries(*updated_http).begin(), updated.maglev_entries(*updated_http).end()));
+  CHECK_TRUE(updated.owns_vip(address(vip_ip)));
+  CHECK_FALSE(snapshot->backends_of(*http)[0].mac_known);
+  // A forgotten neighbour is unresolved again.
+  CHECK_FALSE(updated.with_neighbours({}).snapshot->backends().front().mac_known);
+  // Bad entries are refused, naming them.
+  STRCMP_CONTAINS("listed twice", snapshot->with_neighbours({{address(backend1_ip), learned}, {address(backend1_ip), learned}})
+                                      .error.c_str());
+  STRCMP_CONTAINS("multicast", snapshot->with_neighbours({{address(backend1_ip), mac(broadcast_mac)}}).error.c_str());
+}
+
 TEST(SnapshotBuild, RefusalsNameTheField) {
   struct Case {
     const char* description;

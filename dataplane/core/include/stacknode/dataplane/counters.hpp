@@ -54,6 +54,7 @@ struct alignas(cache_line_bytes) LcoreCounters {
   std::uint64_t forwarded_packets = 0;  // sent out of the service port (IPIP or L2 DSR)
   std::uint64_t forwarded_bytes = 0;    // frame bytes as sent
   std::uint64_t arp_replies = 0;
+  std::uint64_t arp_punted = 0;  // ARP replies on the service port handed to the control thread
   std::uint64_t echo_replies = 0;
   std::uint64_t frag_needed_sent = 0;   // ICMP "fragmentation needed" answered to a client
   std::uint64_t new_flows = 0;          // flows that got a connection-table entry

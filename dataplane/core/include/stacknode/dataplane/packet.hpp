@@ -4,7 +4,8 @@
 //
 // What a frame becomes:
 //  - ARP request for an owned VIP (on a front port) or one of the receiving port's addresses ->
-//    ARP reply, out of the receiving port.
+//    ARP reply, out of the receiving port. ARP reply on the service port -> punted to the control
+//    thread, which resolves backends and the gateway from it.
 //  - ICMP echo request to an owned VIP or one of the receiving port's addresses -> echo reply.
 //  - TCP/UDP to a service -> connection table, else Maglev pick -> IPIP or L2 DSR frame out of the
 //    service port; or, when it would exceed the service port's MTU with DF set, an ICMP
@@ -41,6 +42,7 @@ enum class Action : std::uint8_t {
   drop,          // free the mbuf; drop_reason says why (already counted)
   forward,       // transmit out of the snapshot's service port
   reply,         // transmit out of the port it arrived on
+  punt,          // hand the frame, unchanged, to the control thread (ARP replies on the service port)
 };
 
 struct Verdict {

@@ -165,6 +165,13 @@ class Snapshot {
   // The service-local index of the backend with this address, or -1 (binary search).
   int find_backend(const Service& service, const IpAddress& address) const;
 
+  // The same snapshot with the backends' MACs resolved again from `neighbours` (static entries and
+  // ARP-learned ones, by the rules of invariant 3), without rebuilding any Maglev table: what the
+  // control thread publishes when ARP resolution learns or forgets a neighbour. Refused (error
+  // naming the entry) for a bad or duplicated entry.
+  SnapshotBuildResult with_neighbours(std::vector<NeighbourConfig> neighbours) const;
+  const std::optional<IpAddress>& gateway() const { return gateway_; }
+
   static std::uint64_t vip_key_hash(const VipKey& key) {
     FlowKey flow;
     flow.destination = key.address.bytes;
@@ -177,6 +184,8 @@ class Snapshot {
  private:
   friend SnapshotBuildResult build_snapshot(const SnapshotConfig& config);
   Snapshot() = default;
+  Snapshot(const Snapshot&) = default;
+  void resolve_neighbours(const std::vector<NeighbourConfig>& sorted);
 
   std::uint64_t version_ = 0;
   std::array<Port, max_ports> ports_{};
@@ -190,6 +199,7 @@ class Snapshot {
   std::vector<std::uint32_t> vip_index_;
   std::uint64_t vip_index_mask_ = 0;
   std::vector<IpAddress> owned_vips_;
+  std::optional<IpAddress> gateway_;
 };
 
 struct SnapshotBuildResult {
