@@ -31,20 +31,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection() { --*open_; }
 
   void read() {
-    asio::async_read_until(socket_, input_, '\n',
-                           [self = shared_from_this()](boost::system::error_code error, std::size_t bytes) {
-                             self->on_line(error, bytes);
-                           });
+    asio::async_read_until(
+        socket_, input_, '\n',
+        [self = shared_from_this()](boost::system::error_code error, std::size_t bytes) {
+          self->on_line(error, bytes);
+        });
   }
 
  private:
   void on_line(boost::system::error_code error, std::size_t bytes) {
     if (error == asio::error::not_found) {
-      reply_ = control_error_reply("request line over " + std::to_string(max_control_request_bytes) + " bytes") + "\n";
+      reply_ = control_error_reply("request line over " +
+                                   std::to_string(max_control_request_bytes) + " bytes") +
+               "\n";
       return write(true);
     }
     if (error) return;  // the client went away
-    std::string line(asio::buffers_begin(input_.data()), asio::buffers_begin(input_.data()) + static_cast<std::ptrdiff_t>(bytes - 1));
+    std::string line(asio::buffers_begin(input_.data()),
+                     asio::buffers_begin(input_.data()) + static_cast<std::ptrdiff_t>(bytes - 1));
     input_.consume(bytes);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     reply_ = ControlServer::answer(runtime_, line) + "\n";
@@ -52,10 +56,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void write(bool close_after) {
-    asio::async_write(socket_, asio::buffer(reply_),
-                      [self = shared_from_this(), close_after](boost::system::error_code error, std::size_t) {
-                        if (!error && !close_after) self->read();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(reply_),
+        [self = shared_from_this(), close_after](boost::system::error_code error, std::size_t) {
+          if (!error && !close_after) self->read();
+        });
   }
 
   local::socket socket_;
@@ -68,7 +73,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 }  // namespace
 
 ControlServer::ControlServer(asio::io_context& io, Runtime& runtime, std::filesystem::path path)
-    : io_(io), runtime_(runtime), path_(std::move(path)), acceptor_(io), open_connections_(std::make_shared<std::size_t>(0)) {
+    : io_(io),
+      runtime_(runtime),
+      path_(std::move(path)),
+      acceptor_(io),
+      open_connections_(std::make_shared<std::size_t>(0)) {
   std::error_code ignored;
   std::filesystem::create_directories(path_.parent_path(), ignored);
   if (std::filesystem::exists(std::filesystem::symlink_status(path_))) {
@@ -125,17 +134,20 @@ std::string ControlServer::answer(Runtime& runtime, std::string_view line) {
         log::warn("dataplane: config version ", request.config.version, " refused: ", error);
         return control_error_reply(error);
       }
-      log::info("dataplane: config version ", request.config.version, " applied: ", request.config.services.size(),
-                " service(s), ", request.config.owned_vips.size(), " owned VIP(s)");
+      log::info("dataplane: config version ", request.config.version,
+                " applied: ", request.config.services.size(), " service(s), ",
+                request.config.owned_vips.size(), " owned VIP(s)");
       boost::json::object reply;
       reply["ok"] = true;
       reply["version"] = request.config.version;
       return boost::json::serialize(reply);
     }
-    case ControlOp::status: return boost::json::serialize(runtime.status());
-    case ControlOp::counters: return boost::json::serialize(runtime.counters());
+    case ControlOp::status:
+      return boost::json::serialize(runtime.status());
+    case ControlOp::counters:
+      return boost::json::serialize(runtime.counters());
     case ControlOp::flows:
-      return control_error_reply("flows: the flow sample is not implemented yet (dataplane/README.md, State)");
+      return boost::json::serialize(runtime.flows(request.flow_limit));
   }
   return control_error_reply("unknown op");
 }

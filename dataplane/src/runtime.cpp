@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "stacknode/common/log.hpp"
 #include "stacknode/dataplane/arp.hpp"
@@ -114,6 +115,9 @@ void Runtime::setup() {
     lcore_states_.push_back(std::make_unique<LcoreState>(table));
   }
   extras_ = std::make_unique<WorkerExtra[]>(worker_lcores_.size());
+  scans_ = std::make_unique<FlowScan[]>(worker_lcores_.size());
+  for (std::size_t index = 0; index < worker_lcores_.size(); ++index)
+    scans_[index].sample.reserve(max_flow_sample);
 
   ControlConfig initial;
   if (!settings_.config_file.empty()) {
@@ -329,6 +333,10 @@ void Runtime::worker(unsigned worker_index) {
     BackendTraffic* traffic = published.traffic_of(worker_index);
     const std::size_t service_port = snapshot.service_port();
     const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
+    if (scans_[worker_index].requested.load(std::memory_order_acquire) !=
+        scans_[worker_index].finished.load(std::memory_order_relaxed)) {
+      walk_flows(worker_index, state, now_ms);
+    }
     if (worker_index == 0) {  // frames the control thread originated (ARP requests, announcements)
       const unsigned count = rte_ring_sc_dequeue_burst(
           control_tx_ring_, reinterpret_cast<void**>(received), burst_size, nullptr);
@@ -383,6 +391,116 @@ void Runtime::worker(unsigned worker_index) {
   }
   rte_rcu_qsbr_thread_offline(rcu_, worker_index);
   rte_rcu_qsbr_thread_unregister(rcu_, worker_index);
+}
+
+// One slice of a pending flow scan, on the worker that owns the table.
+void Runtime::walk_flows(unsigned worker_index, const LcoreState& state, std::uint64_t now_ms) {
+  FlowScan& scan = scans_[worker_index];
+  const std::uint64_t wanted = scan.requested.load(std::memory_order_acquire);
+  scan.cursor = state.flows.visit_live(
+      scan.cursor, flow_scan_ways_per_pass, now_ms,
+      [&scan](const ConnEntry& entry, std::uint32_t idle_ms) {
+        ++scan.live;
+        VipKey vip;
+        vip.address = IpAddress{entry.key.family, entry.key.destination};
+        vip.protocol = entry.key.protocol;
+        vip.port = entry.key.destination_port;
+        const std::pair<VipKey, IpAddress> key{vip, entry.backend()};
+        const auto found = std::lower_bound(scan.backends.begin(), scan.backends.end(), key);
+        if (found != scan.backends.end() && *found == key)
+          ++scan.active[found - scan.backends.begin()];
+        if (scan.sample.size() < scan.sample_limit)
+          scan.sample.push_back({entry.key, entry.backend(), entry.state, idle_ms});
+      });
+  if (scan.cursor >= state.flows.capacity()) scan.finished.store(wanted, std::memory_order_release);
+}
+
+FlowCensus Runtime::scan_flows(std::size_t sample_limit) {
+  FlowCensus census;
+  const Snapshot& snapshot = *owned_current_->snapshot;
+  std::vector<std::pair<VipKey, IpAddress>> backends;
+  for (const Service& service : snapshot.services()) {
+    for (const Backend& backend : snapshot.backends_of(service))
+      backends.emplace_back(service.vip, backend.address);
+  }
+  std::sort(backends.begin(), backends.end());
+  const std::size_t workers = worker_lcores_.size();
+  const auto all_finished = [&] {
+    for (std::size_t index = 0; index < workers; ++index) {
+      if (scans_[index].finished.load(std::memory_order_acquire) !=
+          scans_[index].requested.load(std::memory_order_relaxed)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto wait_all = [&] {
+    const std::uint64_t deadline = control_clock_ms() + flow_scan_timeout_ms;
+    constexpr auto poll_interval = std::chrono::microseconds(200);
+    while (!all_finished()) {
+      if (control_clock_ms() >= deadline) return false;
+      std::this_thread::sleep_for(poll_interval);
+    }
+    return true;
+  };
+  // A scan that timed out earlier may still run: its buffers are the worker's until it ends.
+  if (!wait_all()) return census;
+  ++scan_sequence_;
+  for (std::size_t index = 0; index < workers; ++index) {
+    FlowScan& scan = scans_[index];
+    scan.backends = backends;
+    scan.sample_limit = std::min(sample_limit, max_flow_sample);
+    scan.cursor = 0;
+    scan.live = 0;
+    scan.active.assign(backends.size(), 0);
+    scan.sample.clear();
+    scan.requested.store(scan_sequence_, std::memory_order_release);
+  }
+  if (!wait_all()) return census;
+  census.complete = true;
+  for (std::size_t index = 0; index < workers; ++index) {
+    const FlowScan& scan = scans_[index];
+    census.live_per_lcore.push_back(scan.live);
+    for (std::size_t backend = 0; backend < backends.size(); ++backend)
+      census.active[backends[backend]] += scan.active[backend];
+    for (const FlowSample& flow : scan.sample) {
+      if (census.sample.size() < sample_limit)
+        census.sample.emplace_back(static_cast<unsigned>(index), flow);
+    }
+  }
+  return census;
+}
+
+json::object Runtime::flows(std::size_t limit) {
+  const FlowCensus census = scan_flows(limit);
+  json::object reply;
+  if (!census.complete) {
+    reply["ok"] = false;
+    reply["error"] = "flows: the workers did not finish walking their flow tables within " +
+                     std::to_string(flow_scan_timeout_ms) + " ms";
+    return reply;
+  }
+  reply["ok"] = true;
+  reply["version"] = owned_current_->snapshot->version();
+  std::uint64_t total = 0;
+  for (const std::uint64_t live : census.live_per_lcore) total += live;
+  reply["active_flows"] = total;
+  json::array flows;
+  for (const auto& [worker, flow] : census.sample) {
+    json::object entry;
+    entry["lcore"] = worker_lcores_[worker];
+    entry["protocol"] = to_string(flow.key.protocol);
+    entry["client"] = to_string(IpAddress{flow.key.family, flow.key.source});
+    entry["client_port"] = flow.key.source_port;
+    entry["vip"] = to_string(IpAddress{flow.key.family, flow.key.destination});
+    entry["port"] = flow.key.destination_port;
+    entry["backend"] = to_string(flow.backend);
+    entry["state"] = to_string(flow.state);
+    entry["idle_ms"] = flow.idle_ms;
+    flows.emplace_back(std::move(entry));
+  }
+  reply["flows"] = std::move(flows);
+  return reply;
 }
 
 std::string Runtime::apply(const ControlConfig& config) {
@@ -589,7 +707,11 @@ json::object Runtime::status() const {
   return reply;
 }
 
-json::object Runtime::counters() const {
+json::object Runtime::counters() {
+  const FlowCensus census = scan_flows(0);
+  const auto active_or_null = [&](std::uint64_t value) -> json::value {
+    return census.complete ? json::value(value) : json::value(nullptr);
+  };
   const Published& published = *owned_current_;
   const Snapshot& snapshot = *published.snapshot;
   json::object reply;
@@ -630,6 +752,7 @@ json::object Runtime::counters() const {
     entry["new_flows"] = read_counter(counters.new_flows);
     entry["flows_repicked"] = read_counter(counters.flows_repicked);
     entry["flows_evicted"] = read_counter(lcore_states_[index]->flows.stats().evictions);
+    entry["active_flows"] = active_or_null(census.complete ? census.live_per_lcore[index] : 0);
     entry["tx_dropped"] = read_counter(extras_[index].tx_dropped);
     json::object drops;
     for (std::size_t reason = 1; reason < drop_reason_count; ++reason) {
@@ -652,6 +775,7 @@ json::object Runtime::counters() const {
     entry["protocol"] = to_string(service.vip.protocol);
     entry["port"] = service.vip.port;
     BackendTraffic service_total;
+    std::uint64_t service_active = 0;
     json::array backends;
     for (std::uint32_t index = 0; index < service.backend_count; ++index) {
       const std::uint32_t backend_index = service.first_backend + index;
@@ -665,6 +789,12 @@ json::object Runtime::counters() const {
         total += published.traffic_of(lcore)[backend_index].read();
       }
       service_total += total;
+      std::uint64_t active = 0;
+      if (const auto found = census.active.find({service.vip, backend.address});
+          found != census.active.end()) {
+        active = found->second;
+      }
+      service_active += active;
       json::object item;
       item["address"] = to_string(backend.address);
       item["state"] = to_string(backend.state);
@@ -673,11 +803,13 @@ json::object Runtime::counters() const {
       item["packets"] = total.packets;
       item["bytes"] = total.bytes;
       item["new_flows"] = total.new_flows;
+      item["active_flows"] = active_or_null(active);
       backends.emplace_back(std::move(item));
     }
     entry["packets"] = service_total.packets;
     entry["bytes"] = service_total.bytes;
     entry["new_flows"] = service_total.new_flows;
+    entry["active_flows"] = active_or_null(service_active);
     entry["backends"] = std::move(backends);
     services.emplace_back(std::move(entry));
   }

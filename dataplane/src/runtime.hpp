@@ -51,7 +51,9 @@ class StartupError : public std::runtime_error {
 
 // A counter written by one worker with plain adds, read by the control thread while it runs: a
 // relaxed load of an aligned 64-bit word, exact but possibly a little stale.
-inline std::uint64_t read_counter(const std::uint64_t& value) { return __atomic_load_n(&value, __ATOMIC_RELAXED); }
+inline std::uint64_t read_counter(const std::uint64_t& value) {
+  return __atomic_load_n(&value, __ATOMIC_RELAXED);
+}
 
 // Traffic of one backend as seen by one lcore. One cache line, so lcores never share one.
 struct alignas(cache_line_bytes) BackendTraffic {
@@ -85,17 +87,57 @@ struct Published {
 
 // What one worker owns besides its LcoreState.
 struct alignas(cache_line_bytes) WorkerExtra {
-  std::uint64_t tx_dropped = 0;     // frames the transmit queue did not take (full ring)
-  std::uint64_t punt_dropped = 0;   // punted frames the control thread's ring did not take
+  std::uint64_t tx_dropped = 0;    // frames the transmit queue did not take (full ring)
+  std::uint64_t punt_dropped = 0;  // punted frames the control thread's ring did not take
+};
+
+// Flow-table ways a worker walks per pass while a flow scan is pending: small enough that a pass
+// stays a few microseconds longer, so a 1M-flow table is walked in a few hundred passes.
+inline constexpr std::size_t flow_scan_ways_per_pass = 4096;
+// How long the control thread waits for every worker to finish a scan before it answers without
+// the flow figures (a worker stuck in a long pass, or not running).
+inline constexpr std::uint64_t flow_scan_timeout_ms = 3'000;
+
+struct FlowSample {
+  FlowKey key;
+  IpAddress backend;
+  FlowState state = FlowState::udp;
+  std::uint32_t idle_ms = 0;
+};
+
+// A request to one worker to walk its own connection table (the tables are the workers' alone),
+// and what it found. The control thread fills the request fields, then bumps `requested`
+// (release); the worker walks flow_scan_ways_per_pass ways per pass and stores `requested` into
+// `finished` (release) when done; the control thread reads the results after seeing that
+// (acquire), and touches nothing while requested != finished.
+struct alignas(cache_line_bytes) FlowScan {
+  std::atomic<std::uint64_t> requested{0};
+  std::atomic<std::uint64_t> finished{0};
+  // Request: (service, backend address) pairs to count active flows for, sorted; sample size.
+  std::vector<std::pair<VipKey, IpAddress>> backends;
+  std::size_t sample_limit = 0;
+  // Progress and results, written by the worker.
+  std::size_t cursor = 0;
+  std::uint64_t live = 0;
+  std::vector<std::uint64_t> active;  // per backends[]
+  std::vector<FlowSample> sample;     // capacity reserved up front: the worker never allocates
+};
+
+// Active flows as of one scan of every worker's table.
+struct FlowCensus {
+  bool complete = false;  // false: a worker did not finish in time; the figures below are empty
+  std::vector<std::uint64_t> live_per_lcore;
+  std::map<std::pair<VipKey, IpAddress>, std::uint64_t> active;  // by (service, backend)
+  std::vector<std::pair<unsigned, FlowSample>> sample;           // (worker index, flow)
 };
 
 // What the control thread itself sent and learned (read and written on the control thread only).
 struct ControlTraffic {
   std::uint64_t arp_requests_sent = 0;
   std::uint64_t gratuitous_arp_sent = 0;
-  std::uint64_t arp_replies_read = 0;     // punted replies that were well-formed
-  std::uint64_t neighbours_learned = 0;   // replies that taught a new entry or a new MAC
-  std::uint64_t control_tx_dropped = 0;   // frames not sent: no mbuf or the ring to worker 0 full
+  std::uint64_t arp_replies_read = 0;    // punted replies that were well-formed
+  std::uint64_t neighbours_learned = 0;  // replies that taught a new entry or a new MAC
+  std::uint64_t control_tx_dropped = 0;  // frames not sent: no mbuf or the ring to worker 0 full
 };
 
 class Runtime {
@@ -116,7 +158,10 @@ class Runtime {
   // and the running config stays.
   std::string apply(const ControlConfig& config);
   boost::json::object status() const;
-  boost::json::object counters() const;
+  // Counters, with the active flows per lcore and per service/backend from a flow scan.
+  boost::json::object counters();
+  // Up to `limit` flows (the first found on each lcore, in table order) and the active counts.
+  boost::json::object flows(std::size_t limit);
   // Control thread, every few hundred milliseconds: reads punted ARP replies, sends the ARP
   // requests and gratuitous ARP that are due, republishes the snapshot when a neighbour was
   // learned or forgotten.
@@ -145,6 +190,9 @@ class Runtime {
   void send_arp_requests(const std::vector<IpAddress>& targets);
   void announce(const std::vector<IpAddress>& vips, std::uint64_t now_ms);
   static std::uint64_t control_clock_ms();
+  // Asks every worker to walk its table and waits for them (flow_scan_timeout_ms at most).
+  FlowCensus scan_flows(std::size_t sample_limit);
+  void walk_flows(unsigned worker_index, const LcoreState& state, std::uint64_t now_ms);
 
   struct Announcement {
     IpAddress vip;
@@ -160,6 +208,8 @@ class Runtime {
   std::vector<unsigned> worker_lcores_;
   std::vector<std::unique_ptr<LcoreState>> lcore_states_;
   std::unique_ptr<WorkerExtra[]> extras_;
+  std::unique_ptr<FlowScan[]> scans_;
+  std::uint64_t scan_sequence_ = 0;
   std::atomic<const Published*> current_{nullptr};
   std::unique_ptr<Published> owned_current_;  // control thread's handle on current_
   // Traffic of backends in retired snapshots, by (service, backend address).

@@ -341,14 +341,39 @@ TEST(DataplaneGoldenPcap, FramesInFramesOut) {
 
   GoldenRun run(dir.path(), config, in, {});
   // Done when every frame read has been decided: forwarded, answered or dropped.
-  const json::value counters = run.counters_when(
+  const json::value all_decided = run.counters_when(
       [&](const json::value& now) { return decided(now.at("lcores").at(0)) == in.size(); });
-  if (number(counters.at("ports").at(0).at("rx_packets")) != in.size() ||
-      decided(counters.at("lcores").at(0)) != in.size()) {
+  if (number(all_decided.at("ports").at(0).at("rx_packets")) != in.size() ||
+      decided(all_decided.at("lcores").at(0)) != in.size()) {
     FAIL(("the dataplane did not read and decide all " + std::to_string(in.size()) + " frames:\n" +
-          json::serialize(counters) + "\n" + run.output())
+          json::serialize(all_decided) + "\n" + run.output())
              .c_str());
   }
+  // The flow sample: every flow the capture started, each with its backend and state.
+  const auto flows_answer =
+      support::unix_line_request(run.socket(), R"({"op":"flows","limit":100})", control_timeout);
+  CHECK_TRUE(flows_answer.has_value());
+  const json::value flows = json::parse(*flows_answer);
+  const std::size_t flow_count =
+      1 + spread_flows + 2;  // the connection, the spread, UDP and L2 DSR
+  LONGS_EQUAL(flow_count, number(flows.at("active_flows")));
+  LONGS_EQUAL(flow_count, flows.at("flows").as_array().size());
+  bool found_connection = false;
+  for (const auto& flow : flows.at("flows").as_array()) {
+    if (number(flow.at("client_port")) != client_port || number(flow.at("port")) != http_port)
+      continue;
+    found_connection = true;
+    STRCMP_EQUAL(to_string(address(client_ip)).c_str(), flow.at("client").as_string().c_str());
+    STRCMP_EQUAL(to_string(first_backend).c_str(), flow.at("backend").as_string().c_str());
+    STRCMP_EQUAL("tcp_established", flow.at("state").as_string().c_str());  // SYN, then an ACK
+  }
+  CHECK_TRUE(found_connection);
+  const auto limited =
+      support::unix_line_request(run.socket(), R"({"op":"flows","limit":3})", control_timeout);
+  CHECK_TRUE(limited.has_value());
+  LONGS_EQUAL(3, json::parse(*limited).at("flows").as_array().size());
+  // Read again now that every frame is decided: a reply's flow scan runs before its counters.
+  const json::value counters = run.counters_when([](const json::value&) { return true; });
   run.stop();
 
   // The VIP was announced when the config made this node its owner, before anything else left
@@ -379,6 +404,7 @@ TEST(DataplaneGoldenPcap, FramesInFramesOut) {
     for (const auto& item : service.at("backends").as_array()) {
       const std::string backend_address(item.at("address").as_string());
       LONGS_EQUAL(http_new_flows[backend_address], number(item.at("new_flows")));
+      LONGS_EQUAL(http_new_flows[backend_address], number(item.at("active_flows")));
     }
   }
   CHECK_TRUE(http_new_flows.size() > 1);  // the capture really spreads over several backends

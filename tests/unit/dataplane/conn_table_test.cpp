@@ -5,6 +5,8 @@
 // down.
 #include <CppUTest/TestHarness.h>
 
+#include <set>
+
 #include <cstdlib>
 #include <vector>
 
@@ -95,6 +97,37 @@ TEST(ConnTable, FillingToCapacityCountsEveryEviction) {
   CHECK(table.stats().evictions > 0);
   LONGS_EQUAL(1024, present + table.stats().evictions);
   LONGS_EQUAL(present, table.count_live(1));
+}
+
+TEST(ConnTable, VisitingInSlicesSeesEveryLiveFlowOnceWithItsIdleTime) {
+  ConnTable table(small_table());
+  for (std::uint32_t number = 0; number < 200; ++number) insert(table, flow_number(number), FlowState::udp, 0, 7);
+  // A SYN-seen flow from the start is expired by now (30 s) and must not be visited.
+  insert(table, flow_number(1000), FlowState::tcp_syn_seen, 0, 7);
+  const std::uint64_t now = default_tcp_syn_timeout_ms + 5;
+  table.touch(*table.find(flow_number(3), flow_hash(flow_number(3)), now), FlowState::udp, now - 40);
+  std::set<std::uint32_t> seen;
+  std::size_t visits = 0;
+  std::size_t next = 0;
+  std::size_t slices = 0;
+  constexpr std::size_t slice = 100;
+  while (next < table.capacity()) {
+    const std::size_t after = table.visit_live(next, slice, now, [&](const ConnEntry& entry, std::uint32_t idle_ms) {
+      ++visits;
+      const std::uint32_t number = entry.key.source[3] | entry.key.source[2] << 8;
+      seen.insert(number);
+      LONGS_EQUAL(number == 3 ? 40 : now, idle_ms);
+      CHECK(entry.backend() == IpAddress::ipv4(198, 18, 1, 7));
+    });
+    LONGS_EQUAL(std::min(next + slice, table.capacity()), after);
+    next = after;
+    ++slices;
+  }
+  LONGS_EQUAL(200, visits);
+  LONGS_EQUAL(200, seen.size());
+  LONGS_EQUAL(table.count_live(now), visits);
+  LONGS_EQUAL((table.capacity() + slice - 1) / slice, slices);
+  LONGS_EQUAL(table.capacity(), table.visit_live(table.capacity(), slice, now, [](const ConnEntry&, std::uint32_t) {}));
 }
 
 TEST(ConnTable, EachStateExpiresAfterItsTimeout) {

@@ -19,6 +19,7 @@
 //     insert() (stats().expired_reclaimed) or treated as absent by find().
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -177,6 +178,23 @@ class ConnTable {
   const ConnTableStats& stats() const { return stats_; }
   // Live flows now; walks the whole table (control side and tests, not the fast path).
   std::size_t count_live(std::uint64_t now_ms) const;
+
+  // Calls visit(entry, idle_ms) for each live entry among the ways [first, first + count) (ways
+  // numbered bucket by bucket, clamped to capacity()); returns the next way to visit, capacity()
+  // when the walk is complete. Lets the owning lcore walk its table in small slices between
+  // bursts (the flow sample and the active-flow counts), so no other thread reads it.
+  template <typename Visit>
+  std::size_t visit_live(std::size_t first, std::size_t count, std::uint64_t now_ms, Visit&& visit) const {
+    const std::uint32_t now = static_cast<std::uint32_t>(now_ms);
+    const std::size_t end = std::min(capacity(), first + count);
+    for (std::size_t index = first; index < end; ++index) {
+      const ConnBucket& bucket = buckets_[index / conn_table_ways];
+      const std::size_t way = index % conn_table_ways;
+      if (bucket.signature[way] == 0 || !is_alive(bucket.expires_ms[way], now)) continue;
+      visit(entries_[index], now - entries_[index].last_seen_ms);
+    }
+    return end;
+  }
 
  private:
   static std::uint32_t signature_of(std::uint64_t hash) {
