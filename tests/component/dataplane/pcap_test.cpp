@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net.hpp"
@@ -157,36 +158,37 @@ std::string config_json(const SnapshotConfig& config) {
   return json::serialize(out);
 }
 
-std::string node_cfg(const fs::path& dir) {
-  const auto port = [&](const char* name, int index, const char* role, const Ip4& ip,
+// Capture files of port `name`, queue `queue` (one queue, and one worker lcore, per file).
+fs::path capture(const fs::path& dir, const std::string& name, const char* direction,
+                 unsigned queue) {
+  return dir / (name + "-" + direction + "-" + std::to_string(queue) + ".pcap");
+}
+
+// node.cfg for two net_pcap ports with `lcores` queue pairs each (net_pcap makes one queue per
+// rx_pcap/tx_pcap argument); `config_file` empty: none.
+std::string node_cfg(const fs::path& dir, unsigned lcores, const std::string& config_file) {
+  const auto port = [&](const std::string& name, int index, const char* role, const Ip4& ip,
                         const Mac& mac_bytes) {
-    return std::string("{ name = \"") + name + "\"; device = \"net_pcap" + std::to_string(index) +
-           ",rx_pcap=" + (dir / (std::string(name) + "-in.pcap")).string() +
-           ",tx_pcap=" + (dir / (std::string(name) + "-out.pcap")).string() + "\"; roles = [\"" +
-           role + "\"]; addresses = [\"" + to_string(address(ip)) + "\"]; mac = \"" +
+    std::string device = "net_pcap" + std::to_string(index);
+    for (unsigned queue = 0; queue < lcores; ++queue) {
+      device += ",rx_pcap=" + capture(dir, name, "in", queue).string();
+      device += ",tx_pcap=" + capture(dir, name, "out", queue).string();
+    }
+    return "{ name = \"" + name + "\"; device = \"" + device + "\"; roles = [\"" + role +
+           "\"]; addresses = [\"" + to_string(address(ip)) + "\"]; mac = \"" +
            to_string(mac(mac_bytes)) + "\"; }";
   };
-  return "paths: { runtime_dir = \"" + dir.string() +
-         "\"; };\n"
-         "dataplane: {\n"
-         "  lcores = 1;\n"
-         "  memory_mb = " +
-         std::to_string(test_memory_mb) +
-         ";\n"
-         "  hugepages = \"off\";\n"
-         "  flows_per_lcore = " +
-         std::to_string(test_flows_per_lcore) +
-         ";\n"
-         "  config_file = \"" +
-         (dir / "config.json").string() +
-         "\";\n"
-         "  ports = ( " +
-         port("front", 0, "front", front_ip, front_mac) +
-         ",\n"
-         "            " +
-         port("service", 1, "service", outer_source_ip, service_mac) +
-         " );\n"
-         "};\n";
+  std::string text = "paths: { runtime_dir = \"" + dir.string() + "\"; };\n";
+  text += "dataplane: {\n";
+  text += "  lcores = " + std::to_string(lcores) + ";\n";
+  text += "  memory_mb = " + std::to_string(test_memory_mb) + ";\n";
+  text += "  hugepages = \"off\";\n";
+  text += "  flows_per_lcore = " + std::to_string(test_flows_per_lcore) + ";\n";
+  if (!config_file.empty()) text += "  config_file = \"" + config_file + "\";\n";
+  text += "  ports = ( " + port("front", 0, "front", front_ip, front_mac) + ",\n";
+  text += "            " + port("service", 1, "service", outer_source_ip, service_mac) + " );\n";
+  text += "};\n";
+  return text;
 }
 
 std::uint64_t number(const json::value& value) {
@@ -227,13 +229,18 @@ std::uint64_t decided(const json::value& lcore) {
 // as its config_file. Killed by Process if a test fails before stop().
 class GoldenRun {
  public:
-  GoldenRun(const fs::path& dir, const SnapshotConfig& config, const std::vector<Bytes>& front_in,
-            const std::vector<Bytes>& service_in)
+  // Inputs per worker lcore: front_in[q] and service_in[q] are queue q's captures.
+  GoldenRun(const fs::path& dir, const SnapshotConfig& config,
+            const std::vector<std::vector<Bytes>>& front_in,
+            const std::vector<std::vector<Bytes>>& service_in)
       : dir_(dir) {
-    write_pcap(dir / "front-in.pcap", front_in);
-    write_pcap(dir / "service-in.pcap", service_in);
+    const auto lcores = static_cast<unsigned>(front_in.size());
+    for (unsigned queue = 0; queue < lcores; ++queue) {
+      write_pcap(capture(dir, "front", "in", queue), front_in[queue]);
+      write_pcap(capture(dir, "service", "in", queue), service_in[queue]);
+    }
     support::write_file(dir / "config.json", config_json(config));
-    support::write_file(dir / "node.cfg", node_cfg(dir));
+    support::write_file(dir / "node.cfg", node_cfg(dir, lcores, (dir / "config.json").string()));
     process_ = std::make_unique<support::Process>(
         std::vector<std::string>{(support::binary_dir() / "stacknode-dataplane").string(),
                                  "--config", (dir / "node.cfg").string()},
@@ -339,7 +346,7 @@ TEST(DataplaneGoldenPcap, FramesInFramesOut) {
   corrupt.corrupt_checksum = true;
   in.push_back(from_client(ipv4(corrupt, icmp(8, 0, 1, 1, payload_of(8)))));
 
-  GoldenRun run(dir.path(), config, in, {});
+  GoldenRun run(dir.path(), config, {in}, {{}});
   // Done when every frame read has been decided: forwarded, answered or dropped.
   const json::value all_decided = run.counters_when(
       [&](const json::value& now) { return decided(now.at("lcores").at(0)) == in.size(); });
@@ -378,12 +385,12 @@ TEST(DataplaneGoldenPcap, FramesInFramesOut) {
 
   // The VIP was announced when the config made this node its owner, before anything else left
   // the front port (repeats may follow, each second, while the test runs).
-  std::vector<Bytes> front_out = read_pcap(dir.path() / "front-out.pcap");
+  std::vector<Bytes> front_out = read_pcap(capture(dir.path(), "front", "out", 0));
   const Bytes announcement = gratuitous_arp(front_mac, vip_ip);
   CHECK_TRUE(!front_out.empty() && front_out.front() == announcement);
   std::erase(front_out, announcement);
   check_frames("front", front_expected, front_out);
-  check_frames("service", service_expected, read_pcap(dir.path() / "service-out.pcap"));
+  check_frames("service", service_expected, read_pcap(capture(dir.path(), "service", "out", 0)));
 
   // The counters tell the same story as the captures.
   const json::value& lcore = counters.at("lcores").at(0);
@@ -424,7 +431,7 @@ TEST(DataplaneGoldenPcap, BackendsAreResolvedByArp) {
   const Bytes reply =
       padded(ethernet(service_mac, backend1_mac, ethertype_arp,
                       arp(arp_reply, backend1_mac, backend1_ip, service_mac, outer_source_ip)));
-  GoldenRun run(dir.path(), config, {}, {reply});
+  GoldenRun run(dir.path(), config, {{}}, {{reply}});
   const auto learned = [&] {
     const auto answer =
         support::unix_line_request(run.socket(), R"({"op":"status"})", control_timeout);
@@ -458,9 +465,126 @@ TEST(DataplaneGoldenPcap, BackendsAreResolvedByArp) {
     return padded(ethernet(broadcast_mac, service_mac, ethertype_arp,
                            arp(arp_request, service_mac, outer_source_ip, zero_mac, target)));
   };
-  std::vector<Bytes> service_out = read_pcap(dir.path() / "service-out.pcap");
+  std::vector<Bytes> service_out = read_pcap(capture(dir.path(), "service", "out", 0));
   const auto for_silent = std::erase(service_out, request_for(backend3_ip));
   CHECK_TRUE(for_silent >= 1);
   std::erase(service_out, request_for(backend1_ip));
   check_frames("service (other than ARP requests for backends 1 and 3)", {}, service_out);
+}
+
+// Two worker lcores, each with its own queue of each port (net_pcap: one capture per queue): each
+// worker forwards and answers what its queue received out of its own transmit queues, keeps its
+// own flows and counters, and worker 0 alone sends what the control thread originates.
+TEST(DataplaneGoldenPcap, TwoWorkersEachServeTheirQueue) {
+  if (::geteuid() != 0) support::skip_all("stacknode-dataplane (DPDK EAL) needs root");
+  if (std::thread::hardware_concurrency() < 2) support::skip_all("two worker lcores need two CPUs");
+  support::TempDir dir;
+  const SnapshotConfig config = rack_config();
+  const auto snapshot = build_or_fail(config);
+  constexpr unsigned workers = 2;
+  constexpr std::uint16_t flows_per_worker = 6;
+  constexpr std::uint16_t first_client_port = 41000;
+  std::vector<std::vector<Bytes>> in(workers);
+  std::vector<std::vector<Bytes>> service_expected(workers);
+  std::vector<std::vector<Bytes>> front_expected(workers);
+  for (unsigned worker = 0; worker < workers; ++worker) {
+    for (std::uint16_t flow = 0; flow < flows_per_worker; ++flow) {
+      const auto source_port =
+          static_cast<std::uint16_t>(first_client_port + worker * flows_per_worker + flow);
+      const Bytes syn = tcp_packet(source_port, http_port, flag_syn);
+      in[worker].push_back(from_client(syn));
+      service_expected[worker].push_back(expected_ipip(
+          syn, maglev_backend_of(*snapshot, {address(vip_ip), IpProtocol::tcp, http_port},
+                                 client_ip, source_port)));
+    }
+  }
+  in[0].push_back(from_client(echo_request(vip_ip)));
+  front_expected[0] = {gratuitous_arp(front_mac, vip_ip), to_client(echo_reply_from(vip_ip))};
+  in[1].push_back(arp_frame(arp_request, client_ip, vip_ip));
+  front_expected[1] = {arp_answer(front_mac, vip_ip)};
+
+  GoldenRun run(dir.path(), config, in, {{}, {}});
+  run.counters_when([&](const json::value& now) {
+    for (unsigned worker = 0; worker < workers; ++worker) {
+      if (decided(now.at("lcores").at(worker)) != in[worker].size()) return false;
+    }
+    return true;
+  });
+  const json::value counters = run.counters_when([](const json::value&) { return true; });
+  run.stop();
+
+  for (unsigned worker = 0; worker < workers; ++worker) {
+    const json::value& lcore = counters.at("lcores").at(worker);
+    LONGS_EQUAL(flows_per_worker, number(lcore.at("new_flows")));
+    LONGS_EQUAL(flows_per_worker, number(lcore.at("active_flows")));
+    const std::string name = "worker " + std::to_string(worker);
+    check_frames((name + " service").c_str(), service_expected[worker],
+                 read_pcap(capture(dir.path(), "service", "out", worker)));
+    std::vector<Bytes> front_out = read_pcap(capture(dir.path(), "front", "out", worker));
+    // Repeated announcements (one a second) may follow the first on worker 0's queue.
+    if (worker == 0 && !front_out.empty()) {
+      std::erase(front_out, gratuitous_arp(front_mac, vip_ip));
+      front_out.insert(front_out.begin(), gratuitous_arp(front_mac, vip_ip));
+    }
+    check_frames((name + " front").c_str(), front_expected[worker], front_out);
+  }
+}
+
+// Start-up failures: one line a person can act on, exit status 2, nothing left behind.
+TEST(DataplaneGoldenPcap, StartupFailuresAreOneLineAndStatus2) {
+  if (::geteuid() != 0) support::skip_all("stacknode-dataplane (DPDK EAL) needs root");
+  struct Case {
+    const char* what;
+    std::function<std::string(const fs::path&)> node_cfg;
+    std::string expected;
+  };
+  const auto with_config = [](const std::string& json_text) {
+    return [json_text](const fs::path& dir) {
+      support::write_file(dir / "config.json", json_text);
+      write_pcap(capture(dir, "front", "in", 0), {});
+      write_pcap(capture(dir, "service", "in", 0), {});
+      return node_cfg(dir, 1, (dir / "config.json").string());
+    };
+  };
+  const unsigned too_many = std::thread::hardware_concurrency() + 1;
+  const std::vector<Case> cases = {
+      {"a device DPDK cannot open",
+       [](const fs::path& dir) { return node_cfg(dir, 1, ""); },  // its input captures do not exist
+       "dataplane: port 'front': DPDK has no device 'net_pcap0'"},
+      {"more lcores than CPUs",
+       [too_many](const fs::path& dir) {
+         std::string text = node_cfg(dir, 1, "");
+         text.replace(text.find("lcores = 1;"), 11, "lcores = " + std::to_string(too_many) + ";");
+         return text;
+       },
+       "dataplane: dataplane.lcores = " + std::to_string(too_many) +
+           " from CPU 0 needs CPUs up to"},
+      {"a config_file the snapshot build refuses",
+       with_config(R"({"version":1,"services":[{"vip":"198.18.0.100","protocol":"tcp","port":80,)"
+                   R"("table_size":100,"backends":[]}]})"),
+       "services[0] (198.18.0.100 tcp 80): Maglev table size 100 is not a prime"},
+      {"a config_file with a field the protocol does not know",
+       with_config(R"({"version":1,"vips":[]})"), "config_file"},
+  };
+  for (const Case& test_case : cases) {
+    support::TempDir dir;
+    support::write_file(dir.path() / "node.cfg", test_case.node_cfg(dir.path()));
+    support::Process dataplane({(support::binary_dir() / "stacknode-dataplane").string(),
+                                "--config", (dir.path() / "node.cfg").string()},
+                               dir.path() / "dataplane.log");
+    const auto status = dataplane.wait(eventually);
+    const std::string output = dataplane.output();
+    if (status != 2)
+      FAIL((std::string(test_case.what) + ": expected exit status 2:\n" + output).c_str());
+    STRCMP_CONTAINS(test_case.expected.c_str(), output.c_str());
+    std::size_t errors = 0;
+    for (std::size_t at = output.find(" ERROR "); at != std::string::npos;
+         at = output.find(" ERROR ", at + 1)) {
+      ++errors;
+    }
+    if (errors != 1)
+      FAIL((std::string(test_case.what) + ": expected one ERROR line:\n" + output).c_str());
+    CHECK_FALSE(fs::exists(dir.path() / "dataplane.sock"));
+    CHECK_FALSE(fs::exists("/var/run/dpdk/stacknode-dataplane-" + std::to_string(dataplane.pid())));
+  }
 }
