@@ -266,27 +266,40 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   const Backend& backend = backends[backend_index];
   if (!backend.mac_known) return drop(counters, frame, DropReason::no_neighbour);
 
-  // We forward like a router (RFC 2003 section 3.1): the inner TTL goes down by one.
+  // We forward like a router (RFC 2003 section 3.1): the inner TTL goes down by one (it is > 1
+  // here). The new TTL/protocol word is computed, not read back: a 2-byte load of a byte just
+  // stored cannot be forwarded from the store buffer and stalls.
   const std::uint16_t old_ttl_word = load16(ip + ipv4_ttl);
-  ip[ipv4_ttl] = static_cast<std::uint8_t>(ip[ipv4_ttl] - 1);
-  checksum_update16(ip + ipv4_checksum, old_ttl_word, load16(ip + ipv4_ttl));
+  const auto new_ttl_word = static_cast<std::uint16_t>(old_ttl_word - 0x100);
+  ip[ipv4_ttl] = static_cast<std::uint8_t>(new_ttl_word >> 8);
+  checksum_update16(ip + ipv4_checksum, old_ttl_word, new_ttl_word);
 
   const bool tagged = service_port.vlan_id != 0;
   const std::size_t ethernet_bytes = ethernet_header_bytes + (tagged ? vlan_tag_bytes : 0);
   std::uint8_t* start = ip - overhead - ethernet_bytes;
   if (service->mode == ForwardingMode::ipip) {
+    // The outer header's words, summed as values (RFC 1071) rather than read back from the bytes
+    // just written, which would stall on store forwarding; the checksum is the same.
+    const std::uint8_t* source = snapshot.outer_source().bytes.data();
+    const std::uint8_t* destination = backend.address.bytes.data();
+    const auto version_tos = static_cast<std::uint16_t>((ipv4_version_ihl_no_options << 8) | ip[ipv4_tos]);
+    const auto outer_length = static_cast<std::uint16_t>(total_length + ipip_overhead_bytes);
+    const std::uint16_t identification = load16(ip + ipv4_identification);  // see README: outer ID
+    const auto outer_flags = static_cast<std::uint16_t>(flags_fragment & ipv4_flag_dont_fragment);
+    const auto ttl_protocol =
+        static_cast<std::uint16_t>((snapshot.outer_ttl() << 8) | static_cast<std::uint8_t>(IpProtocol::ipip));
+    const std::uint32_t sum = std::uint32_t{version_tos} + outer_length + identification + outer_flags +
+                              ttl_protocol + load16(source) + load16(source + 2) + load16(destination) +
+                              load16(destination + 2);
     std::uint8_t* outer = ip - ipip_overhead_bytes;
-    outer[0] = ipv4_version_ihl_no_options;
-    outer[ipv4_tos] = ip[ipv4_tos];  // DSCP and ECN copied (RFC 6040 normal mode)
-    store16(outer + ipv4_total_length, static_cast<std::uint16_t>(total_length + ipip_overhead_bytes));
-    std::memcpy(outer + ipv4_identification, ip + ipv4_identification, 2);  // see README: outer ID
-    store16(outer + ipv4_flags_fragment, flags_fragment & ipv4_flag_dont_fragment);
-    outer[ipv4_ttl] = snapshot.outer_ttl();
-    outer[ipv4_protocol] = static_cast<std::uint8_t>(IpProtocol::ipip);
-    store16(outer + ipv4_checksum, 0);
-    std::memcpy(outer + ipv4_source, snapshot.outer_source().bytes.data(), ipv4_address_bytes);
-    std::memcpy(outer + ipv4_destination, backend.address.bytes.data(), ipv4_address_bytes);
-    checksum_store(outer, ipv4_header_bytes, ipv4_checksum);
+    store16(outer, version_tos);  // DSCP and ECN copied (RFC 6040 normal mode)
+    store16(outer + ipv4_total_length, outer_length);
+    store16(outer + ipv4_identification, identification);
+    store16(outer + ipv4_flags_fragment, outer_flags);
+    store16(outer + ipv4_ttl, ttl_protocol);
+    store16(outer + ipv4_checksum, static_cast<std::uint16_t>(~checksum_fold(sum)));
+    std::memcpy(outer + ipv4_source, source, ipv4_address_bytes);
+    std::memcpy(outer + ipv4_destination, destination, ipv4_address_bytes);
   }
   write_ethernet(start, backend.mac, service_port.mac, tagged, service_port.vlan_id);
   const auto length = static_cast<std::uint32_t>(ethernet_bytes + overhead + total_length);
@@ -341,7 +354,10 @@ Verdict process_packet(const Snapshot& snapshot, LcoreState& lcore, std::uint16_
   const std::uint16_t total_length = load16(ip + ipv4_total_length);
   if (total_length < header_length) return drop(counters, frame, DropReason::ipv4_bad_total_length);
   if (total_length > available) return drop(counters, frame, DropReason::ipv4_truncated);
-  if (!checksum_valid(ip, header_length)) return drop(counters, frame, DropReason::ipv4_bad_checksum);
+  // The usual 20-byte header with a constant size, so the compiler unrolls the sum.
+  if (!(header_length == ipv4_header_bytes ? checksum_valid(ip, ipv4_header_bytes) : checksum_valid(ip, header_length))) {
+    return drop(counters, frame, DropReason::ipv4_bad_checksum);
+  }
   if (header_length != ipv4_header_bytes) return drop(counters, frame, DropReason::ipv4_options);
   const std::uint16_t flags_fragment = load16(ip + ipv4_flags_fragment);
   if (flags_fragment & ipv4_flag_reserved) return drop(counters, frame, DropReason::ipv4_reserved_flag);

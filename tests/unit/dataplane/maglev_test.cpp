@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
@@ -189,6 +190,111 @@ TEST(MaglevDeterminism, PinnedDigestOfAKnownTable) {
   CHECK(first_entries == pinned_first_entries);
   UNSIGNED_LONGLONGS_EQUAL(0xa942c1cb6ca64425ull, fnv1a(table.entries));
   UNSIGNED_LONGLONGS_EQUAL(0xb1d46514727801a3ull, fnv1a(build_or_fail(backends(1000)).entries));
+}
+
+// Byte-identical output across the filling loop's optimisations: digests of tables built with the
+// builder as it was before they were made (maglev.cpp at commit 2576f37), over lists that reach
+// every branch of the loop: equal and extreme weights, draining and down backends, IPv6, the
+// limit of backends, more backends than slots, and the smallest and largest table sizes.
+namespace {
+
+struct PinnedTable {
+  const char* name;
+  std::vector<MaglevBackend> list;
+  std::uint32_t size;
+  std::uint64_t digest;  // fnv1a of the entries
+};
+
+// maglev_bench's list: 10.x.y.1 for x.y = 0..999 in a scrambled order.
+std::vector<MaglevBackend> bench_backends() {
+  constexpr std::size_t count = 1000;
+  constexpr std::size_t scramble = 7919;
+  std::vector<MaglevBackend> list;
+  for (std::size_t index = 0; index < count; ++index) {
+    const std::size_t scrambled = (index * scramble) % count;
+    list.push_back({IpAddress::ipv4(10, static_cast<std::uint8_t>(scrambled >> 8),
+                                    static_cast<std::uint8_t>(scrambled & 0xff), 1),
+                    1, BackendState::active});
+  }
+  return list;
+}
+
+std::vector<MaglevBackend> mixed_states(std::size_t count, std::uint32_t weight_modulus) {
+  std::vector<MaglevBackend> list = backends(count);
+  for (std::size_t index = 0; index < list.size(); ++index) {
+    list[index].weight = 1 + static_cast<std::uint32_t>(index % weight_modulus);
+    if (index % 11 == 3) list[index].state = BackendState::draining;
+    if (index % 13 == 5) list[index].state = BackendState::down;
+  }
+  return list;
+}
+
+std::vector<MaglevBackend> extreme_weights(std::size_t count) {
+  std::vector<MaglevBackend> list = backends(count);
+  for (std::size_t index = 0; index < list.size(); ++index) {
+    list[index].weight = 1 + static_cast<std::uint32_t>((index * 2654435761u) % max_backend_weight);
+  }
+  list[0].weight = max_backend_weight;
+  list[1].weight = min_backend_weight;
+  return list;
+}
+
+std::vector<MaglevBackend> ipv6_backends(std::size_t count) {
+  std::vector<MaglevBackend> list;
+  for (std::size_t index = 0; index < count; ++index) {
+    MaglevBackend backend;
+    backend.address.family = AddressFamily::ipv6;
+    backend.address.bytes = {0x20,
+                             0x01,
+                             0x0d,
+                             0xb8,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             0,
+                             static_cast<std::uint8_t>(index >> 8),
+                             static_cast<std::uint8_t>(index)};
+    backend.weight = 1 + static_cast<std::uint32_t>(index % 2);
+    list.push_back(backend);
+  }
+  return list;
+}
+
+}  // namespace
+
+TEST(MaglevDeterminism, TablesAreByteIdenticalToTheReferenceBuilder) {
+  const std::vector<PinnedTable> pinned = {
+      {"bench list, 1000 backends at 65537", bench_backends(), 65537, 0x05522d28d23f8b03ull},
+      {"4096 backends, weights 1-7, some draining/down, at 65537",
+       mixed_states(max_backends_per_service, 7), 65537, 0xf938681cf4a79a23ull},
+      {"300 backends, weights 1-5, some draining/down, at 131071", mixed_states(300, 5), 131071,
+       0x47f5f78d01fb5192ull},
+      {"37 backends, extreme weights, at 131071", extreme_weights(37), 131071,
+       0x270cd71fb5ef858aull},
+      {"64 IPv6 backends, weights 1-2, at 262139", ipv6_backends(64), 262139,
+       0x285cfda5bf4fbda6ull},
+      {"one backend at 65537", backends(1), 65537, 0x2eb6d472ee536fedull},
+      {"two backends at 3", backends(2), 3, 0x37ea50f1d367b4acull},
+      {"7 backends at 5 (more backends than slots)", backends(7), 5, 0xb012780c42afef31ull},
+      {"5 backends, extreme weights, at 4194301", extreme_weights(5), max_maglev_table_size,
+       0xc637f73be87c0225ull},
+  };
+  for (const PinnedTable& table : pinned) {
+    const std::uint64_t digest = fnv1a(build_or_fail(table.list, table.size).entries);
+    if (digest != table.digest) {
+      char message[256];
+      std::snprintf(message, sizeof message, "%s: digest 0x%016llx, pinned 0x%016llx", table.name,
+                    static_cast<unsigned long long>(digest),
+                    static_cast<unsigned long long>(table.digest));
+      FAIL(message);
+    }
+  }
 }
 
 TEST_GROUP(MaglevStates){};

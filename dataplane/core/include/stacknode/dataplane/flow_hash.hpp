@@ -21,8 +21,10 @@
 // division); the connection-table bucket uses the low bits and the signature the high 32 bits.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "stacknode/dataplane/addresses.hpp"
 
@@ -35,10 +37,14 @@ inline constexpr std::uint64_t hash_step_multiplier = 0x9E3779B97F4A7C15;  // 2^
 
 namespace hash_detail {
 
+// One 8-byte load, plus a byte swap on big-endian hosts. (A loop assembling the value byte by byte
+// means the same, but GCC 12 at -O2 keeps it a loop: about 50 instructions per word, 40% of the
+// packet path's instructions when it was written that way.)
 inline std::uint64_t load_little_endian_64(const std::uint8_t* bytes) {
-  std::uint64_t value = 0;
-  for (int index = 7; index >= 0; --index) value = (value << 8) | bytes[index];
-  return value;  // compilers turn this into one load (plus a byte swap on big-endian hosts)
+  std::uint64_t value;
+  std::memcpy(&value, bytes, sizeof value);
+  if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap64(value);
+  return value;
 }
 
 inline std::uint64_t step(std::uint64_t hash, std::uint64_t word) {
