@@ -15,12 +15,12 @@
 //    next flow: the same refill for every case, so it is outside the figures and the ratios.
 //  - Baseline (the ceiling): rte_eth_rx_burst -> rte_eth_tx_burst over both ports, burst_size as
 //    the runtime, nothing else.
-//  - LB: the runtime's worker loop (src/runtime.cpp, Runtime::worker) re-stated here around the
-//    real process_packet on a real Snapshot from build_snapshot (16 backends, IPIP, 65537
-//    entries): per pass an rte_rcu quiescent state, the published snapshot read with acquire, the
-//    clock from the TSC, the flow-scan request check, worker 0's (empty) control ring; per frame the verdict applied to the
-//    mbuf exactly as there (data_off, data_len, pkt_len, per-backend traffic counters), and
-//    bursts flushed per port. Cases:
+//  - LB: the runtime's worker loop (src/runtime.cpp, Runtime::worker) re-stated around the
+//    runtime's own per-burst path (src/worker_path.hpp: process_packet, the verdict applied to
+//    the mbuf, per-backend traffic counters, transmit buffers per port) on a real Snapshot from
+//    build_snapshot (16 backends, IPIP, 65537 entries): per pass an rte_rcu quiescent state, the
+//    published snapshot read with acquire, the clock from the TSC, the flow-scan request check,
+//    worker 0's (empty) control ring. Cases:
 //      established: 1000 TCP flows, ACKs, the connection table (the daemon's default 2^20 flows)
 //                   warmed first, so every packet finds its flow;
 //      syn:         every packet a SYN of a new flow (client address and port never repeat), on
@@ -69,6 +69,7 @@
 
 #include "maglev_workload.hpp"
 #include "runtime.hpp"  // burst_size, mbuf_cache_size, BackendTraffic, Published: the runtime's own
+#include "worker_path.hpp"  // the worker's per-burst path, the same code the daemon runs
 #include "stacknode/dataplane/flow_hash.hpp"
 #include "stacknode/dataplane/packet.hpp"
 #include "stacknode/dataplane/snapshot.hpp"
@@ -478,27 +479,14 @@ void refill(Dpdk& dpdk, const FrameTemplate& frame, FlowSequence& flows) {
   return rte_rdtsc() - start;
 }
 
-// Runtime::worker's loop body for one lcore (src/runtime.cpp), until the receive rings are empty.
-// Returns TSC cycles.
+// Runtime::worker's loop for one lcore (src/runtime.cpp), with its per-burst path
+// (worker_path.hpp) itself, until the receive rings are empty. Punted frames have no control
+// thread to go to: handle_burst frees and counts them. Returns TSC cycles.
 [[gnu::noinline]] std::uint64_t lb_chunk(Dpdk& dpdk, LbCase& lb, std::uint64_t cycles_per_ms) {
   constexpr unsigned worker_index = 0;
-  LcoreState& state = *lb.state;
-  WorkerExtra& extra = lb.extra;
-  const std::uint16_t queue = 0;
-  const std::uint16_t* port_ids = dpdk.port_ids;
+  constexpr std::uint16_t queue = 0;
   rte_mbuf* received[burst_size];
-  rte_mbuf* outgoing[port_count][burst_size];
-  std::uint16_t outgoing_count[port_count] = {};
-  const auto flush = [&](std::size_t port) {
-    const std::uint16_t count = outgoing_count[port];
-    if (count == 0) return;
-    const std::uint16_t sent = rte_eth_tx_burst(port_ids[port], queue, outgoing[port], count);
-    if (sent < count) {
-      extra.tx_dropped += count - sent;
-      rte_pktmbuf_free_bulk(outgoing[port] + sent, count - sent);
-    }
-    outgoing_count[port] = 0;
-  };
+  TransmitBuffers transmit(dpdk.port_ids, port_count, queue, lb.extra);
 
   const std::uint64_t start = rte_rdtsc();
   for (;;) {
@@ -506,61 +494,19 @@ void refill(Dpdk& dpdk, const FrameTemplate& frame, FlowSequence& flows) {
     const Published& published = *lb.current.load(std::memory_order_acquire);
     const Snapshot& snapshot = *published.snapshot;
     BackendTraffic* traffic = published.traffic_of(worker_index);
-    const std::size_t service_port = snapshot.service_port();
     const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
     if (lb.scan.requested.load(std::memory_order_acquire) !=
         lb.scan.finished.load(std::memory_order_relaxed)) {
       throw Failure("a flow scan was requested");  // never: nothing here asks for one
     }
-    {  // frames the control thread originated: none here, but worker 0 looks every pass
-      const unsigned count = rte_ring_sc_dequeue_burst(dpdk.control_tx, reinterpret_cast<void**>(received),
-                                                       burst_size, nullptr);
-      for (unsigned index = 0; index < count; ++index) {
-        const std::size_t out = received[index]->port;
-        outgoing[out][outgoing_count[out]++] = received[index];
-        if (outgoing_count[out] == burst_size) flush(out);
-      }
-      for (std::size_t out = 0; out < port_count; ++out) flush(out);
-    }
+    send_control_frames(dpdk.control_tx, received, transmit);  // empty here; worker 0 looks
     unsigned total = 0;
     for (std::size_t port = 0; port < port_count; ++port) {
-      const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
+      const std::uint16_t count = rte_eth_rx_burst(dpdk.port_ids[port], queue, received, burst_size);
       if (count == 0) continue;
       total += count;
-      for (std::uint16_t index = 0; index < count; ++index) {
-        rte_mbuf* mbuf = received[index];
-        if (mbuf->nb_segs != 1) {
-          rte_pktmbuf_free(mbuf);
-          continue;
-        }
-        auto* data = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
-        const Verdict verdict = process_packet(snapshot, state, static_cast<std::uint16_t>(port), data,
-                                               rte_pktmbuf_data_len(mbuf), now_ms);
-        if (verdict.action == Action::drop) {
-          rte_pktmbuf_free(mbuf);
-          continue;
-        }
-        if (verdict.action == Action::punt) {  // the runtime hands it to the control thread
-          ++extra.punt_dropped;
-          rte_pktmbuf_free(mbuf);
-          continue;
-        }
-        const std::ptrdiff_t moved = verdict.data - data;
-        mbuf->data_off = static_cast<std::uint16_t>(mbuf->data_off + moved);
-        mbuf->data_len = static_cast<std::uint16_t>(verdict.length);
-        mbuf->pkt_len = verdict.length;
-        std::size_t out = port;
-        if (verdict.action == Action::forward) {
-          out = service_port;
-          BackendTraffic& backend = traffic[verdict.backend];
-          ++backend.packets;
-          backend.bytes += verdict.length;
-          backend.new_flows += verdict.new_flow ? 1 : 0;
-        }
-        outgoing[out][outgoing_count[out]++] = mbuf;
-        if (outgoing_count[out] == burst_size) flush(out);
-      }
-      for (std::size_t out = 0; out < port_count; ++out) flush(out);
+      handle_burst(snapshot, *lb.state, lb.extra, traffic, port, received, count, now_ms, nullptr,
+                   transmit);
     }
     if (total == 0) break;
   }

@@ -26,6 +26,7 @@
 
 #include "stacknode/common/log.hpp"
 #include "stacknode/dataplane/arp.hpp"
+#include "worker_path.hpp"
 
 namespace stacknode::dataplane {
 namespace {
@@ -310,19 +311,7 @@ void Runtime::worker(unsigned worker_index) {
   const std::uint64_t cycles_per_ms = std::max<std::uint64_t>(rte_get_tsc_hz() / 1000, 1);
 
   rte_mbuf* received[burst_size];
-  rte_mbuf* outgoing[max_ports][burst_size];
-  std::uint16_t outgoing_count[max_ports] = {};
-
-  const auto flush = [&](std::size_t port) {
-    const std::uint16_t count = outgoing_count[port];
-    if (count == 0) return;
-    const std::uint16_t sent = rte_eth_tx_burst(port_ids[port], queue, outgoing[port], count);
-    if (sent < count) {
-      extra.tx_dropped += count - sent;
-      rte_pktmbuf_free_bulk(outgoing[port] + sent, count - sent);
-    }
-    outgoing_count[port] = 0;
-  };
+  TransmitBuffers transmit(port_ids, port_count, queue, extra);
 
   rte_rcu_qsbr_thread_register(rcu_, worker_index);
   rte_rcu_qsbr_thread_online(rcu_, worker_index);
@@ -331,62 +320,17 @@ void Runtime::worker(unsigned worker_index) {
     const Published& published = *current_.load(std::memory_order_acquire);
     const Snapshot& snapshot = *published.snapshot;
     BackendTraffic* traffic = published.traffic_of(worker_index);
-    const std::size_t service_port = snapshot.service_port();
     const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
     if (scans_[worker_index].requested.load(std::memory_order_acquire) !=
         scans_[worker_index].finished.load(std::memory_order_relaxed)) {
       walk_flows(worker_index, state, now_ms);
     }
-    if (worker_index == 0) {  // frames the control thread originated (ARP requests, announcements)
-      const unsigned count = rte_ring_sc_dequeue_burst(
-          control_tx_ring_, reinterpret_cast<void**>(received), burst_size, nullptr);
-      for (unsigned index = 0; index < count; ++index) {
-        const std::size_t out = received[index]->port;
-        outgoing[out][outgoing_count[out]++] = received[index];
-        if (outgoing_count[out] == burst_size) flush(out);
-      }
-      for (std::size_t out = 0; out < port_count; ++out) flush(out);
-    }
+    if (worker_index == 0) send_control_frames(control_tx_ring_, received, transmit);
     for (std::size_t port = 0; port < port_count; ++port) {
       const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
       if (count == 0) continue;
-      for (std::uint16_t index = 0; index < count; ++index) {
-        rte_mbuf* mbuf = received[index];
-        if (mbuf->nb_segs != 1) {  // scatter is off, so a chain means a device we did not expect
-          rte_pktmbuf_free(mbuf);
-          continue;
-        }
-        auto* data = rte_pktmbuf_mtod(mbuf, std::uint8_t*);
-        const Verdict verdict = process_packet(snapshot, state, static_cast<std::uint16_t>(port),
-                                               data, rte_pktmbuf_data_len(mbuf), now_ms);
-        if (verdict.action == Action::drop) {
-          rte_pktmbuf_free(mbuf);
-          continue;
-        }
-        if (verdict.action == Action::punt) {
-          if (rte_ring_mp_enqueue(punt_ring_, mbuf) != 0) {
-            ++extra.punt_dropped;
-            rte_pktmbuf_free(mbuf);
-          }
-          continue;
-        }
-        // Apply the verdict's new start and length to the mbuf (the headroom was checked above).
-        const std::ptrdiff_t moved = verdict.data - data;
-        mbuf->data_off = static_cast<std::uint16_t>(mbuf->data_off + moved);
-        mbuf->data_len = static_cast<std::uint16_t>(verdict.length);
-        mbuf->pkt_len = verdict.length;
-        std::size_t out = port;
-        if (verdict.action == Action::forward) {
-          out = service_port;
-          BackendTraffic& backend = traffic[verdict.backend];
-          ++backend.packets;
-          backend.bytes += verdict.length;
-          backend.new_flows += verdict.new_flow ? 1 : 0;
-        }
-        outgoing[out][outgoing_count[out]++] = mbuf;
-        if (outgoing_count[out] == burst_size) flush(out);
-      }
-      for (std::size_t out = 0; out < port_count; ++out) flush(out);
+      handle_burst(snapshot, state, extra, traffic, port, received, count, now_ms, punt_ring_,
+                   transmit);
     }
   }
   rte_rcu_qsbr_thread_offline(rcu_, worker_index);
