@@ -724,27 +724,17 @@ int run(int argc, char** argv) {
       std::snprintf(figure, sizeof figure, " baseline %.2f", baseline_runs.back());
       line += figure;
     }
-    if (established) {
-      const Measurement measured = bench.lb(*established);
-      established_runs.push_back(measured.mpps);
-      established_packets += measured.packets;
-      std::snprintf(figure, sizeof figure, " established %.2f", measured.mpps);
+    const auto run_case = [&](LbCase* lb, std::vector<double>& runs, std::uint64_t& packets) {
+      if (lb == nullptr) return;
+      const Measurement measured = bench.lb(*lb);
+      runs.push_back(measured.mpps);
+      packets += measured.packets;
+      std::snprintf(figure, sizeof figure, " %s %.2f", lb->name.c_str(), measured.mpps);
       line += figure;
-    }
-    if (syn) {
-      const Measurement measured = bench.lb(*syn);
-      syn_runs.push_back(measured.mpps);
-      syn_packets += measured.packets;
-      std::snprintf(figure, sizeof figure, " syn %.2f", measured.mpps);
-      line += figure;
-    }
-    if (large) {
-      const Measurement measured = bench.lb(*large);
-      large_runs.push_back(measured.mpps);
-      large_packets += measured.packets;
-      std::snprintf(figure, sizeof figure, " 1m_flows %.2f", measured.mpps);
-      line += figure;
-    }
+    };
+    run_case(established.get(), established_runs, established_packets);
+    run_case(syn.get(), syn_runs, syn_packets);
+    run_case(large.get(), large_runs, large_packets);
     if (!line.empty()) std::fprintf(stderr, "lb_bench: round %d/%d (Mpps):%s\n", round, options.rounds, line.c_str());
   }
   const CpuTicks ticks_after = read_cpu_ticks(cpu);
