@@ -1,0 +1,291 @@
+// One client connection to one dqlite node; see connection.hpp.
+#include "stacknode/db/connection.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stacknode::db {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds left until `deadline`, at least 0, for poll().
+int milliseconds_left(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+// Waits until `fd` is ready for `events`: 1 ready, 0 deadline passed, -1 error (errno).
+int wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    pollfd waiting{fd, events, 0};
+    const int ready = ::poll(&waiting, 1, milliseconds_left(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return ready;
+    return 1;
+  }
+}
+
+template <typename T>
+const T* answer_as(const Connection::Answer& answer) {
+  if constexpr (std::is_same_v<T, wire::RowSet>) {
+    return std::get_if<wire::RowSet>(&answer);
+  } else {
+    const auto* response = std::get_if<wire::Response>(&answer);
+    return response == nullptr ? nullptr : std::get_if<T>(response);
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::sqlite: return "sqlite";
+    case ErrorKind::not_leader: return "not_leader";
+    case ErrorKind::no_leader: return "no_leader";
+    case ErrorKind::timeout: return "timeout";
+    case ErrorKind::connection_lost: return "connection_lost";
+    case ErrorKind::protocol: return "protocol";
+    case ErrorKind::invalid_request: return "invalid_request";
+  }
+  return "unknown";
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  Endpoint endpoint;
+  endpoint.host = std::string(address.substr(0, colon));
+  in_addr parsed{};
+  if (::inet_pton(AF_INET, endpoint.host.c_str(), &parsed) != 1) return std::nullopt;
+  const std::string_view port = address.substr(colon + 1);
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), endpoint.port);
+  if (error != std::errc() || end != port.data() + port.size() || endpoint.port == 0) {
+    return std::nullopt;
+  }
+  return endpoint;
+}
+
+Outcome<Connection> Connection::open(std::string_view address, std::chrono::milliseconds timeout) {
+  const std::optional<Endpoint> endpoint = parse_endpoint(address);
+  if (!endpoint) {
+    return Error{ErrorKind::invalid_request, 0,
+                 "'" + std::string(address) + "' is not an IPv4 host:port address"};
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Error{ErrorKind::connection_lost, 0, std::string("socket: ") + std::strerror(errno)};
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(endpoint->port);
+  ::inet_pton(AF_INET, endpoint->host.c_str(), &target.sin_addr);
+  const auto deadline = Clock::now() + timeout;
+  const std::string where = std::string(address);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {
+    if (errno != EINPROGRESS) {
+      const std::string reason = std::strerror(errno);
+      ::close(fd);
+      return Error{ErrorKind::connection_lost, 0, "connect to " + where + ": " + reason};
+    }
+    const int ready = wait_for(fd, POLLOUT, deadline);
+    int socket_error = 0;
+    socklen_t length = sizeof socket_error;
+    if (ready == 1) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &socket_error, &length);
+    if (ready != 1 || socket_error != 0) {
+      ::close(fd);
+      if (ready == 0) return Error{ErrorKind::timeout, 0, "connect to " + where + ": timed out"};
+      return Error{ErrorKind::connection_lost, 0,
+                   "connect to " + where + ": " + std::strerror(ready < 0 ? errno : socket_error)};
+    }
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  Connection connection(fd, where, timeout);
+  const auto handshake = wire::encode_handshake();
+  if (auto error = connection.send_all(handshake.data(), handshake.size())) return std::move(*error);
+  return connection;
+}
+
+Connection::Connection(int fd, std::string address, std::chrono::milliseconds timeout)
+    : fd_(fd), address_(std::move(address)), timeout_(timeout) {}
+
+Connection::~Connection() { close(); }
+
+Connection::Connection(Connection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), address_(std::move(other.address_)), timeout_(other.timeout_) {}
+
+Connection& Connection::operator=(Connection&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    address_ = std::move(other.address_);
+    timeout_ = other.timeout_;
+  }
+  return *this;
+}
+
+void Connection::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Error Connection::fail(ErrorKind kind, std::string message) {
+  close();
+  return Error{kind, 0, address_ + ": " + std::move(message)};
+}
+
+std::optional<Error> Connection::send_all(const std::uint8_t* bytes, std::size_t size) {
+  const auto deadline = Clock::now() + timeout_;
+  while (size > 0) {
+    const ssize_t sent = ::send(fd_, bytes, size, MSG_NOSIGNAL);
+    if (sent > 0) {
+      bytes += sent;
+      size -= static_cast<std::size_t>(sent);
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const int ready = wait_for(fd_, POLLOUT, deadline);
+      if (ready == 0) return fail(ErrorKind::timeout, "sending timed out");
+      if (ready < 0) return fail(ErrorKind::connection_lost, std::strerror(errno));
+      continue;
+    }
+    return fail(ErrorKind::connection_lost, std::string("send: ") + std::strerror(errno));
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Connection::receive_exactly(std::uint8_t* bytes, std::size_t size) {
+  const auto deadline = Clock::now() + timeout_;
+  while (size > 0) {
+    const ssize_t got = ::recv(fd_, bytes, size, 0);
+    if (got > 0) {
+      bytes += got;
+      size -= static_cast<std::size_t>(got);
+      continue;
+    }
+    if (got == 0) return fail(ErrorKind::connection_lost, "the node closed the connection");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      const int ready = wait_for(fd_, POLLIN, deadline);
+      if (ready == 0) return fail(ErrorKind::timeout, "no answer in time");
+      if (ready < 0) return fail(ErrorKind::connection_lost, std::strerror(errno));
+      continue;
+    }
+    return fail(ErrorKind::connection_lost, std::string("receive: ") + std::strerror(errno));
+  }
+  return std::nullopt;
+}
+
+Outcome<wire::Response> Connection::receive_message() {
+  std::vector<std::uint8_t> message(wire::header_size);
+  if (auto error = receive_exactly(message.data(), wire::header_size)) return std::move(*error);
+  const wire::HeaderResult header = wire::decode_header(message);
+  if (!header.ok()) {
+    return fail(ErrorKind::protocol, "bad message header: " + std::string(wire::to_string(header.error)));
+  }
+  message.resize(wire::header_size + header.header.body_bytes());
+  if (auto error = receive_exactly(message.data() + wire::header_size, header.header.body_bytes())) {
+    return std::move(*error);
+  }
+  wire::DecodeResult decoded = wire::decode_response(message);
+  if (!decoded.ok()) return fail(ErrorKind::protocol, "bad message: " + wire::describe(decoded));
+  return std::move(decoded.response);
+}
+
+Outcome<Connection::Answer> Connection::call(const wire::Request& request) {
+  if (!is_open()) return Error{ErrorKind::connection_lost, 0, address_ + ": the connection is closed"};
+  const wire::EncodeResult encoded = wire::encode_request(request);
+  if (!encoded.ok()) {
+    return Error{ErrorKind::invalid_request, 0, std::string(wire::to_string(encoded.error))};
+  }
+  if (auto error = send_all(encoded.bytes.data(), encoded.bytes.size())) return std::move(*error);
+
+  const bool is_query = std::holds_alternative<wire::Query>(request) ||
+                        std::holds_alternative<wire::QuerySql>(request);
+  wire::RowSet rows;
+  for (;;) {
+    Outcome<wire::Response> received = receive_message();
+    if (!received) return received.error();
+    if (auto* failure = std::get_if<wire::Failure>(&received.value())) {
+      // A failure may come after some ROWS messages: the statement ended there. The connection
+      // stays in step either way: the failure is the request's last message.
+      const bool leadership = failure->code == wire::error_not_leader ||
+                              failure->code == wire::error_leadership_lost;
+      return Error{leadership ? ErrorKind::not_leader : ErrorKind::sqlite, failure->code,
+                   std::move(failure->message)};
+    }
+    auto* batch = std::get_if<wire::Rows>(&received.value());
+    if (!is_query || batch == nullptr) {
+      if (batch != nullptr) return fail(ErrorKind::protocol, "rows in answer to a request that is not a query");
+      if (is_query && !rows.columns.empty()) return fail(ErrorKind::protocol, "a row set ended without DONE");
+      return Answer(std::move(received.value()));
+    }
+    const wire::RowSetError appended = wire::append_rows(rows, std::move(*batch));
+    if (appended != wire::RowSetError::none) {
+      return fail(ErrorKind::protocol, "row set: " + std::string(wire::to_string(appended)));
+    }
+    if (rows.complete) return Answer(std::move(rows));
+  }
+}
+
+template <typename T>
+Outcome<T> Connection::expect(const wire::Request& request, const char* what) {
+  Outcome<Answer> answer = call(request);
+  if (!answer) return answer.error();
+  if (const T* typed = answer_as<T>(answer.value())) return *typed;
+  return fail(ErrorKind::protocol, std::string("unexpected answer to ") + what);
+}
+
+Outcome<wire::Node> Connection::leader() { return expect<wire::Node>(wire::Leader{}, "LEADER"); }
+
+Outcome<wire::DatabaseId> Connection::open_database(const std::string& name) {
+  Outcome<wire::Db> db = expect<wire::Db>(wire::Open{name}, "OPEN");
+  if (!db) return db.error();
+  return db->id;
+}
+
+Outcome<wire::Result> Connection::exec_sql(wire::DatabaseId db, const std::string& sql,
+                                           std::vector<wire::Value> parameters) {
+  return expect<wire::Result>(wire::ExecSql{db, sql, std::move(parameters)}, "EXEC_SQL");
+}
+
+Outcome<wire::RowSet> Connection::query_sql(wire::DatabaseId db, const std::string& sql,
+                                            std::vector<wire::Value> parameters) {
+  return expect<wire::RowSet>(wire::QuerySql{db, sql, std::move(parameters)}, "QUERY_SQL");
+}
+
+Outcome<wire::Nodes> Connection::cluster() { return expect<wire::Nodes>(wire::Cluster{}, "CLUSTER"); }
+
+Outcome<wire::Empty> Connection::add(wire::NodeId id, const std::string& address) {
+  return expect<wire::Empty>(wire::Add{id, address}, "ADD");
+}
+
+Outcome<wire::Empty> Connection::assign(wire::NodeId id, wire::Role role) {
+  return expect<wire::Empty>(wire::Assign{id, role}, "ASSIGN");
+}
+
+Outcome<wire::Empty> Connection::remove(wire::NodeId id) {
+  return expect<wire::Empty>(wire::Remove{id}, "REMOVE");
+}
+
+Outcome<wire::Empty> Connection::transfer(wire::NodeId id) {
+  return expect<wire::Empty>(wire::Transfer{id}, "TRANSFER");
+}
+
+Outcome<wire::Files> Connection::dump(const std::string& name) {
+  return expect<wire::Files>(wire::Dump{name}, "DUMP");
+}
+
+}  // namespace stacknode::db

@@ -1,0 +1,222 @@
+// Component test of the dqlite client (services/db/client) against a real dqlite node: libdqlite
+// 1.11 from Debian, started in this process on a loopback port with its own data directory, so
+// every byte the client sends and reads is the real server's. Covers the handshake, LEADER,
+// CLUSTER, OPEN, EXEC_SQL/QUERY_SQL with every parameter type, a row set spread over several
+// messages, SQLite errors that keep their code and the connection, DUMP, and the transport
+// errors (refused, silent peer).
+extern "C" {  // dqlite.h has no C++ guards
+#include <dqlite.h>
+}
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "process.hpp"
+#include "stacknode/db/connection.hpp"
+
+#include <CppUTest/TestHarness.h>
+
+using namespace stacknode::db;
+namespace support = stacknode::test;
+
+namespace {
+
+// Short: a node on loopback answers in milliseconds; only bounds a broken test.
+constexpr std::chrono::milliseconds test_timeout{10'000};
+constexpr std::chrono::milliseconds silent_peer_timeout{300};
+// Enough text that the rows cannot fit in one ROWS message (the server fills about a page each).
+constexpr int many_rows = 2000;
+constexpr std::size_t row_text_bytes = 100;
+constexpr char sqlite_file_magic[] = "SQLite format 3";  // the first 16 bytes, NUL included
+
+// One dqlite node (id 1: it bootstraps a cluster of its own) on 127.0.0.1.
+class DqliteNode {
+ public:
+  DqliteNode() {
+    address_ = support::loopback_address(support::unused_port());
+    if (dqlite_node_create(1, address_.c_str(), dir_.path().c_str(), &node_) != 0) {
+      FAIL("dqlite_node_create failed");
+    }
+    if (dqlite_node_set_bind_address(node_, address_.c_str()) != 0 ||
+        dqlite_node_start(node_) != 0) {
+      const std::string reason = dqlite_node_errmsg(node_);
+      dqlite_node_destroy(node_);
+      node_ = nullptr;
+      FAIL(("dqlite node did not start: " + reason).c_str());
+    }
+  }
+  ~DqliteNode() {
+    if (node_ == nullptr) return;
+    dqlite_node_stop(node_);
+    dqlite_node_destroy(node_);
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  support::TempDir dir_;
+  std::string address_;
+  dqlite_node* node_ = nullptr;
+};
+
+Connection connect_or_fail(const std::string& address) {
+  Outcome<Connection> connection = Connection::open(address, test_timeout);
+  if (!connection) FAIL(("connect: " + connection.error().message).c_str());
+  return std::move(connection.value());
+}
+
+// The leader may take a moment to elect itself after start: LEADER until it names one.
+void wait_for_leader(Connection& connection) {
+  const bool elected = support::poll_until(
+      [&] {
+        Outcome<wire::Node> leader = connection.leader();
+        return leader && leader->id != 0;
+      },
+      test_timeout);
+  CHECK(elected);
+}
+
+}  // namespace
+
+TEST_GROUP(DqliteClient) {
+  std::unique_ptr<DqliteNode> node;
+  void setup() override { node = std::make_unique<DqliteNode>(); }
+  void teardown() override { node.reset(); }
+};
+
+TEST(DqliteClient, LeaderAndClusterOfOneNode) {
+  Connection connection = connect_or_fail(node->address());
+  wait_for_leader(connection);
+  Outcome<wire::Node> leader = connection.leader();
+  CHECK(leader.ok());
+  CHECK_EQUAL(1u, leader->id);
+  STRCMP_EQUAL(node->address().c_str(), leader->address.c_str());
+  Outcome<wire::Nodes> nodes = connection.cluster();
+  CHECK(nodes.ok());
+  CHECK_EQUAL(1u, nodes->nodes.size());
+  CHECK(nodes->nodes[0] == (wire::NodeInfo{1, node->address(), wire::Role::voter}));
+}
+
+TEST(DqliteClient, EveryParameterTypeRoundTrips) {
+  Connection connection = connect_or_fail(node->address());
+  wait_for_leader(connection);
+  Outcome<wire::DatabaseId> db = connection.open_database("types");
+  CHECK(db.ok());
+  CHECK(connection.exec_sql(*&db.value(), "CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, n TEXT,"
+                                           " flag BOOLEAN, at DATETIME, stamp DATETIME)")
+            .ok());
+  const wire::Blob blob = {0x00, 0x01, 0xfe, 0xff, 0x00};
+  Outcome<wire::Result> inserted = connection.exec_sql(
+      db.value(), "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      {std::int64_t{-9'000'000'000}, 2.5, std::string("text with ünïcode"), blob, wire::Null{}, true,
+       wire::UnixTime{1'700'000'000}, wire::Iso8601{"2026-11-29 05:00:00"}});
+  CHECK(inserted.ok());
+  CHECK_EQUAL(1u, inserted->rows_affected);
+  CHECK_EQUAL(1u, inserted->last_insert_id);
+
+  Outcome<wire::RowSet> rows = connection.query_sql(db.value(), "SELECT * FROM t");
+  if (!rows) FAIL(rows.error().message.c_str());
+  CHECK(rows->complete);
+  CHECK(rows->columns == (std::vector<std::string>{"i", "f", "s", "b", "n", "flag", "at", "stamp"}));
+  CHECK_EQUAL(1u, rows->rows.size());
+  const wire::Row& row = rows->rows[0];
+  CHECK(row[0] == wire::Value(std::int64_t{-9'000'000'000}));
+  CHECK(row[1] == wire::Value(2.5));
+  CHECK(row[2] == wire::Value(std::string("text with ünïcode")));
+  CHECK(row[3] == wire::Value(blob));
+  CHECK(row[4] == wire::Value(wire::Null{}));
+  // Typed by the column's declared type: BOOLEAN comes back as a boolean, DATETIME integers as
+  // Unix time and DATETIME text as ISO 8601 (dqlite's query.c).
+  CHECK(row[5] == wire::Value(true));
+  CHECK(row[6] == wire::Value(wire::UnixTime{1'700'000'000}));
+  CHECK(row[7] == wire::Value(wire::Iso8601{"2026-11-29 05:00:00"}));
+}
+
+TEST(DqliteClient, ARowSetOverSeveralMessagesArrivesWhole) {
+  Connection connection = connect_or_fail(node->address());
+  wait_for_leader(connection);
+  const wire::DatabaseId db = connection.open_database("many").value();
+  CHECK(connection.exec_sql(db, "CREATE TABLE t (n INTEGER, s TEXT)").ok());
+  CHECK(connection.exec_sql(db, "BEGIN").ok());
+  for (int n = 0; n < many_rows; ++n) {
+    std::string text(row_text_bytes, static_cast<char>('a' + n % 26));
+    CHECK(connection.exec_sql(db, "INSERT INTO t VALUES (?, ?)", {std::int64_t{n}, text}).ok());
+  }
+  CHECK(connection.exec_sql(db, "COMMIT").ok());
+  Outcome<wire::RowSet> rows = connection.query_sql(db, "SELECT n, s FROM t ORDER BY n");
+  if (!rows) FAIL(rows.error().message.c_str());
+  CHECK_EQUAL(static_cast<std::size_t>(many_rows), rows->rows.size());
+  for (int n = 0; n < many_rows; ++n) {
+    const wire::Row& row = rows->rows[static_cast<std::size_t>(n)];
+    CHECK(row[0] == wire::Value(std::int64_t{n}));
+    CHECK(row[1] == wire::Value(std::string(row_text_bytes, static_cast<char>('a' + n % 26))));
+  }
+}
+
+TEST(DqliteClient, SqliteErrorsKeepTheirCodeAndTheConnection) {
+  Connection connection = connect_or_fail(node->address());
+  wait_for_leader(connection);
+  const wire::DatabaseId db = connection.open_database("errors").value();
+  Outcome<wire::Result> bad = connection.exec_sql(db, "SELEKT 1");
+  CHECK_FALSE(bad.ok());
+  CHECK(bad.error().kind == ErrorKind::sqlite);
+  CHECK_EQUAL(1u, bad.error().code);  // SQLITE_ERROR
+  if (bad.error().message.find("syntax error") == std::string::npos) FAIL(bad.error().message.c_str());
+  CHECK(bad.error().keeps_connection());
+
+  CHECK(connection.exec_sql(db, "CREATE TABLE t (k INTEGER PRIMARY KEY)").ok());
+  CHECK(connection.exec_sql(db, "INSERT INTO t VALUES (1)").ok());
+  Outcome<wire::Result> duplicate = connection.exec_sql(db, "INSERT INTO t VALUES (1)");
+  CHECK(duplicate.error().kind == ErrorKind::sqlite);
+  CHECK_EQUAL(1555u, duplicate.error().code);  // SQLITE_CONSTRAINT_PRIMARYKEY
+  Outcome<wire::RowSet> count = connection.query_sql(db, "SELECT count(*) FROM t");
+  CHECK(count.ok());
+  CHECK(count->rows[0][0] == wire::Value(std::int64_t{1}));
+}
+
+TEST(DqliteClient, DumpIsADatabaseFileAndItsWal) {
+  Connection connection = connect_or_fail(node->address());
+  wait_for_leader(connection);
+  const wire::DatabaseId db = connection.open_database("dumped").value();
+  CHECK(connection.exec_sql(db, "CREATE TABLE t (v TEXT)").ok());
+  CHECK(connection.exec_sql(db, "INSERT INTO t VALUES ('kept')").ok());
+  Outcome<wire::Files> files = connection.dump("dumped");
+  if (!files) FAIL(files.error().message.c_str());
+  CHECK_EQUAL(2u, files->files.size());
+  STRCMP_EQUAL("dumped", files->files[0].name.c_str());
+  STRCMP_EQUAL("dumped-wal", files->files[1].name.c_str());
+  const auto& database = files->files[0].content;
+  CHECK(database.size() >= sizeof sqlite_file_magic);
+  CHECK(std::memcmp(database.data(), sqlite_file_magic, sizeof sqlite_file_magic) == 0);
+  CHECK(!files->files[1].content.empty());  // the rows are still in the WAL
+}
+
+TEST_GROUP(DqliteClientTransport){};
+
+TEST(DqliteClientTransport, RefusedSilentAndMalformedAddresses) {
+  Outcome<Connection> refused =
+      Connection::open(support::loopback_address(support::unused_port()), test_timeout);
+  CHECK_FALSE(refused.ok());
+  CHECK(refused.error().kind == ErrorKind::connection_lost);
+
+  support::LoopbackListener silent;  // accepts into its backlog, never answers
+  Outcome<Connection> opened =
+      Connection::open(support::loopback_address(silent.port()), silent_peer_timeout);
+  CHECK(opened.ok());
+  Outcome<wire::Node> leader = opened->leader();
+  CHECK_FALSE(leader.ok());
+  CHECK(leader.error().kind == ErrorKind::timeout);
+  CHECK_FALSE(opened->is_open());
+  CHECK(opened->leader().error().kind == ErrorKind::connection_lost);
+
+  for (const char* address : {"", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "localhost:9001",
+                              "127.0.0.1:80x"}) {
+    Outcome<Connection> bad = Connection::open(address, test_timeout);
+    CHECK_FALSE(bad.ok());
+    CHECK(bad.error().kind == ErrorKind::invalid_request);
+  }
+}
