@@ -135,6 +135,18 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   return *this;
 }
 
+bool Connection::verify_idle() {
+  if (!is_open()) return false;
+  pollfd idle{fd_, POLLIN, 0};
+  int ready = 0;
+  do {
+    ready = ::poll(&idle, 1, 0);
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) return true;
+  close();
+  return false;
+}
+
 void Connection::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

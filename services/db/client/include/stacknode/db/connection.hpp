@@ -77,6 +77,11 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   bool is_open() const { return fd_ >= 0; }
+  // For a pool, before it hands out an idle connection again: true if the connection is open and
+  // the node has sent nothing since its last answer. Anything waiting (an end of file, a reset,
+  // stray bytes) means the node closed it or is out of step, so the connection is closed and
+  // false returned. One poll() that does not wait.
+  bool verify_idle();
   const std::string& address() const { return address_; }
 
   // One request, one answer. A FAILURE answer becomes an Error (sqlite or not_leader). QUERY and

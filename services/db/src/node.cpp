@@ -1,0 +1,134 @@
+// The dqlite node of stacknode-db; see node.hpp for the invariants.
+#include "node.hpp"
+
+extern "C" {  // dqlite.h has no C++ guards
+#include <dqlite.h>
+}
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "stacknode/common/log.hpp"
+#include "stacknode/db/connection.hpp"
+
+namespace stacknode::db {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Between rounds over the join list while the cluster has no leader or cannot be reached.
+constexpr std::chrono::milliseconds join_retry_interval{500};
+// Per request while joining: a leader answers ADD/ASSIGN after one Raft round.
+constexpr std::chrono::milliseconds join_request_timeout{5'000};
+
+bool directory_is_empty(const fs::path& path) {
+  std::error_code error;
+  return !fs::exists(path, error) || fs::is_empty(path, error);
+}
+
+// One attempt through `member`: its leader adds and assigns this node. Empty on success, else
+// what went wrong, for the final message.
+std::string try_join(const DbConfig& config, const std::string& member) {
+  Outcome<Connection> first = Connection::open(member, join_request_timeout);
+  if (!first) return first.error().message;
+  Outcome<wire::Node> leader = first->leader();
+  if (!leader) return leader.error().message;
+  if (leader->id == 0) return member + ": no leader known";
+  Outcome<Connection> connection = Connection::open(leader->address, join_request_timeout);
+  if (!connection) return connection.error().message;
+  Outcome<wire::Nodes> nodes = connection->cluster();
+  if (!nodes) return nodes.error().message;
+  bool listed = false;
+  for (const wire::NodeInfo& node : nodes->nodes) {
+    if (node.id == config.node_id && node.address != config.address) {
+      return "the cluster already has node " + std::to_string(node.id) + " at " + node.address +
+             ": remove it first (or give this node another db.node_id)";
+    }
+    listed = listed || node.id == config.node_id;
+  }
+  if (!listed) {
+    Outcome<wire::Empty> added = connection->add(config.node_id, config.address);
+    if (!added) return "ADD at " + leader->address + ": " + added.error().message;
+  }
+  if (config.role != wire::Role::spare) {  // ADD makes a spare
+    Outcome<wire::Empty> assigned = connection->assign(config.node_id, config.role);
+    if (!assigned) return "ASSIGN at " + leader->address + ": " + assigned.error().message;
+  }
+  return {};
+}
+
+}  // namespace
+
+DbNode::DbNode(const DbConfig& config) : config_(config) {
+  const fs::path data_dir = config.data_dir;
+  const bool fresh = directory_is_empty(data_dir);
+  if (config.node_id == 1 && fresh && !config.join.empty()) {
+    throw NodeError("db.node_id 1 with an empty data dir bootstraps a new cluster, but db.join names "
+                    "an existing one: give this node an unused db.node_id to join it");
+  }
+  if (config.node_id != 1 && fresh && config.join.empty()) {
+    throw NodeError("db.node_id " + std::to_string(config.node_id) +
+                    " has no data yet and db.join is empty: list members of the cluster to join "
+                    "(only node 1 bootstraps a new one)");
+  }
+  std::error_code error;
+  fs::create_directories(data_dir, error);
+  if (error) throw NodeError("cannot create db.data_dir " + config.data_dir + ": " + error.message());
+  fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, error);
+  needs_join_ = config.node_id != 1 && !fs::exists(data_dir / join_marker_name);
+
+  if (dqlite_node_create(config.node_id, config.address.c_str(), config.data_dir.c_str(), &node_) != 0) {
+    const std::string reason = node_ != nullptr ? dqlite_node_errmsg(node_) : "out of memory";
+    if (node_ != nullptr) dqlite_node_destroy(node_);
+    node_ = nullptr;
+    throw NodeError("cannot create the dqlite node: " + reason);
+  }
+  const auto check = [&](int status, const std::string& what) {
+    if (status == 0) return;
+    const std::string reason = dqlite_node_errmsg(node_);
+    dqlite_node_destroy(node_);
+    node_ = nullptr;
+    throw NodeError(what + ": " + (reason.empty() ? "dqlite error " + std::to_string(status) : reason));
+  };
+  check(dqlite_node_set_bind_address(node_, config.bind.c_str()), "cannot bind " + config.bind);
+  check(dqlite_node_set_network_latency_ms(node_, config.network_latency_ms), "db.network_latency_ms");
+  check(dqlite_node_set_failure_domain(node_, config.failure_domain), "db.failure_domain");
+  check(dqlite_node_set_snapshot_params(node_, config.snapshot_threshold, config.snapshot_trailing),
+        "db.snapshot_threshold/snapshot_trailing");
+  check(dqlite_node_start(node_), "cannot start the dqlite node at " + config.bind);
+  log::info("db: dqlite node ", config.node_id, " at ", config.address, " (data ", config.data_dir,
+            fresh ? ", new" : "", ")");
+}
+
+DbNode::~DbNode() {
+  if (node_ == nullptr) return;
+  dqlite_node_stop(node_);
+  dqlite_node_destroy(node_);
+}
+
+void DbNode::join() {
+  const auto deadline = std::chrono::steady_clock::now() + join_timeout;
+  std::string answers;
+  for (;;) {
+    answers.clear();
+    for (const std::string& member : config_.join) {
+      const std::string problem = try_join(config_, member);
+      if (problem.empty()) {
+        std::ofstream marker(fs::path(config_.data_dir) / join_marker_name);
+        marker << "joined through " << member << "\n";
+        if (!marker.flush()) throw NodeError("joined, but cannot record it in " + config_.data_dir);
+        log::info("db: joined the cluster through ", member);
+        needs_join_ = false;
+        return;
+      }
+      answers += "\n  " + member + ": " + problem;
+    }
+    if (std::chrono::steady_clock::now() + join_retry_interval > deadline) break;
+    std::this_thread::sleep_for(join_retry_interval);  // a paced retry, not synchronisation
+  }
+  throw NodeError("could not join the cluster within " + std::to_string(join_timeout.count() / 1000) +
+                  " s; what each member answered:" + answers);
+}
+
+}  // namespace stacknode::db

@@ -1,0 +1,50 @@
+// The dqlite node this process runs (libdqlite 1.11): created from DbConfig, started, joined to
+// its cluster on first start, stopped on destruction. Invariants:
+//  1. Node 1 bootstraps a new cluster (dqlite does that for id 1 on an empty data dir), so a
+//     node 1 with an empty data dir and a join list is refused: it would start a second cluster.
+//  2. Any other node joins on first start: ADD through the leader, then ASSIGN its role
+//     (join()). The step is idempotent (a node already listed is only assigned), and its end is
+//     recorded in the data dir (join_marker_name), so a restart never joins again.
+#pragma once
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "db_config.hpp"
+
+struct dqlite_node;
+
+namespace stacknode::db {
+
+// How long a first start keeps trying to reach the cluster it joins before giving up.
+inline constexpr std::chrono::milliseconds join_timeout{60'000};
+// File in the data dir that says this node has joined (invariant 2).
+inline constexpr std::string_view join_marker_name = "stacknode-joined";
+
+class NodeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class DbNode {
+ public:
+  // Creates, configures and starts the node. Throws NodeError with a message a person can act on.
+  explicit DbNode(const DbConfig& config);
+  ~DbNode();
+  DbNode(const DbNode&) = delete;
+  DbNode& operator=(const DbNode&) = delete;
+
+  // True when this start has to join a cluster (invariant 2); call join() then.
+  bool needs_join() const { return needs_join_; }
+  // ADD then ASSIGN through the leader found from config.join, retried until join_timeout.
+  // Throws NodeError naming what every member answered.
+  void join();
+
+ private:
+  const DbConfig& config_;
+  dqlite_node* node_ = nullptr;
+  bool needs_join_ = false;
+};
+
+}  // namespace stacknode::db

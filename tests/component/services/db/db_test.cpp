@@ -1,0 +1,242 @@
+// Component test of stacknode-db: three real processes on loopback form a dqlite cluster (node 1
+// bootstraps, nodes 2 and 3 join through it), and the HTTP API is driven with curl. Covers:
+// formation and membership as every node reports it, execute and query through every node with
+// every value type, a transaction that fails part way and leaves nothing, bad input answered with
+// its status and message while the node keeps serving, a backup that the sqlite3 tool opens, and
+// go-dqlite's shell (Debian's `dqlite`) reading a table written through our API.
+#include <signal.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "process.hpp"
+
+#include <CppUTest/TestHarness.h>
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+namespace support = stacknode::test;
+
+namespace {
+
+// Start-up, joining and each request; only keeps a broken daemon from hanging the suite.
+constexpr std::chrono::milliseconds eventually{60'000};
+constexpr const char* curl_max_seconds = "20";
+constexpr int node_count = 3;
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+  json::value json() const { return json::parse(body); }
+};
+
+class DbNodeProcess {
+ public:
+  DbNodeProcess(const fs::path& dir, int id, const std::string& join)
+      : id_(id), dir_(dir / ("n" + std::to_string(id))) {
+    fs::create_directories(dir_);
+    dqlite_address_ = support::loopback_address(support::unused_port());
+    http_port_ = support::unused_port();
+    std::string cfg = "paths: { runtime_dir = \"" + (dir_ / "run").string() + "\"; };\n";
+    cfg += "db: {\n  node_id = " + std::to_string(id) + ";\n  address = \"" + dqlite_address_ + "\";\n";
+    cfg += "  data_dir = \"" + (dir_ / "data").string() + "\";\n";
+    cfg += "  listen_http = \"127.0.0.1:" + std::to_string(http_port_) + "\";\n";
+    if (!join.empty()) cfg += "  join = [\"" + join + "\"];\n";
+    cfg += "  limits: { body_bytes = 65536; statements = 100; };\n};\n";
+    support::write_file(dir_ / "node.cfg", cfg);
+    start();
+  }
+
+  void start() {
+    process_ = std::make_unique<support::Process>(
+        std::vector<std::string>{(support::binary_dir() / "stacknode-db").string(), "--config",
+                                 (dir_ / "node.cfg").string()},
+        dir_ / "db.log");
+  }
+
+  // Serving: its listen file is written once the node has joined and the API listens.
+  void wait_until_serving() {
+    const bool serving = support::poll_until(
+        [&] { return fs::exists(dir_ / "run" / "db.listen") || !process_->running(); }, eventually);
+    if (!serving || !process_->running()) {
+      FAIL(("stacknode-db " + std::to_string(id_) + " did not come up:\n" + process_->output()).c_str());
+    }
+  }
+
+  HttpAnswer http(const std::string& method, const std::string& path, const std::string& body = "") const {
+    std::vector<std::string> argv = {"curl", "-sS", "--max-time", curl_max_seconds, "-X", method,
+                                     "-w", "\n%{http_code}", "http://127.0.0.1:" + std::to_string(http_port_) + path};
+    if (!body.empty()) {
+      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+    }
+    const support::CommandResult result = support::run_command(argv);
+    HttpAnswer answer;
+    const std::size_t last_line = result.output.rfind('\n');
+    if (result.status != 0 || last_line == std::string::npos) {
+      FAIL(("curl " + method + " " + path + " failed: " + result.output + "\n" + process_->output()).c_str());
+    }
+    answer.status = std::atoi(result.output.c_str() + last_line + 1);
+    answer.body = result.output.substr(0, last_line);
+    return answer;
+  }
+
+  std::string output() const { return process_->output(); }
+  const std::string& dqlite_address() const { return dqlite_address_; }
+  std::uint16_t http_port() const { return http_port_; }
+  support::Process& process() { return *process_; }
+
+ private:
+  int id_;
+  fs::path dir_;
+  std::string dqlite_address_;
+  std::uint16_t http_port_ = 0;
+  std::unique_ptr<support::Process> process_;
+};
+
+// 200 and its JSON, or the test fails with what came back.
+json::value ok_json(const HttpAnswer& answer, const std::string& what) {
+  if (answer.status != 200) FAIL((what + ": " + std::to_string(answer.status) + " " + answer.body).c_str());
+  return answer.json();
+}
+
+std::string execute_body(const std::string& statements_json, bool transaction = false) {
+  return std::string(R"({"database":"app","transaction":)") + (transaction ? "true" : "false") +
+         R"(,"statements":)" + statements_json + "}";
+}
+
+}  // namespace
+
+TEST_GROUP(StacknodeDb) {
+  std::unique_ptr<support::TempDir> dir;
+  std::vector<std::unique_ptr<DbNodeProcess>> nodes;
+
+  void setup() override {
+    dir = std::make_unique<support::TempDir>();
+    nodes.push_back(std::make_unique<DbNodeProcess>(dir->path(), 1, ""));
+    nodes[0]->wait_until_serving();
+    for (int id = 2; id <= node_count; ++id) {
+      nodes.push_back(std::make_unique<DbNodeProcess>(dir->path(), id, nodes[0]->dqlite_address()));
+    }
+    for (auto& node : nodes) node->wait_until_serving();
+  }
+  void teardown() override {
+    nodes.clear();  // kills what still runs
+    dir.reset();
+  }
+};
+
+TEST(StacknodeDb, ThreeNodesFormOneClusterAndEveryNodeServes) {
+  for (const auto& node : nodes) {
+    const json::value listed = ok_json(node->http("GET", "/db/nodes"), "nodes");
+    const json::array& members = listed.at("nodes").as_array();
+    CHECK_EQUAL(3u, members.size());
+    int leaders = 0;
+    for (const json::value& member : members) {
+      STRCMP_EQUAL("voter", member.at("role").as_string().c_str());
+      leaders += member.at("leader").as_bool() ? 1 : 0;
+    }
+    CHECK_EQUAL(1, leaders);
+    CHECK_EQUAL(200, node->http("GET", "/readyz").status);
+  }
+  ok_json(nodes[1]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, n TEXT,)J"
+                                      R"J( flag BOOLEAN, at DATETIME, stamp DATETIME)"}])J")),
+          "create");
+  const json::value inserted = ok_json(
+      nodes[2]->http("POST", "/db/execute",
+                     execute_body(R"J([{"sql":"INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?)",)J"
+                                  R"J("params":[-9000000000, 2.5, "ünïcode", {"blob":"AAH+/w=="}, null, true,)J"
+                                  R"J({"unix_time":1700000000}, {"iso8601":"2026-11-29 05:00:00"}]}])J")),
+      "insert");
+  CHECK(inserted.at("results") == json::parse(R"([{"rows_affected":1,"last_insert_id":1}])"));
+  for (const auto& node : nodes) {
+    const json::value rows =
+        ok_json(node->http("POST", "/db/query", R"({"database":"app","sql":"SELECT * FROM t"})"), "query");
+    CHECK(rows.at("rows") == json::parse(R"J([[-9000000000, 2.5, "ünïcode", {"blob":"AAH+/w=="}, null, true,
+                                                {"unix_time":1700000000}, {"iso8601":"2026-11-29 05:00:00"}]])J"));
+    CHECK(rows.at("types") ==
+          json::parse(R"(["integer","float","text","blob","null","boolean","unix_time","iso8601"])"));
+  }
+}
+
+TEST(StacknodeDb, AFailedTransactionLeavesNothingAndNamesItsStatement) {
+  ok_json(nodes[0]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT)"},)J"
+                                      R"J({"sql":"INSERT INTO k VALUES (1, 'one')"}])J")),
+          "setup");
+  const HttpAnswer failed = nodes[1]->http(
+      "POST", "/db/execute",
+      execute_body(R"J([{"sql":"INSERT INTO k VALUES (2, 'two')"},{"sql":"INSERT INTO k VALUES (1, 'again')"}])J",
+                   true));
+  CHECK_EQUAL(409, failed.status);
+  const json::value error = failed.json().at("error");
+  STRCMP_EQUAL("sqlite", error.at("kind").as_string().c_str());
+  CHECK_EQUAL(1u, error.at("statement").to_number<std::uint64_t>());
+  CHECK_EQUAL(1555u, error.at("sqlite_code").to_number<std::uint64_t>());  // SQLITE_CONSTRAINT_PRIMARYKEY
+  const json::value rows =
+      ok_json(nodes[2]->http("POST", "/db/query", R"({"database":"app","sql":"SELECT id FROM k ORDER BY id"})"),
+              "query");
+  CHECK(rows.at("rows") == json::parse("[[1]]"));
+}
+
+TEST(StacknodeDb, BadInputGetsItsStatusAndTheNodeKeepsServing) {
+  struct Case {
+    const char* method;
+    const char* path;
+    std::string body;
+    int status;
+    const char* fragment;
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/db/execute", "{not json", 400, "not JSON"},
+      {"POST", "/db/execute", R"({"database":"../x","statements":[{"sql":"SELECT 1"}]})", 400, "not a database name"},
+      {"POST", "/db/execute", execute_body(R"([{"sql":"SELEKT 1"}])"), 400, "syntax error"},
+      {"POST", "/db/query", R"({"database":"app","sql":"SELECT * FROM missing"})", 400, "no such table"},
+      {"POST", "/db/execute", std::string(70'000, ' '), 413, ""},
+      {"GET", "/db/nowhere", "", 404, "no such endpoint"},
+      {"POST", "/db/nodes", R"({"id":9,"address":"nowhere"})", 400, "IPv4 host:port"},
+  };
+  for (const Case& bad : cases) {
+    const HttpAnswer answer = nodes[0]->http(bad.method, bad.path, bad.body);
+    if (answer.status != bad.status || answer.body.find(bad.fragment) == std::string::npos) {
+      FAIL((std::string(bad.method) + " " + bad.path + ": expected " + std::to_string(bad.status) + " with \"" +
+            bad.fragment + "\", got " + std::to_string(answer.status) + " " + answer.body)
+               .c_str());
+    }
+  }
+  const HttpAnswer syntax = nodes[0]->http("POST", "/db/execute", execute_body(R"([{"sql":"SELEKT 1"}])"));
+  CHECK_EQUAL(1u, syntax.json().at("error").at("sqlite_code").to_number<std::uint64_t>());
+  ok_json(nodes[0]->http("POST", "/db/query", R"({"database":"app","sql":"SELECT 1"})"), "still serving");
+  CHECK(nodes[0]->process().running());
+}
+
+TEST(StacknodeDb, BackupOpensInSqlite3AndTheGoClientReadsOurTable) {
+  support::require_program("sqlite3", "sqlite3");
+  support::require_program("dqlite", "go-dqlite");
+  ok_json(nodes[0]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"},)J"
+                                      R"J({"sql":"INSERT INTO notes (body) VALUES ('first'), ('second')"}])J")),
+          "write");
+  const support::CommandResult saved = support::run_command(
+      {"curl", "-sS", "--fail", "-o", (dir->path() / "backup.db").string(),
+       "http://127.0.0.1:" + std::to_string(nodes[1]->http_port()) + "/db/backup?database=app"});
+  CHECK_EQUAL(0, saved.status);
+  const support::CommandResult opened =
+      support::run_command({"sqlite3", (dir->path() / "backup.db").string(), "SELECT group_concat(body) FROM notes"});
+  CHECK_EQUAL(0, opened.status);
+  STRCMP_EQUAL("first,second\n", opened.output.c_str());
+
+  std::string servers;
+  for (const auto& node : nodes) servers += (servers.empty() ? "" : ",") + node->dqlite_address();
+  const support::CommandResult go = support::run_command(
+      {"dqlite", "-s", servers, "app", "SELECT body FROM notes ORDER BY id", "-f", "json"});
+  if (go.status != 0 || go.output.find("first") == std::string::npos || go.output.find("second") == std::string::npos) {
+    FAIL(("go-dqlite's shell did not read the table: " + go.output).c_str());
+  }
+}
