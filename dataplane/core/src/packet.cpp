@@ -1,11 +1,14 @@
 // The packet path (packet.hpp): Ethernet/VLAN demultiplexing, ARP and ICMP echo answers, IPv4
 // validation, the load-balancing decision (connection table, else Maglev), and the in-place
 // rewrites: IPIP encapsulation, L2 DSR MAC rewrite, ICMP "fragmentation needed". Every exit is a
-// Verdict; every drop increments exactly one DropReason counter.
+// Verdict; every drop increments exactly one DropReason counter. process_burst is the same path
+// over a burst, with each frame's connection-table bucket and entry prefetched ahead of it.
 #include "stacknode/dataplane/packet.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
+#include <new>
 
 #include "stacknode/dataplane/flow_hash.hpp"
 #include "wire.hpp"
@@ -18,6 +21,43 @@ using namespace wire;
 
 constexpr std::uint8_t reply_ttl = 64;  // TTL of packets we originate (echo replies, ICMP errors)
 constexpr std::size_t ipip_overhead_bytes = ipv4_header_bytes;
+
+// process_burst: frames peeked (and their buckets requested) before the first of them is
+// processed. A receive burst (32 in the shell) fits in one window; the peeks are on the stack.
+constexpr std::size_t burst_window_frames = 32;
+// process_burst: how many frames ahead of the one being processed its entry is requested. Enough
+// for the entry's line to arrive while those frames are processed; not so many that the bucket
+// it reads has not arrived yet (it was requested in the window's peek pass).
+constexpr std::size_t entry_prefetch_distance = 4;
+static_assert(entry_prefetch_distance < burst_window_frames);
+
+// A frame's flow hash, when the frame looks like TCP or UDP over IPv4 without options.
+struct FlowPeek {
+  bool has_hash = false;
+  std::uint64_t hash = 0;
+};
+
+// The flow hash process_frame will compute for this frame, if it gets that far: reads only the
+// bytes it needs, validates nothing else, changes nothing and counts nothing (process_frame does
+// all of that). Parses exactly as process_frame does: one optional 802.1Q tag, IPv4 with a 20-byte
+// header, TCP or UDP ports right after it; anything else gets no hash and process_frame computes
+// its own if it needs one.
+inline FlowPeek peek_flow(const std::uint8_t* data, std::uint32_t length) {
+  constexpr std::size_t port_bytes = 4;  // source and destination port
+  if (length < ethernet_header_bytes + vlan_tag_bytes) return {};
+  std::size_t l3_offset = ethernet_header_bytes;
+  std::uint16_t ethertype = load16(data + ethernet_type);
+  if (ethertype == ethertype_vlan) {
+    ethertype = load16(data + ethernet_type + vlan_tag_bytes);
+    l3_offset += vlan_tag_bytes;
+  }
+  if (ethertype != ethertype_ipv4 || length < l3_offset + ipv4_header_bytes + port_bytes) return {};
+  const std::uint8_t* ip = data + l3_offset;
+  const auto protocol = static_cast<IpProtocol>(ip[ipv4_protocol]);
+  if (ip[0] != ipv4_version_ihl_no_options || (protocol != IpProtocol::tcp && protocol != IpProtocol::udp)) return {};
+  return {true, flow_hash_ipv4(ip + ipv4_source, ip + ipv4_destination, load16(ip + ipv4_header_bytes),
+                              load16(ip + ipv4_header_bytes + 2), protocol)};
+}
 
 struct Frame {
   std::uint8_t* data;
@@ -169,9 +209,10 @@ inline std::uint16_t maglev_pick(const Snapshot& snapshot, const Service& servic
   return snapshot.maglev_entries(service)[hash_to_range(hash, service.table_size)];
 }
 
+// `peeked` is the flow hash when peek_flow() computed it for this frame already (process_burst).
 Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreState& lcore, const Frame& frame,
                              std::uint8_t* ip, std::uint16_t total_length, IpProtocol protocol,
-                             std::uint64_t now_ms) {
+                             std::uint64_t now_ms, const FlowPeek& peeked) {
   LcoreCounters& counters = lcore.counters;
   const std::uint8_t* l4 = ip + ipv4_header_bytes;
   const std::size_t l4_length = total_length - ipv4_header_bytes;
@@ -204,7 +245,11 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   vip.address.bytes = flow.destination;
   vip.protocol = protocol;
   vip.port = flow.destination_port;
-  const Service* service = snapshot.find_service(vip);
+  // vip_key_hash(vip), from values (flow_hash_ipv4: no wait on the key just stored).
+  static constexpr std::uint8_t no_address[ipv4_address_bytes] = {};
+  const std::uint64_t vip_hash = flow_hash_ipv4(no_address, ip + ipv4_destination, 0, vip.port, protocol);
+  assert(vip_hash == Snapshot::vip_key_hash(vip));
+  const Service* service = snapshot.find_service(vip, vip_hash);
   if (service == nullptr) return drop(counters, frame, DropReason::no_service);
   if (ip[ipv4_ttl] <= 1) return drop(counters, frame, DropReason::ipv4_ttl_expired);
 
@@ -221,7 +266,10 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   }
 
   // Connection table, else Maglev.
-  const std::uint64_t hash = flow_hash(flow);
+  const std::uint64_t hash = peeked.has_hash ? peeked.hash
+                                             : flow_hash_ipv4(ip + ipv4_source, ip + ipv4_destination,
+                                                              flow.source_port, flow.destination_port, protocol);
+  assert(hash == flow_hash(flow) && "peek_flow and flow_hash_ipv4 hash the FlowKey built here");
   const std::span<const Backend> backends = snapshot.backends_of(*service);
   ConnEntry* entry = lcore.flows.find(flow, hash, now_ms);
   int backend_index = -1;
@@ -309,10 +357,10 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
                  service->first_backend + static_cast<std::uint32_t>(backend_index), new_flow};
 }
 
-}  // namespace
-
-Verdict process_packet(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t rx_port, std::uint8_t* data,
-                       std::uint32_t length, std::uint64_t now_ms) {
+// process_packet's body; process_burst passes the hash peek_flow() found, process_packet none.
+[[gnu::always_inline]] inline Verdict process_frame(const Snapshot& snapshot, LcoreState& lcore,
+                                                    std::uint16_t rx_port, std::uint8_t* data, std::uint32_t length,
+                                                    std::uint64_t now_ms, const FlowPeek& peeked) {
   LcoreCounters& counters = lcore.counters;
   Frame frame{data, length, ethernet_header_bytes, false};
   if (rx_port >= snapshot.ports().size()) return drop(counters, frame, DropReason::bad_rx_port);
@@ -368,13 +416,44 @@ Verdict process_packet(const Snapshot& snapshot, LcoreState& lcore, std::uint16_
 
   switch (static_cast<IpProtocol>(ip[ipv4_protocol])) {
     case IpProtocol::tcp:
-      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::tcp, now_ms);
+      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::tcp, now_ms, peeked);
     case IpProtocol::udp:
-      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::udp, now_ms);
+      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::udp, now_ms, peeked);
     case IpProtocol::icmp:
       return handle_icmp(snapshot, port, counters, frame, ip, total_length);
     default:
       return drop(counters, frame, DropReason::unsupported_protocol);
+  }
+}
+
+}  // namespace
+
+Verdict process_packet(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t rx_port, std::uint8_t* data,
+                       std::uint32_t length, std::uint64_t now_ms) {
+  return process_frame(snapshot, lcore, rx_port, data, length, now_ms, FlowPeek{});
+}
+
+void process_burst(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t rx_port, std::uint8_t* const* frames,
+                   const std::uint32_t* lengths, std::size_t count, std::uint64_t now_ms, Verdict* verdicts) {
+  // In windows of burst_window_frames: first every frame's flow is peeked and its bucket
+  // requested, so the buckets' cache misses overlap; then each frame is processed in order, with
+  // the entry of the frame entry_prefetch_distance ahead requested (its bucket has arrived by then).
+  FlowPeek peeks[burst_window_frames];
+  for (std::size_t first = 0; first < count; first += burst_window_frames) {
+    const std::size_t window = std::min(burst_window_frames, count - first);
+    for (std::size_t index = 0; index < window; ++index) {
+      peeks[index] = peek_flow(frames[first + index], lengths[first + index]);
+      if (peeks[index].has_hash) lcore.flows.prefetch(peeks[index].hash);
+    }
+    for (std::size_t index = 0; index < window; ++index) {
+      const std::size_t ahead = index + entry_prefetch_distance;
+      if (ahead < window && peeks[ahead].has_hash) lcore.flows.prefetch_entry(peeks[ahead].hash, now_ms);
+      // Constructed in place (guaranteed copy elision): assigning the returned Verdict instead
+      // copies it through the stack with wide loads of narrow stores, which stall.
+      ::new (&verdicts[first + index])
+          Verdict(process_frame(snapshot, lcore, rx_port, frames[first + index], lengths[first + index], now_ms,
+                                peeks[index]));
+    }
   }
 }
 

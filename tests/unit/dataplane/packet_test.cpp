@@ -1,7 +1,8 @@
 // Unit tests of the dataplane packet path (packet.hpp), as tables of {description, input frame,
 // expected verdict and drop reason, expected output frame} replayed through process_packet():
 // ARP, ICMP echo, load-balanced TCP/UDP with IPIP and L2 DSR, ICMP "fragmentation needed", every
-// validation drop, VLAN ports; then stateful sequences (follow-up packets of a flow).
+// validation drop, VLAN ports; then stateful sequences (follow-up packets of a flow), and
+// process_burst() against process_packet() over a mixed stream.
 #include <CppUTest/TestHarness.h>
 
 #include <functional>
@@ -447,4 +448,139 @@ TEST(PacketFlows, ManyFlowsReachEveryBackendAndEachStaysPut) {
   LONGS_EQUAL(3, used.size());
   LONGS_EQUAL(300, lcore.counters.new_flows);
   LONGS_EQUAL(300, lcore.flows.count_live(2000));
+}
+
+// process_burst must be process_packet frame after frame: same verdicts, same output bytes (the
+// headroom included), same counters and table, over a stream that mixes every kind of frame,
+// repeats flows inside a burst (SYN then ACK, FIN, RST, a SYN reusing a closed tuple), evicts
+// and reclaims (a 16-flow table, the clock moving past the SYN timeout) and uses bursts shorter
+// and longer than the prefetch window.
+TEST_GROUP(PacketBurst) {
+  std::unique_ptr<const Snapshot> snapshot = build_or_fail(rack_config());
+};
+
+namespace {
+
+Bytes mixed_frame(std::uint64_t random) {
+  const auto pick = static_cast<unsigned>(random % 23);
+  const auto source_port = static_cast<std::uint16_t>(41000 + (random >> 8) % 24);  // flows repeat
+  static constexpr std::uint8_t tcp_flags[] = {flag_syn, flag_ack, flag_ack | flag_psh, flag_fin | flag_ack,
+                                               flag_rst, flag_syn | flag_ack};
+  const std::uint8_t flags = tcp_flags[(random >> 16) % 6];
+  Ipv4Header header = client_header(proto_tcp);
+  header.source[3] = static_cast<std::uint8_t>(2 + (random >> 24) % 3);
+  switch (pick) {
+    case 0: return from_client(udp_packet(source_port, dns_port, payload_of(12), client_header(proto_udp)));
+    case 1: return from_client(tcp_packet(source_port, dsr_port, flags, {}, header));
+    case 2: return from_client(tcp_packet(source_port, http_port, flags, {}, header), 5);  // tagged: mismatch
+    case 3: return from_client(tcp_packet(source_port, http_port, flags, {}, header), std::nullopt, other_mac);
+    case 4: {
+      header.options = {1, 1, 1, 0};
+      return from_client(tcp_packet(source_port, http_port, flags, {}, header));
+    }
+    case 5: {
+      header.corrupt_checksum = true;
+      return from_client(tcp_packet(source_port, http_port, flags, {}, header));
+    }
+    case 6: {
+      header.ttl = 1;
+      return from_client(tcp_packet(source_port, http_port, flags, {}, header));
+    }
+    case 7: return from_client(tcp_packet(source_port, http_port, flags, payload_of(1500), header));  // too big
+    case 8: return from_client(tcp_packet(source_port, 81, flags, {}, header));                        // no service
+    case 9: return from_client(ipv4(client_header(proto_icmp), icmp(8, 0, 7, 9, payload_of(16))));  // echo
+    case 10: return ethernet(broadcast_mac, router_mac, ethertype_arp,
+                             arp(arp_request, router_mac, client_ip, Mac{}, vip_ip));
+    case 11: {
+      Bytes frame = from_client(tcp_packet(source_port, http_port, flags, {}, header));
+      frame.resize(14 + 20 + 2);  // truncated inside the ports
+      return frame;
+    }
+    default: return from_client(tcp_packet(source_port, http_port, flags, payload_of((random >> 32) % 3), header));
+  }
+}
+
+void check_same_counters(const LcoreState& expected, const LcoreState& actual) {
+  const LcoreCounters& left = expected.counters;
+  const LcoreCounters& right = actual.counters;
+  UNSIGNED_LONGLONGS_EQUAL(left.forwarded_packets, right.forwarded_packets);
+  UNSIGNED_LONGLONGS_EQUAL(left.forwarded_bytes, right.forwarded_bytes);
+  UNSIGNED_LONGLONGS_EQUAL(left.arp_replies, right.arp_replies);
+  UNSIGNED_LONGLONGS_EQUAL(left.arp_punted, right.arp_punted);
+  UNSIGNED_LONGLONGS_EQUAL(left.echo_replies, right.echo_replies);
+  UNSIGNED_LONGLONGS_EQUAL(left.frag_needed_sent, right.frag_needed_sent);
+  UNSIGNED_LONGLONGS_EQUAL(left.new_flows, right.new_flows);
+  UNSIGNED_LONGLONGS_EQUAL(left.flows_repicked, right.flows_repicked);
+  for (std::size_t reason = 0; reason < drop_reason_count; ++reason) {
+    UNSIGNED_LONGLONGS_EQUAL(left.drops[reason], right.drops[reason]);
+  }
+  UNSIGNED_LONGLONGS_EQUAL(expected.flows.stats().inserts, actual.flows.stats().inserts);
+  UNSIGNED_LONGLONGS_EQUAL(expected.flows.stats().evictions, actual.flows.stats().evictions);
+  UNSIGNED_LONGLONGS_EQUAL(expected.flows.stats().expired_reclaimed, actual.flows.stats().expired_reclaimed);
+}
+
+}  // namespace
+
+TEST(PacketBurst, SameAsOneFrameAtATime) {
+  ConnTableConfig table;
+  table.capacity = 16;  // two buckets: inserts evict
+  LcoreState one_at_a_time(table);
+  LcoreState in_bursts(table);
+  static constexpr std::size_t burst_sizes[] = {1, 5, 32, 33, 70, 2};
+  std::uint64_t random = 12345;
+  std::uint64_t now = 1000;
+  std::size_t frames_seen = 0;
+  for (int round = 0; round < 60; ++round) {
+    const std::size_t size = burst_sizes[round % std::size(burst_sizes)];
+    std::vector<Bytes> inputs;
+    for (std::size_t index = 0; index < size; ++index) {
+      random = random * 6364136223846793005ull + 1442695040888963407ull;
+      inputs.push_back(mixed_frame(random >> 11));
+    }
+    std::vector<FrameBuffer> expected_buffers, actual_buffers;
+    for (const Bytes& input : inputs) {
+      expected_buffers.emplace_back(input, encap_headroom_bytes);
+      actual_buffers.emplace_back(input, encap_headroom_bytes);
+    }
+    std::vector<Verdict> expected;
+    for (FrameBuffer& buffer : expected_buffers) {
+      expected.push_back(process_packet(*snapshot, one_at_a_time, front_port, buffer.data(), buffer.length(), now));
+    }
+    std::vector<std::uint8_t*> frames;
+    std::vector<std::uint32_t> lengths;
+    for (FrameBuffer& buffer : actual_buffers) {
+      frames.push_back(buffer.data());
+      lengths.push_back(buffer.length());
+    }
+    std::vector<Verdict> actual(size);
+    process_burst(*snapshot, in_bursts, front_port, frames.data(), lengths.data(), size, now, actual.data());
+    for (std::size_t index = 0; index < size; ++index) {
+      const std::string name = "round " + std::to_string(round) + " frame " + std::to_string(index);
+      const Verdict& left = expected[index];
+      const Verdict& right = actual[index];
+      CHECK_TEXT(left.action == right.action, name.c_str());
+      CHECK_TEXT(left.drop_reason == right.drop_reason, name.c_str());
+      LONGS_EQUAL_TEXT(left.data - expected_buffers[index].data(), right.data - actual_buffers[index].data(),
+                       name.c_str());
+      LONGS_EQUAL_TEXT(left.length, right.length, name.c_str());
+      LONGS_EQUAL_TEXT(left.backend, right.backend, name.c_str());
+      CHECK_TEXT(left.new_flow == right.new_flow, name.c_str());
+      const std::vector<std::uint8_t> left_bytes(expected_buffers[index].begin(), expected_buffers[index].end());
+      const std::vector<std::uint8_t> right_bytes(actual_buffers[index].begin(), actual_buffers[index].end());
+      CHECK_TEXT(left_bytes == right_bytes, name.c_str());
+    }
+    check_same_counters(one_at_a_time, in_bursts);
+    frames_seen += size;
+    now += 7000;  // past the SYN timeout every few rounds: expired ways are reclaimed
+  }
+  UNSIGNED_LONGLONGS_EQUAL(one_at_a_time.flows.count_live(now), in_bursts.flows.count_live(now));
+  // The stream did exercise what it is meant to.
+  CHECK(one_at_a_time.counters.forwarded_packets > frames_seen / 3);
+  CHECK(one_at_a_time.flows.stats().evictions > 0);
+  CHECK(one_at_a_time.flows.stats().expired_reclaimed > 0);
+  CHECK(one_at_a_time.counters.flows_repicked > 0);
+  CHECK(one_at_a_time.counters.total_drops() > 0);
+  CHECK(one_at_a_time.counters.echo_replies > 0);
+  CHECK(one_at_a_time.counters.arp_replies > 0);
+  CHECK(one_at_a_time.counters.frag_needed_sent > 0);
 }

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace stacknode::dataplane {
 
@@ -52,6 +53,13 @@ struct IpAddress {
   }
 
   friend constexpr auto operator<=>(const IpAddress&, const IpAddress&) = default;
+  // Equality as the defaulted one would be, written out: GCC 12 turns the defaulted std::array
+  // comparison into a call to libc memcmp, which cost the packet path about 5% (VIP and backend
+  // lookups); __builtin_memcmp of a constant 16 bytes compared with 0 is inlined.
+  friend constexpr bool operator==(const IpAddress& left, const IpAddress& right) {
+    if (std::is_constant_evaluated()) return left.family == right.family && left.bytes == right.bytes;
+    return left.family == right.family && __builtin_memcmp(left.bytes.data(), right.bytes.data(), ip_address_bytes) == 0;
+  }
 };
 
 struct MacAddress {

@@ -1,6 +1,7 @@
 // The packet-processing entry point of the dataplane: one received Ethernet frame in, one verdict
 // out. Works on the frame's bytes in place (zero copies): the DPDK shell passes an rte_mbuf's data
 // pointer and length and applies the verdict's new start and length with rte_pktmbuf_prepend/adj.
+// process_burst() does the same for a received burst, prefetching connection-table lines ahead.
 //
 // What a frame becomes:
 //  - ARP request for an owned VIP (on a front port) or one of the receiving port's addresses ->
@@ -71,5 +72,15 @@ struct alignas(cache_line_bytes) LcoreState {
 // `now_ms` is a monotonic millisecond clock (the shell derives it from the TSC once per burst).
 Verdict process_packet(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t rx_port,
                        std::uint8_t* data, std::uint32_t length, std::uint64_t now_ms);
+
+// process_packet for each of `count` frames received on `rx_port`, in order: verdicts[i] is what
+// process_packet(snapshot, lcore, rx_port, frames[i], lengths[i], now_ms) would have returned,
+// frame i and every counter end the same, byte for byte. Faster on a burst: each frame's flow is
+// hashed before the first is processed and its connection-table bucket and entry prefetched, so
+// the cache misses of a burst overlap instead of coming one after another. Frames (with their
+// encap_headroom_bytes) must not overlap one another, as separate mbufs never do.
+void process_burst(const Snapshot& snapshot, LcoreState& lcore, std::uint16_t rx_port,
+                   std::uint8_t* const* frames, const std::uint32_t* lengths, std::size_t count,
+                   std::uint64_t now_ms, Verdict* verdicts);
 
 }  // namespace stacknode::dataplane

@@ -152,8 +152,10 @@ class Snapshot {
   std::span<const IpAddress> owned_vips() const { return owned_vips_; }  // sorted
 
   // The service at `key`, or nullptr. Linear probing in a power-of-two table (invariant 5).
-  const Service* find_service(const VipKey& key) const {
-    std::uint64_t slot = vip_key_hash(key) & vip_index_mask_;
+  const Service* find_service(const VipKey& key) const { return find_service(key, vip_key_hash(key)); }
+  // The same with vip_key_hash(key) already known (the packet path computes it from values).
+  const Service* find_service(const VipKey& key, std::uint64_t key_hash) const {
+    std::uint64_t slot = key_hash & vip_index_mask_;
     for (;;) {
       const std::uint32_t index = vip_index_[slot];
       if (index == no_service) return nullptr;
