@@ -2,16 +2,25 @@
 // bootstraps, nodes 2 and 3 join through it), and the HTTP API is driven with curl. Covers:
 // formation and membership as every node reports it, execute and query through every node with
 // every value type, a transaction that fails part way and leaves nothing, bad input answered with
-// its status and message while the node keeps serving, a backup that the sqlite3 tool opens, and
-// go-dqlite's shell (Debian's `dqlite`) reading a table written through our API.
+// its status and message while the node keeps serving, a backup that the sqlite3 tool opens,
+// go-dqlite's shell (Debian's `dqlite`) reading a table written through our API, kill -9 of the
+// leader under a writer (writes resume; every acknowledged write is there exactly once after the
+// old leader returns), and a removed node rejoining with a wiped data dir.
 #include <signal.h>
 
 #include <boost/json.hpp>
 
+#include <cstdio>
+
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net.hpp"
@@ -60,6 +69,18 @@ class DbNodeProcess {
         dir_ / "db.log");
   }
 
+  void kill9() {
+    process_->signal(SIGKILL);
+    process_->wait(eventually);
+  }
+  // Starts the process again on the same config (after kill9), data dir as it is.
+  void restart() {
+    std::error_code ignored;
+    fs::remove(dir_ / "run" / "db.listen", ignored);  // a killed process leaves it behind
+    start();
+  }
+  void wipe_data() { fs::remove_all(dir_ / "data"); }
+
   // Serving: its listen file is written once the node has joined and the API listens.
   void wait_until_serving() {
     const bool serving = support::poll_until(
@@ -69,20 +90,23 @@ class DbNodeProcess {
     }
   }
 
-  HttpAnswer http(const std::string& method, const std::string& path, const std::string& body = "") const {
+  // One request; status 0 when curl itself failed (refused, timed out). Safe on any thread.
+  HttpAnswer try_http(const std::string& method, const std::string& path, const std::string& body = "") const {
     std::vector<std::string> argv = {"curl", "-sS", "--max-time", curl_max_seconds, "-X", method,
                                      "-w", "\n%{http_code}", "http://127.0.0.1:" + std::to_string(http_port_) + path};
-    if (!body.empty()) {
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
-    }
+    if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
     const support::CommandResult result = support::run_command(argv);
     HttpAnswer answer;
     const std::size_t last_line = result.output.rfind('\n');
-    if (result.status != 0 || last_line == std::string::npos) {
-      FAIL(("curl " + method + " " + path + " failed: " + result.output + "\n" + process_->output()).c_str());
-    }
+    if (result.status != 0 || last_line == std::string::npos) return answer;
     answer.status = std::atoi(result.output.c_str() + last_line + 1);
     answer.body = result.output.substr(0, last_line);
+    return answer;
+  }
+
+  HttpAnswer http(const std::string& method, const std::string& path, const std::string& body = "") const {
+    const HttpAnswer answer = try_http(method, path, body);
+    if (answer.status == 0) FAIL(("curl " + method + " " + path + " failed\n" + process_->output()).c_str());
     return answer;
   }
 
@@ -103,6 +127,24 @@ class DbNodeProcess {
 json::value ok_json(const HttpAnswer& answer, const std::string& what) {
   if (answer.status != 200) FAIL((what + ": " + std::to_string(answer.status) + " " + answer.body).c_str());
   return answer.json();
+}
+
+// The id of the node every member names as leader (polled: an election may be running).
+int leader_id(const DbNodeProcess& node) {
+  int leader = 0;
+  support::poll_until(
+      [&] {
+        const HttpAnswer answer = node.try_http("GET", "/db/nodes");
+        if (answer.status != 200) return false;
+        const json::value listed = answer.json();
+        for (const json::value& member : listed.at("nodes").as_array()) {
+          if (member.at("leader").as_bool()) leader = static_cast<int>(member.at("id").to_number<std::int64_t>());
+        }
+        return leader != 0;
+      },
+      eventually);
+  if (leader == 0) FAIL("no leader named");
+  return leader;
 }
 
 std::string execute_body(const std::string& statements_json, bool transaction = false) {
@@ -239,4 +281,101 @@ TEST(StacknodeDb, BackupOpensInSqlite3AndTheGoClientReadsOurTable) {
   if (go.status != 0 || go.output.find("first") == std::string::npos || go.output.find("second") == std::string::npos) {
     FAIL(("go-dqlite's shell did not read the table: " + go.output).c_str());
   }
+}
+
+TEST(StacknodeDb, KillingTheLeaderLosesNoAcknowledgedWriteAndDoublesNone) {
+  // Writes acknowledged after the kill before the test moves on: enough to show writing resumed.
+  constexpr int writes_after_kill = 20;
+  constexpr int writes_before_kill = 20;
+  ok_json(nodes[0]->http("POST", "/db/execute", execute_body(R"J([{"sql":"CREATE TABLE seq (n INTEGER)"}])J")),
+          "create");
+  const int leader = leader_id(*nodes[0]);
+  DbNodeProcess& victim = *nodes[static_cast<std::size_t>(leader - 1)];
+  const DbNodeProcess& writer_node = *nodes[static_cast<std::size_t>(leader % node_count)];
+
+  // One writer, sequence numbers 1, 2, ...; each number is sent once and never retried, so a
+  // number can be in the table at most once unless the database doubled it.
+  std::mutex lock;
+  std::set<int> acknowledged, unknown;
+  std::atomic<bool> stop{false};
+  std::atomic<int> acknowledged_count{0};
+  std::thread writer([&] {
+    for (int n = 1; !stop.load(); ++n) {
+      const HttpAnswer answer = writer_node.try_http(
+          "POST", "/db/execute",
+          execute_body(R"J([{"sql":"INSERT INTO seq VALUES (?)","params":[)J" + std::to_string(n) + "]}]"));
+      std::lock_guard guard(lock);
+      if (answer.status == 200) {
+        acknowledged.insert(n);
+        acknowledged_count.fetch_add(1);
+      } else {
+        unknown.insert(n);  // refused, or outcome unknown: may or may not be in the table
+      }
+    }
+  });
+  const bool wrote = support::poll_until([&] { return acknowledged_count.load() >= writes_before_kill; }, eventually);
+  victim.kill9();
+  const int at_kill = acknowledged_count.load();
+  const bool resumed = support::poll_until([&] { return acknowledged_count.load() >= at_kill + writes_after_kill; },
+                                           eventually);
+  stop = true;
+  writer.join();
+  CHECK(wrote);
+  if (!resumed) FAIL(("writes did not resume after the leader was killed:\n" + writer_node.output()).c_str());
+
+  victim.restart();
+  victim.wait_until_serving();
+  std::map<int, int> copies;  // n -> rows holding it, read through the node that was killed
+  support::poll_until(
+      [&] {
+        const HttpAnswer answer = victim.try_http(
+            "POST", "/db/query", R"({"database":"app","sql":"SELECT n, count(*) FROM seq GROUP BY n"})");
+        if (answer.status != 200) return false;
+        copies.clear();
+        const json::value result = answer.json();
+        for (const json::value& row : result.at("rows").as_array()) {
+          copies[static_cast<int>(row.at(0).to_number<std::int64_t>())] =
+              static_cast<int>(row.at(1).to_number<std::int64_t>());
+        }
+        // The returning node may still be catching up: wait until it has every acknowledged write.
+        for (int n : acknowledged) {
+          if (copies.count(n) == 0) return false;
+        }
+        return true;
+      },
+      eventually);
+  for (int n : acknowledged) {
+    if (copies.count(n) == 0 || copies[n] != 1) {
+      FAIL(("acknowledged write " + std::to_string(n) + " is in the table " +
+            std::to_string(copies.count(n) ? copies[n] : 0) + " times").c_str());
+    }
+  }
+  for (const auto& [n, count] : copies) {
+    if (acknowledged.count(n) == 0 && unknown.count(n) == 0) FAIL(("a write never sent: " + std::to_string(n)).c_str());
+    if (count != 1) FAIL(("write " + std::to_string(n) + " doubled").c_str());
+  }
+  std::printf("\n  %zu writes acknowledged (%d after the kill of leader %d), %zu refused or unknown\n",
+              acknowledged.size(), acknowledged_count.load() - at_kill, leader, unknown.size());
+}
+
+TEST(StacknodeDb, ARemovedNodeRejoinsWithAWipedDataDir) {
+  ok_json(nodes[0]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"CREATE TABLE kept (v TEXT)"},)J"
+                                      R"J({"sql":"INSERT INTO kept VALUES ('before')"}])J")),
+          "write");
+  // A follower other than node 1 (node 1 with an empty data dir would bootstrap a new cluster).
+  const int leader = leader_id(*nodes[0]);
+  const int removed = leader == 3 ? 2 : 3;
+  DbNodeProcess& node = *nodes[static_cast<std::size_t>(removed - 1)];
+  ok_json(nodes[0]->http("DELETE", "/db/nodes/" + std::to_string(removed)), "remove");
+  CHECK_EQUAL(2u, ok_json(nodes[0]->http("GET", "/db/nodes"), "nodes").at("nodes").as_array().size());
+  node.kill9();
+  node.wipe_data();
+  node.restart();
+  node.wait_until_serving();  // joined again: ADD and ASSIGN through the leader
+  const json::value listed = ok_json(nodes[0]->http("GET", "/db/nodes"), "nodes");
+  CHECK_EQUAL(3u, listed.at("nodes").as_array().size());
+  const json::value rows =
+      ok_json(node.http("POST", "/db/query", R"({"database":"app","sql":"SELECT v FROM kept"})"), "query");
+  CHECK(rows.at("rows") == json::parse(R"([["before"]])"));
 }
