@@ -17,6 +17,7 @@ extern "C" {
 
 #include "api.hpp"
 #include "db_config.hpp"
+#include "group_commit.hpp"
 #include "node.hpp"
 #include "stacknode/common/daemon.hpp"
 #include "stacknode/common/log.hpp"
@@ -97,8 +98,8 @@ std::optional<std::string> backup_file(const wire::Files& files, std::string& pr
 
 class DbHandler final : public http::Handler {
  public:
-  DbHandler(const DbConfig& config, Client& client, WorkQueue& queue, Metrics& metrics)
-      : config_(config), client_(client), queue_(queue), metrics_(metrics) {}
+  DbHandler(const DbConfig& config, Client& client, GroupCommit& group_commit, WorkQueue& queue, Metrics& metrics)
+      : config_(config), client_(client), group_commit_(group_commit), queue_(queue), metrics_(metrics) {}
 
   void handle(const http::RequestContext& context, http::Request& request, http::Respond respond) override {
     const std::string_view target = request.target();
@@ -210,7 +211,7 @@ class DbHandler final : public http::Handler {
     if (!request.transaction) {
       for (std::size_t index = 0; index < request.statements.size(); ++index) {
         const api::Statement& statement = request.statements[index];
-        Outcome<wire::Result> result = client_.exec(request.database, statement.sql, statement.parameters);
+        Outcome<wire::Result> result = group_commit_.exec(request.database, statement);
         if (!result) return failed(result.error(), index);
         results.push_back(result.value());
       }
@@ -273,6 +274,7 @@ class DbHandler final : public http::Handler {
 
   const DbConfig& config_;
   Client& client_;
+  GroupCommit& group_commit_;
   WorkQueue& queue_;
   Metrics& metrics_;
 };
@@ -319,10 +321,17 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   registry.gauge_callback("stacknode_db_node_id", "This node's dqlite id",
                           [&config] { return static_cast<double>(config.node_id); });
 
+  GroupCommit group_commit(client);
+  registry.gauge_callback("stacknode_db_group_commit_statements", "Statements committed in batches of 2 or more",
+                          [&group_commit] { return static_cast<double>(group_commit.stats().statements); });
+  registry.gauge_callback("stacknode_db_group_commit_batches", "Batches committed (one Raft round each)",
+                          [&group_commit] { return static_cast<double>(group_commit.stats().batches); });
+  registry.gauge_callback("stacknode_db_group_commit_replayed", "Statements run again alone after a broken batch",
+                          [&group_commit] { return static_cast<double>(group_commit.stats().replayed); });
   WorkQueue queue(config.workers, max_pending_jobs);
   registry.gauge_callback("stacknode_db_pending_requests", "Database calls waiting for a worker",
                           [&queue] { return static_cast<double>(queue.pending()); });
-  DbHandler handler(config, client, queue, metrics);
+  DbHandler handler(config, client, group_commit, queue, metrics);
   http::ServerOptions options;
   options.listeners = config.listeners;
   options.threads = config.http_threads;

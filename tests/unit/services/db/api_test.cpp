@@ -1,6 +1,7 @@
 // Unit tests of stacknode-db's HTTP API parsing and rendering (services/db/src/api.hpp): every
 // request shape accepted and refused with its status and message, the JSON notation of every
-// value type both ways, base64, limits, and the error statuses by kind.
+// value type both ways, base64, limits, the error statuses by kind, and which statements group
+// commit may batch.
 #include <CppUTest/TestHarness.h>
 
 #include <boost/json.hpp>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "api.hpp"
+#include "group_commit.hpp"
 
 using namespace stacknode::db;
 namespace json = boost::json;
@@ -168,4 +170,18 @@ TEST(DbApiOther, NodesRenderWithRolesAndLeader) {
   CHECK(json::parse(api::render_nodes(nodes, 2)) ==
         json::parse(R"({"nodes":[{"id":1,"address":"198.18.1.11:7000","role":"voter","leader":false},
                                  {"id":2,"address":"198.18.1.12:7000","role":"standby","leader":true}]})"));
+}
+
+TEST_GROUP(DbGroupCommit){};
+
+TEST(DbGroupCommit, OnlyStatementsSafeInsideASavepointAreBatched) {
+  for (const char* sql : {"INSERT INTO t VALUES (1)", "  update t SET v = 2", "DELETE FROM t;", "replace into t values (3)",
+                          "CREATE TABLE u (v)", "DROP TABLE u ; ", "ALTER TABLE t ADD COLUMN w"}) {
+    if (!GroupCommit::batchable(sql)) FAIL(sql);
+  }
+  for (const char* sql : {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT a", "RELEASE a", "PRAGMA foreign_keys = 1",
+                          "VACUUM", "ATTACH 'x' AS y", "SELECT 1", "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+                          "INSERT INTO t VALUES (1); COMMIT", "INSERT INTO t VALUES (';')", ""}) {
+    if (GroupCommit::batchable(sql)) FAIL(sql);
+  }
 }

@@ -1,0 +1,151 @@
+// Group commit of single-statement writes; see group_commit.hpp for the invariants.
+#include "group_commit.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <optional>
+
+namespace stacknode::db {
+namespace {
+
+// The first word of `sql`, upper-cased ("" if none).
+std::string first_keyword(std::string_view sql) {
+  std::size_t start = 0;
+  while (start < sql.size() && std::isspace(static_cast<unsigned char>(sql[start]))) ++start;
+  std::string word;
+  for (std::size_t index = start; index < sql.size() && std::isalpha(static_cast<unsigned char>(sql[index])); ++index) {
+    word += static_cast<char>(std::toupper(static_cast<unsigned char>(sql[index])));
+  }
+  return word;
+}
+
+}  // namespace
+
+bool GroupCommit::batchable(std::string_view sql) {
+  static constexpr std::string_view safe[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"};
+  const std::string keyword = first_keyword(sql);
+  if (std::find(std::begin(safe), std::end(safe), keyword) == std::end(safe)) return false;
+  const std::size_t semicolon = sql.find(';');
+  if (semicolon == std::string_view::npos) return true;
+  for (std::size_t index = semicolon; index < sql.size(); ++index) {
+    if (sql[index] != ';' && !std::isspace(static_cast<unsigned char>(sql[index]))) return false;
+  }
+  return true;
+}
+
+GroupCommit::GroupCommit(Client& client, std::size_t max_batch)
+    : client_(client), max_batch_(std::max<std::size_t>(max_batch, 1)), writer_([this] { run(); }) {}
+
+GroupCommit::~GroupCommit() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  writer_.join();
+}
+
+GroupCommit::Stats GroupCommit::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+Outcome<wire::Result> GroupCommit::exec(const std::string& database, const api::Statement& statement) {
+  if (!batchable(statement.sql)) return client_.exec(database, statement.sql, statement.parameters);
+  Job job{database, &statement, {}};
+  std::future<Outcome<wire::Result>> answer = job.answer.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return Error{ErrorKind::connection_lost, 0, "stacknode-db is stopping"};
+    queue_.push_back(&job);
+  }
+  wake_.notify_one();
+  return answer.get();
+}
+
+void GroupCommit::run() {
+  for (;;) {
+    std::vector<Job*> batch;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping with nothing left
+      // The oldest job and every later one for the same database, up to max_batch_, in order.
+      const std::string database = queue_.front()->database;
+      for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+        if ((*it)->database == database) {
+          batch.push_back(*it);
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (batch.size() == 1) {
+      run_alone(batch);
+    } else {
+      run_batch(batch);
+    }
+  }
+}
+
+void GroupCommit::run_alone(std::vector<Job*>& jobs) {
+  for (Job* job : jobs) {
+    job->answer.set_value(client_.exec(job->database, job->statement->sql, job->statement->parameters));
+  }
+}
+
+void GroupCommit::run_batch(std::vector<Job*>& batch) {
+  const std::string& database = batch.front()->database;
+  std::optional<Outcome<Client::Lease>> lease(client_.write_lease(database));
+  if (!*lease) {  // nothing was sent; alone, each gets its own retries and answer
+    lease.reset();
+    run_alone(batch);
+    return;
+  }
+  Connection& connection = (*lease)->connection();
+  const wire::DatabaseId db = (*lease)->database_id();
+  // Invariant 2: the batch broke before COMMIT. Nothing of it is applied; run it again alone.
+  const auto replay = [&] {
+    if (connection.is_open()) connection.exec_sql(db, "ROLLBACK");
+    (*lease)->discard();
+    lease.reset();  // releases the write gate that run_alone's exec() takes
+    {
+      std::lock_guard lock(mutex_);
+      stats_.replayed += batch.size();
+    }
+    run_alone(batch);
+  };
+  if (!connection.exec_sql(db, "BEGIN")) return replay();
+  std::vector<std::optional<Outcome<wire::Result>>> results(batch.size());
+  for (std::size_t index = 0; index < batch.size(); ++index) {
+    const std::string savepoint = "stacknode_" + std::to_string(index);
+    if (!connection.exec_sql(db, "SAVEPOINT " + savepoint)) return replay();
+    Outcome<wire::Result> result =
+        connection.exec_sql(db, batch[index]->statement->sql, batch[index]->statement->parameters);
+    if (!result && result.error().kind != ErrorKind::sqlite) return replay();  // connection or leader
+    if (!result && !connection.exec_sql(db, "ROLLBACK TO " + savepoint)) return replay();
+    if (!connection.exec_sql(db, "RELEASE " + savepoint)) return replay();
+    results[index] = std::move(result);
+  }
+  Outcome<wire::Result> committed = connection.exec_sql(db, "COMMIT");
+  if (!committed) {
+    const Error& error = committed.error();
+    const bool certainly_not_applied =
+        error.kind == ErrorKind::sqlite || (error.kind == ErrorKind::not_leader && error.code == wire::error_not_leader);
+    if (certainly_not_applied) return replay();
+    (*lease)->discard();
+    lease.reset();
+    for (Job* job : batch) job->answer.set_value(error);  // invariant 3
+    return;
+  }
+  lease.reset();
+  {
+    std::lock_guard lock(mutex_);
+    stats_.statements += batch.size();
+    stats_.batches += 1;
+  }
+  for (std::size_t index = 0; index < batch.size(); ++index) batch[index]->answer.set_value(std::move(*results[index]));
+}
+
+}  // namespace stacknode::db
