@@ -817,6 +817,14 @@ void Server::run(bool handle_signals) {
   }
   first.io->run();
   for (auto& thread : threads) thread.join();
+  if (handle_signals) {
+    // Stopping already. Without this, destroying the signal set puts back the default action,
+    // and a second SIGTERM or SIGINT (an impatient operator, `systemctl stop` twice) would kill
+    // the rest of the daemon's shutdown with status 143 instead of letting it exit 0.
+    impl.signals.reset();
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+  }
 }
 
 void Server::Impl::wait_for_signal(Server& server) {
