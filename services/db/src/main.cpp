@@ -3,11 +3,14 @@
 // on a WorkQueue through the leader-following Client, and the answer is posted back to the
 // connection's thread. SIGTERM stops the HTTP server gracefully, then the node.
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <csignal>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -36,6 +39,18 @@ constexpr std::size_t max_pending_jobs = 4096;
 // Name of the file in runtime_dir that lists the HTTP address, written once serving.
 constexpr std::string_view listen_file_name = "db.listen";
 constexpr std::string_view json_type = "application/json";
+// How often the node's role and the cluster's leader are looked up for /metrics (a CLUSTER and a
+// LEADER round trip on a worker, never on the HTTP thread that serves /metrics).
+constexpr auto cluster_view_interval = std::chrono::seconds(2);
+constexpr double role_unknown = -1;
+
+// This node's place in the cluster as last seen, for /metrics. dqlite 1.11's client protocol
+// does not expose the Raft term or the applied index, so those are not reported.
+struct ClusterView {
+  std::atomic<double> role{role_unknown};  // 0 voter, 1 standby, 2 spare, -1 unknown / not a member
+  std::atomic<double> leader_id{0};        // 0 when no leader is known
+  std::atomic<double> members{0};
+};
 
 // What the handler's routes answer, as (status, content type, body).
 struct Answer {
@@ -321,6 +336,28 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   registry.gauge_callback("stacknode_db_node_id", "This node's dqlite id",
                           [&config] { return static_cast<double>(config.node_id); });
 
+  ClusterView view;
+  registry.gauge_callback("stacknode_db_role", "This node's role: 0 voter, 1 standby, 2 spare, -1 unknown",
+                          [&view] { return view.role.load(); });
+  registry.gauge_callback("stacknode_db_leader_id", "The cluster's leader as last seen, 0 if none",
+                          [&view] { return view.leader_id.load(); });
+  registry.gauge_callback("stacknode_db_is_leader", "1 if this node is the leader",
+                          [&view, &config] { return view.leader_id.load() == static_cast<double>(config.node_id) ? 1.0 : 0.0; });
+  registry.gauge_callback("stacknode_db_members", "Cluster members as last seen",
+                          [&view] { return view.members.load(); });
+  const auto refresh_view = [&client, &view, &config] {
+    Outcome<wire::Nodes> nodes = client.cluster();
+    if (nodes) {
+      double role = role_unknown;
+      for (const wire::NodeInfo& node : nodes->nodes) {
+        if (node.id == config.node_id) role = static_cast<double>(node.role);
+      }
+      view.role = role;
+      view.members = static_cast<double>(nodes->nodes.size());
+    }
+    view.leader_id = static_cast<double>(client.leader().id);
+  };
+
   GroupCommit group_commit(client);
   registry.gauge_callback("stacknode_db_group_commit_statements", "Statements committed in batches of 2 or more",
                           [&group_commit] { return static_cast<double>(group_commit.stats().statements); });
@@ -354,6 +391,23 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
       log::warn("cannot write ", config.runtime_dir, "/", listen_file_name, ": ", failure.what());
     }
   });
+  boost::asio::steady_timer view_timer(server.io(0));
+  std::atomic<bool> view_pending{false};
+  std::function<void()> schedule_view = [&] {
+    view_timer.expires_after(cluster_view_interval);
+    view_timer.async_wait([&](boost::system::error_code error) {
+      if (error) return;
+      // One lookup at a time: a slow cluster must not pile them up in the queue.
+      if (!view_pending.exchange(true) && !queue.submit([&] {
+            refresh_view();
+            view_pending = false;
+          })) {
+        view_pending = false;
+      }
+      schedule_view();
+    });
+  };
+  boost::asio::post(server.io(0), [&] { schedule_view(); });
   server.run();
   queue.stop();
   std::error_code ignored;

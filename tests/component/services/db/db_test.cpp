@@ -129,6 +129,12 @@ json::value ok_json(const HttpAnswer& answer, const std::string& what) {
   return answer.json();
 }
 
+// The value of an unlabelled metric in a /metrics exposition, or -1000 if absent.
+double metric_value(const std::string& exposition, const std::string& name) {
+  const std::size_t at = exposition.find("\n" + name + " ");
+  return at == std::string::npos ? -1000.0 : std::atof(exposition.c_str() + at + name.size() + 2);
+}
+
 // The id of the node every member names as leader (polled: an election may be running).
 int leader_id(const DbNodeProcess& node) {
   int leader = 0;
@@ -186,6 +192,22 @@ TEST(StacknodeDb, ThreeNodesFormOneClusterAndEveryNodeServes) {
     CHECK_EQUAL(1, leaders);
     CHECK_EQUAL(200, node->http("GET", "/readyz").status);
   }
+  // /metrics: every node a voter of 3, exactly one of them the leader (refreshed every 2 s).
+  const bool metrics_agree = support::poll_until(
+      [&] {
+        double leaders = 0;
+        for (const auto& node : nodes) {
+          const HttpAnswer metrics = node->try_http("GET", "/metrics");
+          if (metric_value(metrics.body, "stacknode_db_role") != 0 ||
+              metric_value(metrics.body, "stacknode_db_members") != 3) {
+            return false;
+          }
+          leaders += metric_value(metrics.body, "stacknode_db_is_leader");
+        }
+        return leaders == 1;
+      },
+      eventually);
+  CHECK_TEXT(metrics_agree, nodes[0]->http("GET", "/metrics").body.c_str());
   ok_json(nodes[1]->http("POST", "/db/execute",
                          execute_body(R"J([{"sql":"CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, n TEXT,)J"
                                       R"J( flag BOOLEAN, at DATETIME, stamp DATETIME)"}])J")),
@@ -429,12 +451,8 @@ TEST(StacknodeDb, ConcurrentWritersGetNoLockErrorsAndShareCommits) {
   CHECK(count.at("rows") == expected_count);
   // Some statements shared a COMMIT: fewer batches than batched statements.
   const HttpAnswer metrics = nodes[1]->http("GET", "/metrics");
-  const auto metric = [&](const std::string& name) {
-    const std::size_t at = metrics.body.find("\n" + name + " ");
-    return at == std::string::npos ? -1.0 : std::atof(metrics.body.c_str() + at + name.size() + 2);
-  };
-  const double batched = metric("stacknode_db_group_commit_statements");
-  const double batches = metric("stacknode_db_group_commit_batches");
+  const double batched = metric_value(metrics.body, "stacknode_db_group_commit_statements");
+  const double batches = metric_value(metrics.body, "stacknode_db_group_commit_batches");
   std::printf("\n  %zu writes acknowledged, %zu refused by the constraint; %.0f statements in %.0f shared commits\n",
               acknowledged.size(), refused.size(), batched, batches);
   CHECK(batches > 0 && batched > batches);
