@@ -5,6 +5,12 @@ extern "C" {  // dqlite.h has no C++ guards
 #include <dqlite.h>
 }
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -21,6 +27,30 @@ namespace fs = std::filesystem;
 constexpr std::chrono::milliseconds join_retry_interval{500};
 // Per request while joining: a leader answers ADD/ASSIGN after one Raft round.
 constexpr std::chrono::milliseconds join_request_timeout{5'000};
+
+// dqlite's node-to-node connections (Raft), made by us so that they run with TCP_NODELAY. The
+// library's default connector leaves Nagle's algorithm on, and a 1 KiB write then waits for the
+// peer's delayed ACK: measured with 1 KiB values on a 3-node loopback cluster, 60 commits/s with
+// 40 ms stalls, against about 3 ms per commit with small rows. Blocking connect, as dqlite
+// expects (it calls this from a thread of its own). Addresses are IPv4 host:port (db_config).
+int connect_without_delay(void* /*unused*/, const char* address, int* fd) {
+  const std::optional<Endpoint> endpoint = parse_endpoint(address);
+  if (!endpoint) return DQLITE_ERROR;
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(endpoint->port);
+  if (::inet_pton(AF_INET, endpoint->host.c_str(), &target.sin_addr) != 1) return DQLITE_ERROR;
+  const int socket_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (socket_fd < 0) return DQLITE_ERROR;
+  if (::connect(socket_fd, reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {
+    ::close(socket_fd);
+    return DQLITE_ERROR;
+  }
+  const int one = 1;
+  ::setsockopt(socket_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  *fd = socket_fd;
+  return 0;
+}
 
 bool directory_is_empty(const fs::path& path) {
   std::error_code error;
@@ -92,6 +122,7 @@ DbNode::DbNode(const DbConfig& config) : config_(config) {
     throw NodeError(what + ": " + (reason.empty() ? "dqlite error " + std::to_string(status) : reason));
   };
   check(dqlite_node_set_bind_address(node_, config.bind.c_str()), "cannot bind " + config.bind);
+  check(dqlite_node_set_connect_func(node_, connect_without_delay, nullptr), "dqlite connect function");
   check(dqlite_node_set_network_latency_ms(node_, config.network_latency_ms), "db.network_latency_ms");
   check(dqlite_node_set_failure_domain(node_, config.failure_domain), "db.failure_domain");
   check(dqlite_node_set_snapshot_params(node_, config.snapshot_threshold, config.snapshot_trailing),
