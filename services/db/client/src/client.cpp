@@ -377,17 +377,24 @@ Outcome<Client::Lease> Client::lease(const std::string& database) {
   }
 }
 
-Outcome<Client::Lease> Client::write_lease(const std::string& database) {
-  if (database.empty()) return invalid("a lease needs a database name");
-  const auto deadline = Clock::now() + options_.leader_timeout;
+Outcome<std::unique_lock<std::timed_mutex>> Client::take_write_gate(const std::string& database,
+                                                                   Clock::time_point deadline) {
   std::unique_lock gate(shared_->write_gate(database), std::defer_lock);
   if (!gate.try_lock_until(deadline)) {
     return Error{ErrorKind::timeout, 0,
                  "not sent: this client's earlier writes to '" + database + "' took longer than " +
                      std::to_string(options_.leader_timeout.count()) + " ms"};
   }
+  return gate;
+}
+
+Outcome<Client::Lease> Client::write_lease(const std::string& database) {
+  if (database.empty()) return invalid("a lease needs a database name");
+  Outcome<std::unique_lock<std::timed_mutex>> gate =
+      take_write_gate(database, Clock::now() + options_.leader_timeout);
+  if (!gate) return gate.error();
   Outcome<Lease> leased = lease(database);
-  if (leased) leased->write_gate_ = std::move(gate);
+  if (leased) leased->write_gate_ = std::move(gate.value());
   return leased;
 }
 
@@ -395,12 +402,8 @@ Outcome<wire::Result> Client::exec(const std::string& database, const std::strin
                                    std::vector<wire::Value> parameters) {
   if (database.empty()) return invalid("exec needs a database name");
   const auto deadline = Clock::now() + options_.leader_timeout;
-  std::unique_lock gate(shared_->write_gate(database), std::defer_lock);
-  if (!gate.try_lock_until(deadline)) {
-    return Error{ErrorKind::timeout, 0,
-                 "not sent: this client's earlier writes to '" + database + "' took longer than " +
-                     std::to_string(options_.leader_timeout.count()) + " ms"};
-  }
+  Outcome<std::unique_lock<std::timed_mutex>> gate = take_write_gate(database, deadline);
+  if (!gate) return gate.error();
   return perform<wire::Result>(database, Kind::write, deadline, [&](Lease& lease) {
     return lease.connection().exec_sql(lease.database_id(), sql, parameters);
   });

@@ -172,6 +172,9 @@ class Client {
   using Clock = std::chrono::steady_clock;
   enum class Kind : bool { read, write };
 
+  // This client's write gate of `database`, waited for until `deadline` (then: timeout, not sent).
+  Outcome<std::unique_lock<std::timed_mutex>> take_write_gate(const std::string& database,
+                                                              Clock::time_point deadline);
   Outcome<wire::Node> discover(Clock::time_point deadline);
   Outcome<wire::Node> current_leader(Clock::time_point deadline);
   // One try at a ready connection (no retries); forgets the leader when it cannot reach it.
