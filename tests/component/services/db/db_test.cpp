@@ -5,7 +5,8 @@
 // its status and message while the node keeps serving, a backup that the sqlite3 tool opens,
 // go-dqlite's shell (Debian's `dqlite`) reading a table written through our API, kill -9 of the
 // leader under a writer (writes resume; every acknowledged write is there exactly once after the
-// old leader returns), and a removed node rejoining with a wiped data dir.
+// old leader returns), a removed node rejoining with a wiped data dir, and a cluster that lost
+// quorum rebuilt from one survivor by stacknode-db-recover.
 #include <signal.h>
 
 #include <boost/json.hpp>
@@ -80,6 +81,7 @@ class DbNodeProcess {
     start();
   }
   void wipe_data() { fs::remove_all(dir_ / "data"); }
+  fs::path config_path() const { return dir_ / "node.cfg"; }
 
   // Serving: its listen file is written once the node has joined and the API listens.
   void wait_until_serving() {
@@ -456,4 +458,42 @@ TEST(StacknodeDb, ConcurrentWritersGetNoLockErrorsAndShareCommits) {
   std::printf("\n  %zu writes acknowledged, %zu refused by the constraint; %.0f statements in %.0f shared commits\n",
               acknowledged.size(), refused.size(), batched, batches);
   CHECK(batches > 0 && batched > batches);
+}
+
+TEST(StacknodeDb, AClusterThatLostQuorumIsRecoveredFromOneSurvivor) {
+  // Node 1 leads, so that its log holds every committed write: it is the survivor to recover from
+  // (the README's step: the node with the most up-to-date log).
+  if (leader_id(*nodes[0]) != 1) ok_json(nodes[0]->http("POST", "/db/leader", R"({"id":1})"), "transfer");
+  CHECK_EQUAL(1, leader_id(*nodes[0]));
+  ok_json(nodes[0]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"CREATE TABLE survived (v TEXT)"},)J"
+                                      R"J({"sql":"INSERT INTO survived VALUES ('kept')"}])J")),
+          "write");
+  // Every node down: nodes 2 and 3 are lost for good, node 1 is the survivor.
+  for (auto& node : nodes) node->kill9();
+  const std::string recover = (support::binary_dir() / "stacknode-db-recover").string();
+  const std::string member = "1=" + nodes[0]->dqlite_address();
+  // Refused while the node still runs: restart it, try, and stop it again.
+  nodes[0]->restart();
+  nodes[0]->wait_until_serving();
+  const support::CommandResult refused =
+      support::run_command({recover, "--config", nodes[0]->config_path().string(), "--member", member});
+  CHECK_EQUAL(1, refused.status);
+  CHECK(refused.output.find("stop this node") != std::string::npos);
+  nodes[0]->kill9();
+  CHECK_EQUAL(2, support::run_command({recover, "--config", nodes[0]->config_path().string(), "--member", "x"}).status);
+
+  const support::CommandResult recovered =
+      support::run_command({recover, "--config", nodes[0]->config_path().string(), "--member", member});
+  if (recovered.status != 0) FAIL(recovered.output.c_str());
+  nodes[0]->restart();
+  nodes[0]->wait_until_serving();
+  const json::value listed = ok_json(nodes[0]->http("GET", "/db/nodes"), "nodes");
+  CHECK_EQUAL(1u, listed.at("nodes").as_array().size());
+  const json::value rows =
+      ok_json(nodes[0]->http("POST", "/db/query", R"({"database":"app","sql":"SELECT v FROM survived"})"), "query");
+  CHECK(rows.at("rows") == json::parse(R"([["kept"]])"));
+  ok_json(nodes[0]->http("POST", "/db/execute",
+                         execute_body(R"J([{"sql":"INSERT INTO survived VALUES ('after')"}])J")),
+          "a write after recovery");
 }
