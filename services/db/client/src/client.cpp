@@ -56,21 +56,10 @@ bool read_may_retry(const Error& error) {
   return false;
 }
 
-// Rule 1a/1b: getting a connection ready failed before the caller's request was sent.
-bool preparation_may_retry(const Error& error) {
-  switch (error.kind) {
-    case ErrorKind::not_leader:
-    case ErrorKind::timeout:
-    case ErrorKind::connection_lost:
-    case ErrorKind::protocol:
-      return true;
-    case ErrorKind::sqlite:     // OPEN refused by SQLite: the same on any leader
-    case ErrorKind::no_leader:  // discovery already spent the budget
-    case ErrorKind::invalid_request:
-      return false;
-  }
-  return false;
-}
+// Rule 1a/1b: getting a connection ready failed before the caller's request was sent. The same
+// kinds as rule 3: a SQLite refusal of OPEN is the same on any leader, no_leader means discovery
+// already spent the budget.
+bool preparation_may_retry(const Error& error) { return read_may_retry(error); }
 
 Error invalid(std::string message) {
   return Error{ErrorKind::invalid_request, 0, std::move(message)};
