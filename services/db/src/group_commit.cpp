@@ -34,16 +34,7 @@ bool GroupCommit::batchable(std::string_view sql) {
 }
 
 GroupCommit::GroupCommit(Client& client, std::size_t max_batch)
-    : client_(client), max_batch_(std::max<std::size_t>(max_batch, 1)), writer_([this] { run(); }) {}
-
-GroupCommit::~GroupCommit() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  writer_.join();
-}
+    : client_(client), max_batch_(std::max<std::size_t>(max_batch, 1)) {}
 
 GroupCommit::Stats GroupCommit::stats() const {
   std::lock_guard lock(mutex_);
@@ -52,56 +43,55 @@ GroupCommit::Stats GroupCommit::stats() const {
 
 Outcome<wire::Result> GroupCommit::exec(const std::string& database, const api::Statement& statement) {
   if (!batchable(statement.sql)) return client_.exec(database, statement.sql, statement.parameters);
-  Job job{database, &statement, {}};
-  std::future<Outcome<wire::Result>> answer = job.answer.get_future();
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) return Error{ErrorKind::connection_lost, 0, "stacknode-db is stopping"};
-    queue_.push_back(&job);
+  Job job{&database, &statement, std::nullopt};
+  std::unique_lock lock(mutex_);
+  queue_.push_back(&job);
+  while (!job.answer) {
+    if (committing_) {
+      answered_.wait(lock);
+      continue;
+    }
+    committing_ = true;
+    std::vector<Job*> batch = take_batch();
+    lock.unlock();
+    Results results = batch.size() == 1 ? run_alone(batch) : run_batch(batch);
+    lock.lock();
+    for (std::size_t index = 0; index < batch.size(); ++index) batch[index]->answer = std::move(results[index]);
+    committing_ = false;
+    answered_.notify_all();  // the answered ones return, one of the others takes the role
   }
-  wake_.notify_one();
-  return answer.get();
+  return std::move(*job.answer);
 }
 
-void GroupCommit::run() {
-  for (;;) {
-    std::vector<Job*> batch;
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping with nothing left
-      // The oldest job and every later one for the same database, up to max_batch_, in order.
-      const std::string database = queue_.front()->database;
-      for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
-        if ((*it)->database == database) {
-          batch.push_back(*it);
-          it = queue_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    if (batch.size() == 1) {
-      run_alone(batch);
+std::vector<GroupCommit::Job*> GroupCommit::take_batch() {
+  std::vector<Job*> batch;
+  const std::string& database = *queue_.front()->database;
+  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+    if (*(*it)->database == database) {
+      batch.push_back(*it);
+      it = queue_.erase(it);
     } else {
-      run_batch(batch);
+      ++it;
     }
   }
+  return batch;
 }
 
-void GroupCommit::run_alone(std::vector<Job*>& jobs) {
-  for (Job* job : jobs) {
-    job->answer.set_value(client_.exec(job->database, job->statement->sql, job->statement->parameters));
+GroupCommit::Results GroupCommit::run_alone(const std::vector<Job*>& jobs) {
+  Results results;
+  results.reserve(jobs.size());
+  for (const Job* job : jobs) {
+    results.push_back(client_.exec(*job->database, job->statement->sql, job->statement->parameters));
   }
+  return results;
 }
 
-void GroupCommit::run_batch(std::vector<Job*>& batch) {
-  const std::string& database = batch.front()->database;
+GroupCommit::Results GroupCommit::run_batch(const std::vector<Job*>& batch) {
+  const std::string& database = *batch.front()->database;
   std::optional<Outcome<Client::Lease>> lease(client_.write_lease(database));
   if (!*lease) {  // nothing was sent; alone, each gets its own retries and answer
     lease.reset();
-    run_alone(batch);
-    return;
+    return run_alone(batch);
   }
   Connection& connection = (*lease)->connection();
   const wire::DatabaseId db = (*lease)->database_id();
@@ -114,10 +104,11 @@ void GroupCommit::run_batch(std::vector<Job*>& batch) {
       std::lock_guard lock(mutex_);
       stats_.replayed += batch.size();
     }
-    run_alone(batch);
+    return run_alone(batch);
   };
   if (!connection.exec_sql(db, "BEGIN")) return replay();
-  std::vector<std::optional<Outcome<wire::Result>>> results(batch.size());
+  Results results;
+  results.reserve(batch.size());
   for (std::size_t index = 0; index < batch.size(); ++index) {
     const std::string savepoint = "stacknode_" + std::to_string(index);
     if (!connection.exec_sql(db, "SAVEPOINT " + savepoint)) return replay();
@@ -126,7 +117,7 @@ void GroupCommit::run_batch(std::vector<Job*>& batch) {
     if (!result && result.error().kind != ErrorKind::sqlite) return replay();  // connection or leader
     if (!result && !connection.exec_sql(db, "ROLLBACK TO " + savepoint)) return replay();
     if (!connection.exec_sql(db, "RELEASE " + savepoint)) return replay();
-    results[index] = std::move(result);
+    results.push_back(std::move(result));
   }
   Outcome<wire::Result> committed = connection.exec_sql(db, "COMMIT");
   if (!committed) {
@@ -136,8 +127,7 @@ void GroupCommit::run_batch(std::vector<Job*>& batch) {
     if (certainly_not_applied) return replay();
     (*lease)->discard();
     lease.reset();
-    for (Job* job : batch) job->answer.set_value(error);  // invariant 3
-    return;
+    return Results(batch.size(), Outcome<wire::Result>(error));  // invariant 3
   }
   lease.reset();
   {
@@ -145,7 +135,7 @@ void GroupCommit::run_batch(std::vector<Job*>& batch) {
     stats_.statements += batch.size();
     stats_.batches += 1;
   }
-  for (std::size_t index = 0; index < batch.size(); ++index) batch[index]->answer.set_value(std::move(*results[index]));
+  return results;
 }
 
 }  // namespace stacknode::db

@@ -1,8 +1,12 @@
 // Group commit for stacknode-db's single-statement writes: statements that arrive while another
-// batch is being committed wait in one queue, and the writer thread runs the next lot for one
-// database as ONE transaction, each statement inside its own SAVEPOINT, so that they share one
-// Raft round (one COMMIT) and each stays atomic on its own: a statement that fails is rolled back
-// to its savepoint and answered with its error, the others commit.
+// batch is being committed wait in one queue, and the next lot for one database runs as ONE
+// transaction, each statement inside its own SAVEPOINT, so that they share one Raft round (one
+// COMMIT) and each stays atomic on its own: a statement that fails is rolled back to its
+// savepoint and answered with its error, the others commit.
+//
+// There is no writer thread: a caller that finds no commit in progress becomes the committer,
+// runs one batch (which may or may not hold its own statement) and hands the role on. A lone
+// writer so runs its statement on its own thread, with no hand-over between threads.
 //
 // Invariants:
 //  1. A statement is answered only after the COMMIT that holds it succeeded (or with its own
@@ -22,11 +26,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "api.hpp"
@@ -41,7 +44,6 @@ inline constexpr std::size_t max_group_commit_batch = 64;
 class GroupCommit {
  public:
   explicit GroupCommit(Client& client, std::size_t max_batch = max_group_commit_batch);
-  ~GroupCommit();
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -61,22 +63,24 @@ class GroupCommit {
 
  private:
   struct Job {
-    std::string database;
+    const std::string* database;
     const api::Statement* statement;
-    std::promise<Outcome<wire::Result>> answer;
+    std::optional<Outcome<wire::Result>> answer;  // set under mutex_, by the committer
   };
-  void run();
-  void run_batch(std::vector<Job*>& batch);
-  void run_alone(std::vector<Job*>& jobs);
+  using Results = std::vector<Outcome<wire::Result>>;
+  // Under mutex_: the oldest job and every later one for the same database, up to max_batch_.
+  std::vector<Job*> take_batch();
+  // Without mutex_: one answer per job, in order.
+  Results run_batch(const std::vector<Job*>& batch);
+  Results run_alone(const std::vector<Job*>& jobs);
 
   Client& client_;
   const std::size_t max_batch_;
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
+  std::condition_variable answered_;  // a batch was answered and the committer role is free
   std::deque<Job*> queue_;
-  bool stopping_ = false;
+  bool committing_ = false;
   Stats stats_;
-  std::thread writer_;
 };
 
 }  // namespace stacknode::db
