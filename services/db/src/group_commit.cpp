@@ -25,12 +25,7 @@ bool GroupCommit::batchable(std::string_view sql) {
   static constexpr std::string_view safe[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"};
   const std::string keyword = first_keyword(sql);
   if (std::find(std::begin(safe), std::end(safe), keyword) == std::end(safe)) return false;
-  const std::size_t semicolon = sql.find(';');
-  if (semicolon == std::string_view::npos) return true;
-  for (std::size_t index = semicolon; index < sql.size(); ++index) {
-    if (sql[index] != ';' && !std::isspace(static_cast<unsigned char>(sql[index]))) return false;
-  }
-  return true;
+  return single_statement(sql);
 }
 
 GroupCommit::GroupCommit(Client& client, std::size_t max_batch)
@@ -114,7 +109,9 @@ GroupCommit::Results GroupCommit::run_batch(const std::vector<Job*>& batch) {
     if (!connection.exec_sql(db, "SAVEPOINT " + savepoint)) return replay();
     Outcome<wire::Result> result =
         connection.exec_sql(db, batch[index]->statement->sql, batch[index]->statement->parameters);
-    if (!result && result.error().kind != ErrorKind::sqlite) return replay();  // connection or leader
+    // The connection or the leader failed, or another client holds the write lock: alone, each
+    // statement gets the client's retries (rule 6 for the lock).
+    if (!result && (result.error().kind != ErrorKind::sqlite || refused_busy(result.error()))) return replay();
     if (!result && !connection.exec_sql(db, "ROLLBACK TO " + savepoint)) return replay();
     if (!connection.exec_sql(db, "RELEASE " + savepoint)) return replay();
     results.push_back(std::move(result));

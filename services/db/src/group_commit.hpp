@@ -12,8 +12,8 @@
 //  1. A statement is answered only after the COMMIT that holds it succeeded (or with its own
 //     error after ROLLBACK TO its savepoint succeeded): nothing is acknowledged that could be
 //     undone.
-//  2. When a batch breaks before COMMIT (BEGIN, a SAVEPOINT, a RELEASE or a ROLLBACK TO fails, or
-//     the connection fails), nothing of it was applied (an uncommitted transaction is rolled back
+//  2. When a batch breaks before COMMIT (BEGIN, a SAVEPOINT, a RELEASE or a ROLLBACK TO fails,
+//     the connection fails, or a statement meets SQLITE_BUSY: another client's write lock), nothing of it was applied (an uncommitted transaction is rolled back
 //     by the leader when the connection ends; the lease is discarded, never pooled), so its
 //     statements are run again one by one (run_alone) without risk of doubling.
 //  3. When the COMMIT itself fails with an outcome that is not certain (leadership lost,

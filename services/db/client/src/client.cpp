@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -23,6 +24,19 @@ milliseconds left_until(Clock::time_point deadline) {
 milliseconds back_off(milliseconds backoff, Clock::time_point deadline) {
   std::this_thread::sleep_for(std::min(backoff, left_until(deadline)));
   return std::min(backoff * retry_backoff_factor, retry_max_backoff);
+}
+
+// SQLite's result codes: the low byte of an extended code is its primary code.
+constexpr std::uint64_t sqlite_primary_code_mask = 0xff;
+constexpr std::uint64_t sqlite_busy = 5;
+
+// Sleeps `backoff` plus up to as much again at random (never past `deadline`), so that writers
+// of several clients refused together do not come back together; returns the next backoff.
+milliseconds back_off_busy(milliseconds backoff, Clock::time_point deadline) {
+  thread_local std::minstd_rand random(std::random_device{}());
+  const auto jitter = std::chrono::microseconds(random() % (std::chrono::microseconds(backoff).count() + 1));
+  std::this_thread::sleep_for(std::min<std::chrono::microseconds>(backoff + jitter, left_until(deadline)));
+  return std::min(backoff * retry_backoff_factor, busy_max_backoff);
 }
 
 std::string describe(const wire::Node& node) {
@@ -184,7 +198,8 @@ Client::Lease::~Lease() {
 }
 
 void Client::Lease::release() {
-  if (shared_ && connection_ && connection_->is_open() && !discarded_) {
+  // A connection with statements still prepared is closed, which ends them on the node.
+  if (shared_ && connection_ && connection_->is_open() && !connection_->has_prepared() && !discarded_) {
     shared_->give_back(database_, std::move(*connection_), database_id_);
   }
   connection_.reset();
@@ -387,15 +402,31 @@ Outcome<Client::Lease> Client::write_lease(const std::string& database) {
   return leased;
 }
 
+bool refused_busy(const Error& error) {
+  return error.kind == ErrorKind::sqlite && (error.code & sqlite_primary_code_mask) == sqlite_busy;
+}
+
+bool single_statement(std::string_view sql) {
+  const std::size_t semicolon = sql.find(';');
+  if (semicolon == std::string_view::npos) return true;
+  return sql.find_first_not_of("; \t\r\n\f\v", semicolon) == std::string_view::npos;
+}
+
 Outcome<wire::Result> Client::exec(const std::string& database, const std::string& sql,
                                    std::vector<wire::Value> parameters) {
   if (database.empty()) return invalid("exec needs a database name");
   const auto deadline = Clock::now() + options_.leader_timeout;
   Outcome<std::unique_lock<std::timed_mutex>> gate = take_write_gate(database, deadline);
   if (!gate) return gate.error();
-  return perform<wire::Result>(database, Kind::write, deadline, [&](Lease& lease) {
-    return lease.connection().exec_sql(lease.database_id(), sql, parameters);
-  });
+  const bool may_retry_busy = single_statement(sql);
+  milliseconds backoff = busy_initial_backoff;
+  for (;;) {
+    Outcome<wire::Result> done = perform<wire::Result>(database, Kind::write, deadline, [&](Lease& lease) {
+      return lease.connection().exec_sql(lease.database_id(), sql, parameters);
+    });
+    if (done || !refused_busy(done.error()) || !may_retry_busy || Clock::now() >= deadline) return done;
+    backoff = back_off_busy(backoff, deadline);  // rule 6
+  }
 }
 
 Outcome<wire::RowSet> Client::query(const std::string& database, const std::string& sql,

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -123,13 +124,17 @@ Connection::Connection(int fd, std::string address, std::chrono::milliseconds ti
 Connection::~Connection() { close(); }
 
 Connection::Connection(Connection&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), address_(std::move(other.address_)), timeout_(other.timeout_) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      address_(std::move(other.address_)),
+      statements_(std::move(other.statements_)),
+      timeout_(other.timeout_) {}
 
 Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
     close();
     fd_ = std::exchange(other.fd_, -1);
     address_ = std::move(other.address_);
+    statements_ = std::move(other.statements_);
     timeout_ = other.timeout_;
   }
   return *this;
@@ -150,6 +155,7 @@ bool Connection::verify_idle() {
 void Connection::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  statements_.clear();  // they died with the connection on the node
 }
 
 Error Connection::fail(ErrorKind kind, std::string message) {
@@ -276,6 +282,38 @@ Outcome<wire::Result> Connection::exec_sql(wire::DatabaseId db, const std::strin
 Outcome<wire::RowSet> Connection::query_sql(wire::DatabaseId db, const std::string& sql,
                                             std::vector<wire::Value> parameters) {
   return expect<wire::RowSet>(wire::QuerySql{db, sql, std::move(parameters)}, "QUERY_SQL");
+}
+
+Outcome<wire::Stmt> Connection::prepare(wire::DatabaseId db, const std::string& sql) {
+  Outcome<wire::Stmt> prepared = expect<wire::Stmt>(wire::Prepare{db, sql}, "PREPARE");
+  if (prepared) statements_.push_back(prepared->id);
+  return prepared;
+}
+
+std::optional<Error> Connection::check_prepared(wire::StatementId statement) const {
+  if (std::find(statements_.begin(), statements_.end(), statement) != statements_.end()) return std::nullopt;
+  return Error{ErrorKind::invalid_request, 0,
+               "statement " + std::to_string(statement) + " is not prepared on this connection (or was finalized)"};
+}
+
+Outcome<wire::Result> Connection::exec(wire::DatabaseId db, wire::StatementId statement,
+                                       std::vector<wire::Value> parameters) {
+  if (auto refused = check_prepared(statement)) return std::move(*refused);
+  return expect<wire::Result>(wire::Exec{db, statement, std::move(parameters)}, "EXEC");
+}
+
+Outcome<wire::RowSet> Connection::query(wire::DatabaseId db, wire::StatementId statement,
+                                        std::vector<wire::Value> parameters) {
+  if (auto refused = check_prepared(statement)) return std::move(*refused);
+  return expect<wire::RowSet>(wire::Query{db, statement, std::move(parameters)}, "QUERY");
+}
+
+Outcome<wire::Empty> Connection::finalize(wire::DatabaseId db, wire::StatementId statement) {
+  if (auto refused = check_prepared(statement)) return std::move(*refused);
+  Outcome<wire::Empty> finalized = expect<wire::Empty>(wire::Finalize{db, statement}, "FINALIZE");
+  // Gone on the node whenever it answered; after a transport error the connection is closed.
+  if (finalized || finalized.error().keeps_connection()) std::erase(statements_, statement);
+  return finalized;
 }
 
 Outcome<wire::Nodes> Connection::cluster() { return expect<wire::Nodes>(wire::Cluster{}, "CLUSTER"); }

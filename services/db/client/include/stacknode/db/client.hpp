@@ -26,6 +26,11 @@
 //     write, rule 1 guarantees it did not run).
 //  5. Between attempts the client backs off: retry_initial_backoff, doubling up to
 //     retry_max_backoff, and never past the deadline.
+//  6. exec() of a single statement (single_statement()) answered SQLITE_BUSY is retried on the
+//     same leader, within the same budget, after busy_initial_backoff doubling up to
+//     busy_max_backoff (with jitter): another client holds the database's write lock (a
+//     stacknode-db on another node, or a Lease), and a statement refused BUSY did not run. A
+//     multi-statement text is not retried: its earlier statements may have committed.
 //
 // Leader discovery (find_leader): the members are asked LEADER in turn, the last known leader
 // first. A member that names a leader (id != 0) other than itself is not taken at its word: the
@@ -41,7 +46,8 @@
 //     the others; a Lease returned for another address is closed.
 //  3. At most max_idle_connections idle per key; a connection returned beyond that is closed.
 //  4. A connection is reused only if verify_idle() passes; a broken (!is_open()) or discarded
-//     Lease is not returned.
+//     Lease is not returned, nor one whose connection still holds prepared statements (closing
+//     it ends them on the node: a pooled connection never carries another caller's statements).
 //
 // Writes and SQLite's write lock (observed on libdqlite 1.11): the leader holds a database's
 // write lock until a transaction's frames are replicated, and a second connection that writes
@@ -60,6 +66,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "stacknode/db/connection.hpp"
@@ -74,6 +81,17 @@ namespace stacknode::db {
 // at stacknode-db's default of 20 ms).
 inline constexpr std::chrono::milliseconds retry_initial_backoff{25};
 inline constexpr std::chrono::milliseconds retry_max_backoff{500};
+// Rule 6: another client's transaction holds the write lock for about one Raft commit.
+inline constexpr std::chrono::milliseconds busy_initial_backoff{1};
+inline constexpr std::chrono::milliseconds busy_max_backoff{50};
+
+// True if `sql` holds at most one statement: no ';' but trailing ones (a ';' inside a string
+// literal also counts, which only makes the answer "no" where "yes" would be right).
+bool single_statement(std::string_view sql);
+
+// SQLITE_BUSY (any extended code): the database's write lock is another connection's; the
+// statement did not run.
+bool refused_busy(const Error& error);
 inline constexpr int retry_backoff_factor = 2;
 // A LEADER probe during discovery does not touch Raft: a live member answers in well under a
 // millisecond on a LAN. A member that does not answer in a second is as good as gone for

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "stacknode/db/wire.hpp"
 
@@ -96,6 +97,18 @@ class Connection {
                                  std::vector<wire::Value> parameters = {});
   Outcome<wire::RowSet> query_sql(wire::DatabaseId db, const std::string& sql,
                                   std::vector<wire::Value> parameters = {});
+  // Prepared statements belong to this connection on the node: they live until finalize() or
+  // until the connection closes. query() gathers its row set as query_sql() does. exec(),
+  // query() and finalize() refuse (invalid_request, nothing sent) an id this connection did not
+  // prepare or has finalized: the node hands freed ids out again, and libdqlite 1.11 dies (NULL
+  // dereference in its statement registry) on a freed id below the highest one in use.
+  Outcome<wire::Stmt> prepare(wire::DatabaseId db, const std::string& sql);
+  Outcome<wire::Result> exec(wire::DatabaseId db, wire::StatementId statement,
+                             std::vector<wire::Value> parameters = {});
+  Outcome<wire::RowSet> query(wire::DatabaseId db, wire::StatementId statement,
+                              std::vector<wire::Value> parameters = {});
+  Outcome<wire::Empty> finalize(wire::DatabaseId db, wire::StatementId statement);
+  bool has_prepared() const { return !statements_.empty(); }
   Outcome<wire::Nodes> cluster();
   Outcome<wire::Empty> add(wire::NodeId id, const std::string& address);
   Outcome<wire::Empty> assign(wire::NodeId id, wire::Role role);
@@ -108,6 +121,8 @@ class Connection {
   Error fail(ErrorKind kind, std::string message);  // closes the connection
   std::optional<Error> send_all(const std::uint8_t* bytes, std::size_t size);
   std::optional<Error> receive_exactly(std::uint8_t* bytes, std::size_t size);
+  // An error if `statement` was not prepared here or was finalized (not sent to the node).
+  std::optional<Error> check_prepared(wire::StatementId statement) const;
   Outcome<wire::Response> receive_message();
   template <typename T>
   Outcome<T> expect(const wire::Request& request, const char* what);
@@ -115,6 +130,7 @@ class Connection {
 
   int fd_ = -1;
   std::string address_;
+  std::vector<wire::StatementId> statements_;  // prepared here and not finalized
   std::chrono::milliseconds timeout_;
 };
 
