@@ -3,9 +3,11 @@
 // it asserts only that the packets went where they should.
 //
 // Method:
-//  - EAL on one lcore (the first CPU the process may run on: pin it with taskset), --no-huge,
-//    --no-pci, --no-shconf, its own --file-prefix, --no-telemetry; its runtime dir is removed at
-//    exit.
+//  - EAL on one lcore (the first CPU the process may run on: pin it with taskset), --no-pci,
+//    --no-shconf, its own --file-prefix, --no-telemetry; its runtime dir is removed at exit.
+//    Memory: --no-huge (4 KiB pages), or with --huge-dir DIR 2 MiB pages from that hugetlbfs
+//    mount, as the daemon takes them where they are mounted (tools/bench/dataplane mounts and
+//    reserves them when it runs as root).
 //  - Two real DPDK ports from the ring PMD (rte_eth_from_rings): "front", whose receive ring the
 //    benchmark fills, and "service", whose transmit ring collects what the worker sends. Every
 //    chunk of chunk_packets prebuilt 64-byte frames (60 bytes + the FCS a NIC would add) is put on
@@ -34,7 +36,7 @@
 //    timed after the rounds.
 //
 // Prints one JSON line (stdout); progress and per-round figures go to stderr.
-// Usage: lb_bench [--quick] [--rounds N] [--seconds S] [--only CASE]
+// Usage: lb_bench [--quick] [--rounds N] [--seconds S] [--only CASE] [--huge-dir DIR]
 //   --quick: 3 rounds of 0.1 s per case; --only baseline|established|syn|1m_flows|maglev runs one
 //   case (for profiling: perf record -e cpu-clock lb_bench --only established).
 #include <rte_common.h>
@@ -299,11 +301,17 @@ struct Dpdk {
   rte_ring* control_tx = nullptr;  // worker 0's ring of control-thread frames, empty here
   bool eal_up = false;
 
-  explicit Dpdk(unsigned lcore) {
+  Dpdk(unsigned lcore, const std::string& huge_dir) {
     const std::string prefix = "stacknode-lb-bench-" + std::to_string(getpid());
-    std::vector<std::string> arguments = {"lb_bench", "-l", std::to_string(lcore), "--no-huge", "--no-pci",
+    std::vector<std::string> arguments = {"lb_bench", "-l", std::to_string(lcore), "--no-pci",
                                           "--no-shconf", "--file-prefix=" + prefix, "--no-telemetry",
                                           "-m", std::to_string(eal_memory_mb), "--log-level=lib.*:warning"};
+    if (huge_dir.empty()) {
+      arguments.push_back("--no-huge");
+    } else {
+      arguments.push_back("--huge-dir=" + huge_dir);
+      arguments.push_back("--in-memory");  // no files left in the mount
+    }
     std::vector<char*> argv;
     for (auto& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
@@ -646,14 +654,16 @@ struct Options {
   int rounds = default_rounds;
   double case_seconds = default_case_seconds;
   int maglev_runs = maglev_default_runs;
-  std::string only;  // empty: every case
+  std::string only;      // empty: every case
+  std::string huge_dir;  // empty: --no-huge
   bool wants(const char* name) const { return only.empty() || only == name; }
 };
 
 Options parse(int argc, char** argv) {
   Options options;
   const std::string usage =
-      "usage: lb_bench [--quick] [--rounds N] [--seconds S] [--only baseline|established|syn|1m_flows|maglev]";
+      "usage: lb_bench [--quick] [--rounds N] [--seconds S] [--only baseline|established|syn|1m_flows|maglev] "
+      "[--huge-dir DIR]";
   for (int index = 1; index < argc; ++index) {
     const std::string argument = argv[index];
     const bool has_value = index + 1 < argc;
@@ -665,6 +675,8 @@ Options parse(int argc, char** argv) {
       options.rounds = std::max(1, std::atoi(argv[++index]));
     } else if (argument == "--seconds" && has_value) {
       options.case_seconds = std::max(0.001, std::atof(argv[++index]));
+    } else if (argument == "--huge-dir" && has_value) {
+      options.huge_dir = argv[++index];
     } else if (argument == "--only" && has_value) {
       options.only = argv[++index];
       if (options.only != "baseline" && options.only != "established" && options.only != "syn" &&
@@ -681,7 +693,7 @@ Options parse(int argc, char** argv) {
 int run(int argc, char** argv) {
   const Options options = parse(argc, argv);
   const unsigned cpu = pinned_cpu();
-  Dpdk dpdk(cpu);
+  Dpdk dpdk(cpu, options.huge_dir);
   Bench bench(dpdk, options.case_seconds);
   rte_rcu_qsbr_thread_register(dpdk.rcu, 0);
   rte_rcu_qsbr_thread_online(dpdk.rcu, 0);
@@ -779,7 +791,7 @@ int run(int argc, char** argv) {
       "\"syn_evictions_per_packet\":%.4f,\"1m_flows_new_flows_per_packet\":%.4f,"
       "\"maglev_build_min_ms\":%.3f,\"maglev_runs\":%d,"
       "\"rounds\":%d,\"case_seconds\":%.2f,\"frame_bytes\":%u,\"burst\":%u,\"backends\":%u,\"lcore\":%u,"
-      "\"hugepages\":false,\"steal_percent\":%.1f,"
+      "\"hugepages\":%s,\"steal_percent\":%.1f,"
       "\"anchors\":{\"line_rate_10g_mpps\":%.2f,\"dpvs_worker_mpps\":%.1f,\"maglev_thread_mpps\":%.1f,"
       "\"maglev_paper_build_ms\":%.1f},"
       "\"goals\":{\"established_mpps\":%.1f,\"syn_mpps\":%.1f,\"maglev_build_ms\":%.1f}}\n",
@@ -790,7 +802,8 @@ int run(int argc, char** argv) {
       per_packet(syn_after.new_flows - syn_before.new_flows, syn_packets),
       per_packet(syn_after.evictions - syn_before.evictions, syn_packets),
       per_packet(large_after.new_flows - large_before.new_flows, large_packets), maglev.min_ms, maglev.runs,
-      options.rounds, options.case_seconds, wire_frame_bytes, burst_size, backend_count, cpu, steal_percent,
+      options.rounds, options.case_seconds, wire_frame_bytes, burst_size, backend_count, cpu,
+      options.huge_dir.empty() ? "false" : "true", steal_percent,
       line_rate_10g_mpps, dpvs_worker_mpps, maglev_thread_mpps, maglev_paper_build_ms, goal_established_mpps,
       goal_syn_mpps, maglev_goal_build_ms);
   return 0;
