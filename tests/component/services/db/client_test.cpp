@@ -4,10 +4,6 @@
 // CLUSTER, OPEN, EXEC_SQL/QUERY_SQL and prepared statements (PREPARE, EXEC, QUERY, FINALIZE) with
 // every parameter type, a row set spread over several messages, SQLite errors that keep their code
 // and the connection, DUMP, and the transport errors (refused, silent peer).
-extern "C" {  // dqlite.h has no C++ guards
-#include <dqlite.h>
-}
-
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +11,7 @@ extern "C" {  // dqlite.h has no C++ guards
 #include <string>
 #include <vector>
 
+#include "dqlite_node.hpp"
 #include "net.hpp"
 #include "process.hpp"
 #include "stacknode/db/connection.hpp"
@@ -34,34 +31,7 @@ constexpr int many_rows = 2000;
 constexpr std::size_t row_text_bytes = 100;
 constexpr char sqlite_file_magic[] = "SQLite format 3";  // the first 16 bytes, NUL included
 
-// One dqlite node (id 1: it bootstraps a cluster of its own) on 127.0.0.1.
-class DqliteNode {
- public:
-  DqliteNode() {
-    address_ = support::loopback_address(support::unused_port());
-    if (dqlite_node_create(1, address_.c_str(), dir_.path().c_str(), &node_) != 0) {
-      FAIL("dqlite_node_create failed");
-    }
-    if (dqlite_node_set_bind_address(node_, address_.c_str()) != 0 ||
-        dqlite_node_start(node_) != 0) {
-      const std::string reason = dqlite_node_errmsg(node_);
-      dqlite_node_destroy(node_);
-      node_ = nullptr;
-      FAIL(("dqlite node did not start: " + reason).c_str());
-    }
-  }
-  ~DqliteNode() {
-    if (node_ == nullptr) return;
-    dqlite_node_stop(node_);
-    dqlite_node_destroy(node_);
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  support::TempDir dir_;
-  std::string address_;
-  dqlite_node* node_ = nullptr;
-};
+using support::DqliteNode;
 
 Connection connect_or_fail(const std::string& address) {
   Outcome<Connection> connection = Connection::open(address, test_timeout);

@@ -4,10 +4,6 @@
 // discovery from any member, requests through a follower's address, the pool's invariants,
 // concurrent writers, following a leadership transfer, CLUSTER, a cluster without quorum (with a
 // follower or with the old leader surviving), and a client with only dead addresses.
-extern "C" {  // dqlite.h has no C++ guards
-#include <dqlite.h>
-}
-
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -17,6 +13,7 @@ extern "C" {  // dqlite.h has no C++ guards
 #include <thread>
 #include <vector>
 
+#include "dqlite_node.hpp"
 #include "net.hpp"
 #include "process.hpp"
 #include "stacknode/db/client.hpp"
@@ -30,11 +27,6 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr int cluster_size = 3;
-// dqlite derives its Raft timeouts from this (1.11 server.c: election timeout 15x, heartbeat
-// 1.5x), so 20 ms gives an election timeout of 300 ms instead of the default 3 s: quick tests,
-// with enough margin that a loaded machine (ctest -j, builds) does not miss heartbeats and depose
-// a leader in the middle of a test (5 ms, a 75 ms election timeout, passed under load too).
-constexpr unsigned network_latency_ms = 20;
 // Bounds a broken test only: a loopback cluster elects and answers well within it.
 constexpr milliseconds test_timeout{20'000};
 // The no-quorum test's leader_timeout: short, so that giving up is quick, and still longer than
@@ -46,46 +38,7 @@ constexpr milliseconds give_up_slack{1'500};
 constexpr int writer_threads = 8;
 constexpr int writes_per_thread = 25;
 
-// One dqlite node on 127.0.0.1, its own data directory; stopped and destroyed with the object.
-class Node {
- public:
-  explicit Node(dqlite_node_id id)
-      : id_(id), address_(support::loopback_address(support::unused_port())) {
-    if (dqlite_node_create(id, address_.c_str(), dir_.path().c_str(), &node_) != 0) {
-      node_ = nullptr;
-      FAIL("dqlite_node_create failed");
-    }
-    if (dqlite_node_set_bind_address(node_, address_.c_str()) != 0 ||
-        dqlite_node_set_network_latency_ms(node_, network_latency_ms) != 0 ||
-        dqlite_node_start(node_) != 0) {
-      const std::string reason = dqlite_node_errmsg(node_);
-      dqlite_node_destroy(node_);
-      node_ = nullptr;
-      FAIL(("dqlite node did not start: " + reason).c_str());
-    }
-    running_ = true;
-  }
-  ~Node() {
-    stop();
-    if (node_ != nullptr) dqlite_node_destroy(node_);
-  }
-  Node(const Node&) = delete;
-  Node& operator=(const Node&) = delete;
-
-  void stop() {
-    if (running_) dqlite_node_stop(node_);
-    running_ = false;
-  }
-  wire::NodeId id() const { return id_; }
-  const std::string& address() const { return address_; }
-
- private:
-  support::TempDir dir_;
-  wire::NodeId id_;
-  std::string address_;
-  dqlite_node* node_ = nullptr;
-  bool running_ = false;
-};
+using Node = support::DqliteNode;
 
 ClientOptions options_for(std::vector<std::string> addresses,
                           milliseconds leader_timeout = test_timeout) {
