@@ -1,0 +1,153 @@
+// The control-plane schema and its migration runner; see schema.hpp.
+#include "stacknode/node/schema.hpp"
+
+#include <chrono>
+#include <optional>
+#include <thread>
+
+namespace stacknode::node {
+namespace {
+
+using db::Error;
+using db::ErrorKind;
+using db::Outcome;
+
+// Another node's transaction held the write lock (SQLITE_BUSY): try again, this many times at
+// most, this far apart. A migration is a few statements; a busy cluster frees the lock within
+// a Raft round or two.
+constexpr int max_busy_attempts = 50;
+constexpr std::chrono::milliseconds busy_pause{20};
+
+constexpr std::string_view create_migrations_table =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "applied_at INTEGER NOT NULL)";
+
+// Version 1: what issue 5's control plane keeps. Times are Unix seconds. Secrets are stored only
+// as hashes (join tokens, API tokens, passwords); the CA's private key is stored so that any
+// member can sign a joining node's certificate (it lives where the cluster's data lives: on the
+// members' disks and in their memory).
+const std::vector<Migration> migrations_list = {
+    {1,
+     "cluster identity, nodes, join tokens, revoked certificates, users, API tokens, settings, audit log",
+     {
+         "CREATE TABLE cluster (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), cluster_id TEXT NOT NULL, "
+         "name TEXT NOT NULL, ca_certificate TEXT NOT NULL, ca_private_key TEXT NOT NULL, created_at INTEGER NOT NULL)",
+         "CREATE TABLE nodes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, api_address TEXT NOT NULL UNIQUE, "
+         "db_address TEXT NOT NULL UNIQUE, certificate_serial INTEGER NOT NULL UNIQUE, joined_at INTEGER NOT NULL, "
+         "last_seen INTEGER)",
+         "CREATE TABLE join_tokens (id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL UNIQUE, created_by TEXT NOT NULL, "
+         "created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by_node INTEGER, "
+         "revoked_at INTEGER)",
+         "CREATE TABLE revoked_certificates (serial INTEGER PRIMARY KEY, node_name TEXT NOT NULL, "
+         "revoked_at INTEGER NOT NULL)",
+         "CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at INTEGER NOT NULL)",
+         "CREATE TABLE api_tokens (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, "
+         "user_name TEXT NOT NULL REFERENCES users (name), description TEXT NOT NULL DEFAULT '', "
+         "created_at INTEGER NOT NULL, revoked_at INTEGER)",
+         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+         "CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, "
+         "action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '')",
+         "CREATE INDEX audit_log_at ON audit_log (at)",
+     }},
+};
+
+std::optional<std::int64_t> integer_of(const db::wire::RowSet& rows) {
+  if (rows.rows.size() != 1 || rows.rows[0].size() != 1) return std::nullopt;
+  const auto* value = std::get_if<std::int64_t>(&rows.rows[0][0]);
+  if (value == nullptr) return std::nullopt;
+  return *value;
+}
+
+enum class Step { applied, already_there, busy };
+
+// One migration in one transaction on `lease`, with its schema_migrations row.
+Outcome<Step> apply(db::Client::Lease& lease, const Migration& migration, std::int64_t now) {
+  db::Connection& connection = lease.connection();
+  const db::wire::DatabaseId id = lease.database_id();
+  const auto abandon = [&](const Error& error) -> Outcome<Step> {
+    if (connection.is_open()) connection.exec_sql(id, "ROLLBACK");
+    lease.discard();
+    if (db::refused_busy(error)) return Step::busy;
+    return error;
+  };
+  if (Outcome<db::wire::Result> begun = connection.exec_sql(id, "BEGIN"); !begun) return abandon(begun.error());
+  Outcome<db::wire::RowSet> recorded =
+      connection.query_sql(id, "SELECT count(*) FROM schema_migrations WHERE version = ?", {migration.version});
+  if (!recorded) return abandon(recorded.error());
+  if (integer_of(*recorded) == 1) {
+    connection.exec_sql(id, "ROLLBACK");
+    return Step::already_there;
+  }
+  for (const std::string_view statement : migration.statements) {
+    Outcome<db::wire::Result> done = connection.exec_sql(id, std::string(statement));
+    if (!done) {
+      Error error = done.error();
+      if (error.kind == ErrorKind::sqlite && !db::refused_busy(error)) {
+        error.message = "migration " + std::to_string(migration.version) + " (" + std::string(migration.name) +
+                        ") failed: " + error.message + " in: " + std::string(statement);
+      }
+      return abandon(error);
+    }
+  }
+  Outcome<db::wire::Result> noted =
+      connection.exec_sql(id, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                          {migration.version, std::string(migration.name), now});
+  if (!noted) return abandon(noted.error());
+  if (Outcome<db::wire::Result> committed = connection.exec_sql(id, "COMMIT"); !committed) {
+    return abandon(committed.error());
+  }
+  return Step::applied;
+}
+
+}  // namespace
+
+std::span<const Migration> control_schema() { return migrations_list; }
+
+Outcome<std::int64_t> schema_version(db::Client& client, const std::string& database) {
+  Outcome<db::wire::RowSet> exists = client.query(
+      database, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
+  if (!exists) return exists.error();
+  if (integer_of(*exists) != 1) return std::int64_t{0};
+  Outcome<db::wire::RowSet> version = client.query(database, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+  if (!version) return version.error();
+  const std::optional<std::int64_t> value = integer_of(*version);
+  if (!value) return Error{ErrorKind::protocol, 0, "schema_migrations answered something that is not a version"};
+  return *value;
+}
+
+Outcome<std::int64_t> migrate(db::Client& client, const std::string& database, std::span<const Migration> migrations,
+                              std::int64_t now_unix_seconds) {
+  for (std::size_t index = 0; index < migrations.size(); ++index) {
+    if (migrations[index].version != static_cast<std::int64_t>(index) + 1) {
+      return Error{ErrorKind::invalid_request, 0, "migrations must be numbered 1, 2, 3, ... in order"};
+    }
+  }
+  const auto last = static_cast<std::int64_t>(migrations.size());
+  if (Outcome<db::wire::Result> table = client.exec(database, std::string(create_migrations_table)); !table) {
+    return table.error();
+  }
+  int busy = 0;
+  for (;;) {
+    Outcome<std::int64_t> current = schema_version(client, database);
+    if (!current) return current.error();
+    if (*current > last) {
+      return Error{ErrorKind::invalid_request, 0,
+                   "the control database is at schema version " + std::to_string(*current) +
+                       " and this stacknoded knows versions up to " + std::to_string(last) +
+                       ": update this node's firmware to the cluster's version"};
+    }
+    if (*current == last) return last;
+    Outcome<db::Client::Lease> lease = client.write_lease(database);
+    if (!lease) return lease.error();
+    Outcome<Step> step = apply(*lease, migrations[static_cast<std::size_t>(*current)], now_unix_seconds);
+    if (!step) return step.error();
+    if (*step == Step::busy) {
+      if (++busy >= max_busy_attempts) {
+        return Error{ErrorKind::timeout, 0, "the control database stayed locked by other writers during migration"};
+      }
+      std::this_thread::sleep_for(busy_pause);
+    }
+  }
+}
+
+}  // namespace stacknode::node
