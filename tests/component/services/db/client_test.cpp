@@ -33,6 +33,17 @@ constexpr char sqlite_file_magic[] = "SQLite format 3";  // the first 16 bytes, 
 
 using support::DqliteNode;
 
+// `outcome` failed with SQLITE_ERROR and a message containing `fragment`, on a connection that
+// stays usable.
+template <typename T>
+void check_sqlite_error(const Outcome<T>& outcome, const std::string& fragment) {
+  CHECK_FALSE(outcome.ok());
+  CHECK(outcome.error().kind == ErrorKind::sqlite);
+  CHECK_EQUAL(1u, outcome.error().code);  // SQLITE_ERROR
+  if (outcome.error().message.find(fragment) == std::string::npos) FAIL(outcome.error().message.c_str());
+  CHECK(outcome.error().keeps_connection());
+}
+
 Connection connect_or_fail(const std::string& address) {
   Outcome<Connection> connection = Connection::open(address, test_timeout);
   if (!connection) FAIL(("connect: " + connection.error().message).c_str());
@@ -222,17 +233,8 @@ TEST(DqliteClient, PreparingBadSqlIsASqliteErrorThatKeepsTheConnection) {
   Connection connection = connect_or_fail(node->address());
   wait_for_leader(connection);
   const wire::DatabaseId db = connection.open_database("bad_prepare").value();
-  Outcome<wire::Stmt> syntax = connection.prepare(db, "SELEKT 1");
-  CHECK_FALSE(syntax.ok());
-  CHECK(syntax.error().kind == ErrorKind::sqlite);
-  CHECK_EQUAL(1u, syntax.error().code);  // SQLITE_ERROR
-  STRCMP_EQUAL("near \"SELEKT\": syntax error", syntax.error().message.c_str());
-  CHECK(syntax.error().keeps_connection());
-  Outcome<wire::Stmt> missing = connection.prepare(db, "SELECT * FROM missing");
-  CHECK_FALSE(missing.ok());
-  CHECK(missing.error().kind == ErrorKind::sqlite);
-  CHECK_EQUAL(1u, missing.error().code);
-  STRCMP_EQUAL("no such table: missing", missing.error().message.c_str());
+  check_sqlite_error(connection.prepare(db, "SELEKT 1"), "near \"SELEKT\": syntax error");
+  check_sqlite_error(connection.prepare(db, "SELECT * FROM missing"), "no such table: missing");
 
   CHECK(connection.is_open());
   Outcome<wire::Stmt> good = connection.prepare(db, "SELECT 1");
@@ -246,12 +248,7 @@ TEST(DqliteClient, SqliteErrorsKeepTheirCodeAndTheConnection) {
   Connection connection = connect_or_fail(node->address());
   wait_for_leader(connection);
   const wire::DatabaseId db = connection.open_database("errors").value();
-  Outcome<wire::Result> bad = connection.exec_sql(db, "SELEKT 1");
-  CHECK_FALSE(bad.ok());
-  CHECK(bad.error().kind == ErrorKind::sqlite);
-  CHECK_EQUAL(1u, bad.error().code);  // SQLITE_ERROR
-  if (bad.error().message.find("syntax error") == std::string::npos) FAIL(bad.error().message.c_str());
-  CHECK(bad.error().keeps_connection());
+  check_sqlite_error(connection.exec_sql(db, "SELEKT 1"), "syntax error");
 
   CHECK(connection.exec_sql(db, "CREATE TABLE t (k INTEGER PRIMARY KEY)").ok());
   CHECK(connection.exec_sql(db, "INSERT INTO t VALUES (1)").ok());

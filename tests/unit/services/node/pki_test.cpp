@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "stacknode/node/openssl_ptr.hpp"
 #include "stacknode/node/pki.hpp"
 
 using namespace stacknode::node::pki;
@@ -29,16 +30,7 @@ using std::chrono::seconds;
 
 namespace {
 
-template <auto free_function>
-struct Free {
-  template <typename T>
-  void operator()(T* object) const { free_function(object); }
-};
-using BioPtr = std::unique_ptr<BIO, Free<BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
-using CertificatePtr = std::unique_ptr<X509, Free<X509_free>>;
-using ExtensionPtr = std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION_free>>;
-using BignumPtr = std::unique_ptr<BIGNUM, Free<BN_free>>;
+using namespace stacknode::node::openssl;
 
 // A fixed clock: 2025-06-01T00:00:00Z.
 constexpr std::time_t now_seconds = 1748736000;
