@@ -1,6 +1,8 @@
 // stacknode-db's settings; see db_config.hpp.
 #include "db_config.hpp"
 
+#include <memory>
+
 #include "stacknode/db/connection.hpp"
 
 namespace stacknode::db {
@@ -26,7 +28,26 @@ wire::Role parse_role(const config::Section& section, std::string_view key, cons
   section.fail(key, "'" + text + "' is not a role (voter, standby or spare)");
 }
 
+// join and role, from node.cfg's db section or from the identity file.
+void read_membership(const config::Section& section, DbConfig& db) {
+  db.join.clear();
+  for (const std::string& member : section.get_strings("join")) {
+    db.join.push_back(checked_endpoint(section, "join", member));
+  }
+  db.role = parse_role(section, "role", section.get_string("role", "voter"));
+}
+
 }  // namespace
+
+void read_identity(DbConfig& config) {
+  const std::unique_ptr<config::Document> document = config::Document::load_file(config.identity_file);
+  const config::Section root = document->root();
+  if (!root.has("node_id")) root.fail("node_id", "required: this node's dqlite id");
+  config.node_id = static_cast<wire::NodeId>(root.get_int("node_id", 0, 1, max_node_id));
+  read_membership(root, config);
+  const std::vector<std::string> unread = document->unread_settings();
+  if (!unread.empty()) throw config::ConfigError(unread.front() + ": not a setting of an identity file");
+}
 
 DbConfig load_db_config(const config::Section& root) {
   DbConfig db;
@@ -35,17 +56,16 @@ DbConfig load_db_config(const config::Section& root) {
   db.runtime_dir = paths.get_string("runtime_dir", "/run/stacknode");
 
   const auto section = root.section("db");
-  if (!section.has("node_id")) section.fail("node_id", "required: this node's dqlite id (1 bootstraps a cluster)");
+  // Without node_id, the node waits for stacknoded's identity file (init or join).
   db.node_id = static_cast<wire::NodeId>(section.get_int("node_id", 0, 1, max_node_id));
+  db.identity_file = section.get_string("identity_file", state_dir + "/db-identity.cfg");
+  if (db.identity_file.empty()) section.fail("identity_file", "must not be empty");
   if (!section.has("address")) section.fail("address", "required: host:port other nodes reach this node at");
   db.address = checked_endpoint(section, "address", section.get_string("address", ""));
   db.bind = checked_endpoint(section, "bind", section.get_string("bind", db.address));
   db.data_dir = section.get_string("data_dir", state_dir + "/db");
   if (db.data_dir.empty()) section.fail("data_dir", "must not be empty");
-  for (const std::string& member : section.get_strings("join")) {
-    db.join.push_back(checked_endpoint(section, "join", member));
-  }
-  db.role = parse_role(section, "role", section.get_string("role", "voter"));
+  read_membership(section, db);
   db.failure_domain = static_cast<std::uint64_t>(section.get_int("failure_domain", 0, 0, INT64_MAX));
   db.network_latency_ms = static_cast<unsigned>(
       section.get_int("network_latency_ms", default_network_latency_ms, 1, max_network_latency_ms));

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 
 extern "C" {
 #include <sqlite3.h>
@@ -43,6 +44,9 @@ constexpr std::string_view json_type = "application/json";
 // LEADER round trip on a worker, never on the HTTP thread that serves /metrics).
 constexpr auto cluster_view_interval = std::chrono::seconds(2);
 constexpr double role_unknown = -1;
+// How often a node without an identity looks for stacknoded's identity file. Cheap (one stat);
+// short enough that init and join do not wait on it.
+constexpr auto identity_poll_interval = std::chrono::milliseconds(200);
 
 // This node's place in the cluster as last seen, for /metrics. dqlite 1.11's client protocol
 // does not expose the Raft term or the applied index, so those are not reported.
@@ -307,10 +311,27 @@ void write_listen_file(const DbConfig& config, const http::tcp::endpoint& bound)
   fs::rename(temporary, final_path);
 }
 
+// Without db.node_id in node.cfg this box is not in a cluster yet: wait for the identity file
+// stacknoded writes at init or join (SIGTERM's default action ends the wait; nothing runs yet).
+// False, logged, if the file is there but wrong.
+bool wait_for_identity(DbConfig& config) {
+  log::info("db: no db.node_id; waiting for ", config.identity_file,
+            " (stacknoded writes it at 'stackctl cluster init' or 'join')");
+  while (!fs::exists(config.identity_file)) std::this_thread::sleep_for(identity_poll_interval);
+  try {
+    read_identity(config);
+  } catch (const config::ConfigError& error) {
+    log::error("db: identity file: ", error.what());
+    return false;
+  }
+  log::info("db: identity from ", config.identity_file, ": node ", config.node_id);
+  return true;
+}
+
 int serve(const config::Document& document, const daemon::Invocation& invocation) {
   // libdqlite's and our sockets may be written after a peer closed them: an error, not a death.
   std::signal(SIGPIPE, SIG_IGN);
-  const DbConfig config = load_db_config(document.root());
+  DbConfig config = load_db_config(document.root());
   daemon::report_unread(document, {"db", "paths", "log"});
   if (invocation.check_only) {
     log::info("configuration ", document.file_name(), " is valid");
@@ -319,6 +340,7 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   metrics::Registry registry;
   metrics::register_build_info(registry, "stacknode_db");
 
+  if (config.node_id == 0 && !wait_for_identity(config)) return daemon::exit_failure;
   std::unique_ptr<DbNode> node;
   try {
     node = std::make_unique<DbNode>(config);

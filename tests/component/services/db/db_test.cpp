@@ -48,13 +48,16 @@ struct HttpAnswer {
 
 class DbNodeProcess {
  public:
-  DbNodeProcess(const fs::path& dir, int id, const std::string& join)
+  // With `from_identity`, node.cfg has no node_id and join: the node waits for write_identity().
+  DbNodeProcess(const fs::path& dir, int id, const std::string& join, bool from_identity = false)
       : id_(id), dir_(dir / ("n" + std::to_string(id))) {
     fs::create_directories(dir_);
     dqlite_address_ = support::loopback_address(support::unused_port());
     http_port_ = support::unused_port();
     std::string cfg = "paths: { runtime_dir = \"" + (dir_ / "run").string() + "\"; };\n";
-    cfg += "db: {\n  node_id = " + std::to_string(id) + ";\n  address = \"" + dqlite_address_ + "\";\n";
+    cfg += "db: {\n  address = \"" + dqlite_address_ + "\";\n";
+    cfg += from_identity ? "  identity_file = \"" + identity_path().string() + "\";\n"
+                         : "  node_id = " + std::to_string(id) + ";\n";
     cfg += "  data_dir = \"" + (dir_ / "data").string() + "\";\n";
     cfg += "  listen_http = \"127.0.0.1:" + std::to_string(http_port_) + "\";\n";
     if (!join.empty()) cfg += "  join = [\"" + join + "\"];\n";
@@ -81,6 +84,13 @@ class DbNodeProcess {
     start();
   }
   void wipe_data() { fs::remove_all(dir_ / "data"); }
+  fs::path identity_path() const { return dir_ / "db-identity.cfg"; }
+  // As stacknoded does: the whole file appears at once (written aside, then renamed).
+  void write_identity(const std::string& text) {
+    support::write_file(dir_ / "db-identity.cfg.tmp", text);
+    fs::rename(dir_ / "db-identity.cfg.tmp", identity_path());
+  }
+  bool serving() const { return fs::exists(dir_ / "run" / "db.listen"); }
   fs::path config_path() const { return dir_ / "node.cfg"; }
 
   // Serving: its listen file is written once the node has joined and the API listens.
@@ -462,6 +472,58 @@ TEST(StacknodeDb, ConcurrentWritersGetNoLockErrorsAndShareCommits) {
   std::printf("\n  %zu writes acknowledged, %zu refused by the constraint; %.0f statements in %.0f shared commits\n",
               acknowledged.size(), refused.size(), batched, batches);
   CHECK(batches > 0 && batched > batches);
+}
+
+TEST_GROUP(StacknodeDbIdentity) {
+  std::unique_ptr<support::TempDir> dir;
+  std::vector<std::unique_ptr<DbNodeProcess>> nodes;
+  void setup() override { dir = std::make_unique<support::TempDir>(); }
+  void teardown() override {
+    nodes.clear();
+    dir.reset();
+  }
+  // A node started without an identity, once it has said that it waits for one.
+  DbNodeProcess& start_waiting(int id) {
+    nodes.push_back(std::make_unique<DbNodeProcess>(dir->path(), id, "", true));
+    DbNodeProcess& node = *nodes.back();
+    const bool waiting = support::poll_until(
+        [&] { return node.output().find("waiting for " + node.identity_path().string()) != std::string::npos; },
+        eventually);
+    if (!waiting) FAIL(("no wait announced:\n" + node.output()).c_str());
+    CHECK(node.process().running());
+    CHECK_FALSE(node.serving());  // nothing to serve without an identity
+    return node;
+  }
+};
+
+TEST(StacknodeDbIdentity, ANodeWithoutIdentityWaitsThenBootstrapsOrJoinsFromIt) {
+  DbNodeProcess& first = start_waiting(1);
+  first.write_identity("node_id = 1;\n");
+  first.wait_until_serving();
+  ok_json(first.http("POST", "/db/execute", execute_body(R"J([{"sql":"CREATE TABLE t (v TEXT)"},{"sql":"INSERT INTO t VALUES ('from 1')"}])J")),
+          "write through the bootstrapped node");
+  DbNodeProcess& second = start_waiting(2);
+  second.write_identity("node_id = 2;\njoin = [\"" + first.dqlite_address() + "\"];\nrole = \"standby\";\n");
+  second.wait_until_serving();
+  const json::value rows = ok_json(second.http("POST", "/db/query", R"({"database":"app","sql":"SELECT v FROM t"})"), "read");
+  CHECK(rows.at("rows") == json::value(json::array{json::array{"from 1"}}));
+  const json::value listed = ok_json(first.http("GET", "/db/nodes"), "nodes");
+  const json::array& members = listed.at("nodes").as_array();
+  CHECK_EQUAL(2u, members.size());
+  for (const json::value& member : members) {
+    if (member.at("id").to_number<int>() == 2) STRCMP_EQUAL("standby", member.at("role").as_string().c_str());
+  }
+}
+
+TEST(StacknodeDbIdentity, ABrokenIdentityFileStopsTheNodeWithItsName) {
+  DbNodeProcess& node = start_waiting(1);
+  node.write_identity("node_id = 1;\nnodeid = 3;\n");
+  const std::optional<int> status = node.process().wait(eventually);
+  CHECK(status.has_value());
+  CHECK(*status != 0);
+  const std::string output = node.output();
+  if (output.find("identity file") == std::string::npos || output.find("nodeid") == std::string::npos) FAIL(output.c_str());
+  CHECK_FALSE(node.serving());
 }
 
 TEST(StacknodeDb, AClusterThatLostQuorumIsRecoveredFromOneSurvivor) {
