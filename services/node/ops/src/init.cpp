@@ -1,0 +1,195 @@
+// `stackctl cluster init`; the steps and what a failure leaves are at the top of init.hpp.
+#include "stacknode/node/init.hpp"
+
+#include <openssl/rand.h>
+
+#include <fstream>
+#include <system_error>
+#include <vector>
+
+#include "stacknode/db/client.hpp"
+#include "stacknode/node/credentials.hpp"
+#include "stacknode/node/join_token.hpp"
+#include "stacknode/node/pki.hpp"
+#include "stacknode/node/schema.hpp"
+
+namespace stacknode::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::uint64_t first_node_id = 1;  // the dqlite node that bootstraps
+constexpr std::uint64_t first_certificate_serial = 1;
+constexpr fs::perms private_file = fs::perms::owner_read | fs::perms::owner_write;
+constexpr fs::perms public_file = private_file | fs::perms::group_read | fs::perms::others_read;
+
+InitResult fail(std::string step, std::string error) {
+  InitResult result;
+  result.failed_step = std::move(step);
+  result.error = std::move(error);
+  return result;
+}
+
+// The host part of "IPv4:port" or "[IPv6]:port" (valid_member_address holds).
+std::string host_of(const std::string& address) {
+  const std::size_t colon = address.rfind(':');
+  return address.front() == '[' ? address.substr(1, colon - 2) : address.substr(0, colon);
+}
+
+// Writes `text` to `path` whole or not at all (written aside, then renamed), with `perms`.
+bool write_whole(const fs::path& path, const std::string& text, fs::perms perms) {
+  const fs::path aside = path.string() + ".tmp";
+  {
+    std::ofstream out(aside, std::ios::trunc);
+    out << text;
+    if (!out.flush()) return false;
+  }
+  std::error_code error;
+  fs::permissions(aside, perms, error);
+  if (error) return false;
+  fs::rename(aside, path, error);
+  return !error;
+}
+
+std::unique_ptr<db::Client> database_client(const InitOptions& options) {
+  db::ClientOptions client_options;
+  client_options.addresses = {options.db_address};
+  client_options.leader_timeout = options.db_timeout;
+  return std::make_unique<db::Client>(client_options);
+}
+
+// The rows of a new cluster, in one transaction. Empty on success, else the reason.
+std::string write_records(db::Client& client, const InitOptions& options, const std::string& cluster_id,
+                          const pki::Credentials& ca, const std::string& password_hash, const JoinToken& token,
+                          std::int64_t now) {
+  db::Outcome<db::Client::Lease> lease = client.write_lease(std::string(control_database));
+  if (!lease) return lease.error().message;
+  db::Connection& connection = lease->connection();
+  const db::wire::DatabaseId id = lease->database_id();
+  const std::string token_name = token_id(token.secret);
+  const std::vector<std::pair<std::string, std::vector<db::wire::Value>>> statements = {
+      {"BEGIN", {}},
+      {"INSERT INTO cluster VALUES (1, ?, ?, ?, ?, ?)",
+       {cluster_id, options.cluster_name, ca.certificate_pem, ca.private_key_pem, now}},
+      {"INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+       {static_cast<std::int64_t>(first_node_id), options.node_name, options.api_address, options.db_address,
+        static_cast<std::int64_t>(first_certificate_serial), now, now}},
+      {"INSERT INTO users VALUES (?, ?, ?)", {std::string(admin_user), password_hash, now}},
+      {"INSERT INTO join_tokens (id, secret_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+       {token_name, secret_hash(token.secret), std::string(admin_user), now, static_cast<std::int64_t>(token.expires_at)}},
+      {"INSERT INTO audit_log (at, actor, action, target) VALUES (?, ?, 'cluster.init', ?)",
+       {now, std::string(admin_user), options.cluster_name}},
+      {"INSERT INTO audit_log (at, actor, action, target) VALUES (?, ?, 'token.create', ?)",
+       {now, std::string(admin_user), token_name}},
+      {"COMMIT", {}},
+  };
+  for (const auto& [sql, parameters] : statements) {
+    db::Outcome<db::wire::Result> done = connection.exec_sql(id, sql, parameters);
+    if (!done) {
+      if (connection.is_open()) connection.exec_sql(id, "ROLLBACK");
+      lease->discard();
+      return done.error().message;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::time_point now) {
+  const fs::path pki_dir = options.state_dir / "pki";
+  const fs::path staging = options.state_dir / "pki.staging";
+  const std::int64_t now_seconds = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+
+  // check
+  if (fs::exists(pki_dir)) {
+    return fail("check", "this box is already a cluster member (" + pki_dir.string() +
+                             " exists): 'stackctl node reset' first to start a new cluster here");
+  }
+  if (fs::exists(options.db_identity_file)) {
+    return fail("check", "stacknode-db already has an identity (" + options.db_identity_file.string() +
+                             "): 'stackctl node reset' first");
+  }
+  for (const std::string* address : {&options.api_address, &options.db_address}) {
+    if (!valid_member_address(*address)) return fail("check", "'" + *address + "' is not IP:port (no DNS in a rack)");
+  }
+  if (!init_credentials()) return fail("check", "libsodium cannot start (no entropy source?)");
+  InitResult result;
+  result.admin_password = options.admin_password.empty() ? generate_password() : "";
+  const std::string password = options.admin_password.empty() ? result.admin_password : options.admin_password;
+  if (const std::string problem = password_problem(password); !problem.empty()) return fail("check", problem);
+
+  // pki
+  pki::Made<pki::Credentials> ca = pki::create_cluster_ca(options.cluster_name, ca_validity, now);
+  if (!ca.ok()) return fail("pki", ca.error);
+  pki::Made<std::string> key = pki::generate_private_key();
+  if (!key.ok()) return fail("pki", key.error);
+  pki::Made<std::string> csr = pki::create_csr(*key.value, options.node_name);
+  if (!csr.ok()) return fail("pki", csr.error);
+  std::vector<std::string> addresses = {host_of(options.api_address)};
+  if (host_of(options.db_address) != addresses.front()) addresses.push_back(host_of(options.db_address));
+  pki::Made<std::string> certificate = pki::sign_node_certificate(
+      *ca.value, *csr.value, {options.node_name, addresses, first_certificate_serial, node_certificate_validity}, now);
+  if (!certificate.ok()) return fail("pki", certificate.error);
+  pki::Made<pki::Pin> pin = pki::public_key_pin(ca.value->certificate_pem);
+  if (!pin.ok()) return fail("pki", pin.error);
+  const std::optional<std::string> password_hash = hash_password(password);
+  if (!password_hash) return fail("pki", "cannot hash the admin password (out of memory?)");
+  ClusterId cluster_id{};
+  if (RAND_bytes(cluster_id.data(), static_cast<int>(cluster_id.size())) != 1) return fail("pki", "no randomness");
+  const std::optional<JoinToken> token =
+      generate_join_token(cluster_id, *pin.value, static_cast<std::uint64_t>(now_seconds + options.token_validity.count()),
+                          {options.api_address});
+  if (!token) return fail("pki", "cannot make a join token");
+  std::error_code error;
+  fs::remove_all(staging, error);
+  fs::create_directories(staging, error);
+  // node.crt carries the CA after the node's certificate: the chain a joiner checks (step 3).
+  if (error || !write_whole(staging / "ca.crt", ca.value->certificate_pem, public_file) ||
+      !write_whole(staging / "node.crt", *certificate.value + ca.value->certificate_pem, public_file) ||
+      !write_whole(staging / "node.key", *key.value, private_file)) {
+    fs::remove_all(staging, error);
+    return fail("pki", "cannot write " + staging.string());
+  }
+
+  // From here on, a failure undoes what init wrote.
+  const auto undo = [&](std::string step, std::string reason) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    fs::remove(options.db_identity_file, ignored);
+    return fail(std::move(step), std::move(reason) +
+                                     "; if stacknode-db started a cluster meanwhile, stop it and clear its data dir "
+                                     "before trying again");
+  };
+
+  // database
+  if (!write_whole(options.db_identity_file, "node_id = " + std::to_string(first_node_id) + ";\n", private_file)) {
+    return undo("database", "cannot write " + options.db_identity_file.string());
+  }
+  std::unique_ptr<db::Client> client = database_client(options);
+  if (db::Outcome<db::wire::Node> leader = client->find_leader(); !leader) {
+    return undo("database", "stacknode-db at " + options.db_address + " did not elect itself within " +
+                                std::to_string(options.db_timeout.count() / 1000) + " s: " + leader.error().message);
+  }
+  // schema
+  if (db::Outcome<std::int64_t> version = migrate(*client, std::string(control_database), control_schema(), now_seconds);
+      !version) {
+    return undo("schema", version.error().message);
+  }
+  // records
+  if (const std::string problem = write_records(*client, options, to_hex(cluster_id), *ca.value, *password_hash,
+                                                *token, now_seconds);
+      !problem.empty()) {
+    return undo("records", problem);
+  }
+  // commit
+  fs::rename(staging, pki_dir, error);
+  if (error) return undo("commit", "cannot rename " + staging.string() + " to " + pki_dir.string() + ": " + error.message());
+
+  result.cluster_id = to_hex(cluster_id);
+  result.join_token = *encode_join_token(*token);
+  return result;
+}
+
+}  // namespace stacknode::node
