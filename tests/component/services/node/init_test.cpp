@@ -1,13 +1,16 @@
-// Component test of `stackctl cluster init` (services/node/ops/init.hpp) against a real
-// stacknode-db process that waits for its identity file: init writes the PKI and the identity,
-// the database bootstraps, and the control database holds the cluster, the node, the admin and
-// the join token's hash; the token carries the CA's pin. A second init, a bad password and an
-// unreachable database each fail at their step and leave nothing behind.
+// Component test of `stackctl cluster init` (services/node/ops/init.hpp, and the stackctl binary
+// around it) against a real stacknode-db process that waits for its identity file: init writes
+// the PKI and the identity, the database bootstraps, and the control database holds the cluster,
+// the node, the admin and the join token's hash; the token carries the CA's pin. A second init, a
+// bad password and an unreachable database each fail at their step and leave nothing behind; the
+// command line prints the token (text and --json) and keeps its exit statuses (0, 1, 2).
 #include <CppUTest/TestHarness.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <boost/json.hpp>
+
 #include <memory>
 #include <sstream>
 #include <string>
@@ -76,6 +79,18 @@ TEST_GROUP(ClusterInit) {
     db = std::make_unique<support::Process>(
         std::vector<std::string>{(support::binary_dir() / "stacknode-db").string(), "--config", (base / "db.cfg").string()},
         base / "db.log");
+  }
+  // node.cfg for stackctl: this box's node section, the db section stacknode-db reads too.
+  fs::path write_node_cfg(const std::string& node_section) {
+    const fs::path cfg = dir->path() / "node.cfg";
+    support::write_file(cfg, "paths: { state_dir = \"" + options.state_dir.string() + "\"; };\n" + node_section +
+                                 "db: { address = \"" + options.db_address + "\"; identity_file = \"" +
+                                 options.db_identity_file.string() + "\"; };\n");
+    return cfg;
+  }
+  support::CommandResult stackctl(std::vector<std::string> args) {
+    args.insert(args.begin(), (support::binary_dir() / "stackctl").string());
+    return support::run_command(args);
   }
   // Nothing of init is left: no pki/, no staging, no identity file.
   void check_nothing_left() {
@@ -159,5 +174,37 @@ TEST(ClusterInit, AnUnreachableDatabaseUndoesWhatInitWrote) {
   const InitResult result = init_cluster(options, std::chrono::system_clock::now());
   STRCMP_EQUAL("database", result.failed_step.c_str());
   if (result.error.find("did not elect itself") == std::string::npos) FAIL(result.error.c_str());
+  check_nothing_left();
+}
+
+TEST(ClusterInit, TheCommandLinePrintsTheTokenAndKeepsItsExitStatuses) {
+  start_db();
+  const fs::path cfg = write_node_cfg("node: { name = \"sn1\"; api_address = \"127.0.0.1:8443\"; };\n");
+  const support::CommandResult made = stackctl({"--config", cfg.string(), "--json", "cluster", "init", "--name", "rack-a",
+                                                "--admin-password", "a long enough password"});
+  LONGS_EQUAL_TEXT(0, made.status, made.output.c_str());
+  const boost::json::value printed = boost::json::parse(made.output);
+  STRCMP_EQUAL("rack-a", printed.at("cluster_name").as_string().c_str());
+  CHECK_FALSE(printed.as_object().contains("admin_password"));  // it was given, so not shown
+  const TokenParse token = parse_join_token(std::string(printed.at("join_token").as_string()));
+  if (!token.ok()) FAIL(token.message.c_str());
+  CHECK(fs::exists(options.state_dir / "pki" / "node.crt"));
+
+  const support::CommandResult again = stackctl({"--config", cfg.string(), "cluster", "init", "--name", "rack-a"});
+  CHECK_EQUAL(1, again.status);
+  if (again.output.find("failed at step 'check'") == std::string::npos) FAIL(again.output.c_str());
+
+  const support::CommandResult unnamed = stackctl({"--config", cfg.string(), "cluster", "init"});
+  CHECK_EQUAL(2, unnamed.status);
+  if (unnamed.output.find("--name is required") == std::string::npos) FAIL(unnamed.output.c_str());
+  CHECK_EQUAL(2, stackctl({"cluster", "frobnicate"}).status);
+  CHECK_EQUAL(0, stackctl({"cluster", "init", "--help"}).status);
+}
+
+TEST(ClusterInit, ANodeCfgWithoutTheNodeSectionIsAUsageErrorNamingTheKey) {
+  const fs::path cfg = write_node_cfg("");
+  const support::CommandResult refused = stackctl({"--config", cfg.string(), "cluster", "init", "--name", "rack-a"});
+  CHECK_EQUAL(2, refused.status);
+  if (refused.output.find("node.name") == std::string::npos) FAIL(refused.output.c_str());
   check_nothing_left();
 }
