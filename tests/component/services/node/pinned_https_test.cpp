@@ -103,11 +103,21 @@ TEST_GROUP(PinnedHttps) {
     runner = std::thread([this] { server->run(false); });
   }
   std::string address() const { return test::loopback_address(server->bound_endpoints().at(0).port()); }
+  // The join request against the cluster's pin, as a joiner at time `at` makes it.
+  PinnedAnswer ask(std::chrono::system_clock::time_point at = now) {
+    return pinned_https_request(address(), pin_of(cluster_ca), join_request(), at, request_timeout);
+  }
+  // Refused at `step`, with `fragment` in the message, and nothing reached the server.
+  void check_refused(const PinnedAnswer& answer, PinnedStep step, const std::string& fragment) {
+    STRCMP_EQUAL(std::string(to_string(step)).c_str(), std::string(to_string(answer.failed)).c_str());
+    if (answer.error.find(fragment) == std::string::npos) FAIL(answer.error.c_str());
+    CHECK_EQUAL(0, handler.requests.load());
+  }
 };
 
 TEST(PinnedHttps, AMemberOfThePinnedClusterGetsTheRequest) {
   serve(make_member(cluster_ca, 7), cluster_ca.certificate_pem);
-  const PinnedAnswer answer = pinned_https_request(address(), pin_of(cluster_ca), join_request(), now, request_timeout);
+  const PinnedAnswer answer = ask();
   if (!answer.ok()) FAIL(answer.error.c_str());
   CHECK_EQUAL(200, answer.response.result_int());
   STRCMP_EQUAL("member says hello", answer.response.body().c_str());
@@ -119,35 +129,23 @@ TEST(PinnedHttps, AMemberOfThePinnedClusterGetsTheRequest) {
 
 TEST(PinnedHttps, AnotherClusterGetsNothing) {
   serve(make_member(other_ca, 7), other_ca.certificate_pem);
-  const PinnedAnswer answer = pinned_https_request(address(), pin_of(cluster_ca), join_request(), now, request_timeout);
-  CHECK(answer.failed == PinnedStep::pin);
-  if (answer.error.find("not the cluster the token is for") == std::string::npos) FAIL(answer.error.c_str());
-  CHECK_EQUAL(0, handler.requests.load());
+  check_refused(ask(), PinnedStep::pin, "not the cluster the token is for");
 }
 
 TEST(PinnedHttps, AStrangerShowingTheClusterCaGetsNothing) {
   // Its own certificate is from another CA; it copies the pinned CA's certificate into its chain.
   serve(make_member(other_ca, 7), cluster_ca.certificate_pem);
-  const PinnedAnswer answer = pinned_https_request(address(), pin_of(cluster_ca), join_request(), now, request_timeout);
-  CHECK(answer.failed == PinnedStep::chain);
-  if (answer.error.find("not one the pinned CA issued") == std::string::npos) FAIL(answer.error.c_str());
-  CHECK_EQUAL(0, handler.requests.load());
+  check_refused(ask(), PinnedStep::chain, "not one the pinned CA issued");
 }
 
 TEST(PinnedHttps, AMemberThatShowsNoCaGetsNothing) {
   serve(make_member(cluster_ca, 7), "");
-  const PinnedAnswer answer = pinned_https_request(address(), pin_of(cluster_ca), join_request(), now, request_timeout);
-  CHECK(answer.failed == PinnedStep::pin);
-  CHECK_EQUAL(0, handler.requests.load());
+  check_refused(ask(), PinnedStep::pin, "no CA certificate it presented");
 }
 
 TEST(PinnedHttps, AnExpiredMemberCertificateGetsNothing) {
   serve(make_member(cluster_ca, 7), cluster_ca.certificate_pem);
-  const auto later = now + validity + std::chrono::hours(1);
-  const PinnedAnswer answer = pinned_https_request(address(), pin_of(cluster_ca), join_request(), later, request_timeout);
-  CHECK(answer.failed == PinnedStep::chain);
-  if (answer.error.find("expired") == std::string::npos) FAIL(answer.error.c_str());
-  CHECK_EQUAL(0, handler.requests.load());
+  check_refused(ask(now + validity + std::chrono::hours(1)), PinnedStep::chain, "expired");
 }
 
 TEST(PinnedHttps, NothingListeningAndBadAddressesAreTheirOwnSteps) {
