@@ -137,17 +137,6 @@ std::string_view to_string(TokenError error) {
   return "unknown";
 }
 
-std::string to_hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(bytes.size() * 2);
-  for (const std::uint8_t byte : bytes) {
-    text += digits[byte >> 4];
-    text += digits[byte & 0x0f];
-  }
-  return text;
-}
-
 bool valid_member_address(std::string_view address) {
   if (address.empty() || address.size() > max_token_address_chars) return false;
   std::string_view host;

@@ -22,6 +22,7 @@
 #include <memory>
 #include <utility>
 
+#include "stacknode/node/hex.hpp"
 #include "stacknode/node/openssl_ptr.hpp"
 
 namespace stacknode::node::pki {
@@ -432,16 +433,7 @@ Made<Pin> public_key_pin(const std::string& certificate_pem) {
   return made(pin);
 }
 
-std::string to_hex(const Pin& pin) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(pin_hex_length);
-  for (const std::uint8_t byte : pin) {
-    text += digits[byte >> 4];
-    text += digits[byte & 0x0f];
-  }
-  return text;
-}
+std::string to_hex(const Pin& pin) { return node::to_hex(pin); }
 
 Made<Pin> pin_from_hex(std::string_view hex) {
   if (hex.size() != pin_hex_length) {

@@ -32,6 +32,8 @@
 #include <string_view>
 #include <vector>
 
+#include "stacknode/node/hex.hpp"
+
 namespace stacknode::node {
 
 inline constexpr std::string_view join_token_prefix = "snj1.";
@@ -103,7 +105,5 @@ std::optional<JoinToken> generate_join_token(const ClusterId& cluster_id, const 
 std::string secret_hash(const TokenSecret& secret);
 // A token's public name for listing and revoking: the first 12 hex characters of its hash.
 std::string token_id(const TokenSecret& secret);
-
-std::string to_hex(std::span<const std::uint8_t> bytes);
 
 }  // namespace stacknode::node
