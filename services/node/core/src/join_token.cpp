@@ -137,31 +137,32 @@ std::string_view to_string(TokenError error) {
   return "unknown";
 }
 
-bool valid_member_address(std::string_view address) {
-  if (address.empty() || address.size() > max_token_address_chars) return false;
+std::optional<MemberAddress> parse_member_address(std::string_view address) {
+  if (address.empty() || address.size() > max_token_address_chars) return std::nullopt;
   std::string_view host;
   std::string_view port;
   const bool ipv6 = address.front() == '[';
   if (ipv6) {
     const std::size_t close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') return false;
+    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') return std::nullopt;
     host = address.substr(1, close - 1);
     port = address.substr(close + 2);
   } else {
     const std::size_t colon = address.rfind(':');
-    if (colon == std::string_view::npos) return false;
+    if (colon == std::string_view::npos) return std::nullopt;
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
   }
   unsigned number = 0;
   const auto [end, problem] = std::from_chars(port.data(), port.data() + port.size(), number);
   if (port.empty() || problem != std::errc{} || end != port.data() + port.size() || number == 0 || number > 65535) {
-    return false;
+    return std::nullopt;
   }
-  if (port.front() == '0') return false;  // one spelling per port
-  const std::string host_text(host);
-  std::array<std::uint8_t, sizeof(in6_addr)> parsed{};
-  return inet_pton(ipv6 ? AF_INET6 : AF_INET, host_text.c_str(), parsed.data()) == 1;
+  if (port.front() == '0') return std::nullopt;  // one spelling per port
+  MemberAddress parsed{std::string(host), static_cast<std::uint16_t>(number), ipv6};
+  std::array<std::uint8_t, sizeof(in6_addr)> binary{};
+  if (inet_pton(ipv6 ? AF_INET6 : AF_INET, parsed.host.c_str(), binary.data()) != 1) return std::nullopt;
+  return parsed;
 }
 
 std::optional<std::string> encode_join_token(const JoinToken& token) {

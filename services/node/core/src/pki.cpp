@@ -167,14 +167,6 @@ std::string drain(BIO* sink) {
   return std::string(data, static_cast<std::size_t>(length));
 }
 
-Made<std::string> write_certificate(X509* certificate) {
-  BioPtr sink(BIO_new(BIO_s_mem()));
-  if (!sink || PEM_write_bio_X509(sink.get(), certificate) != 1) {
-    return Refusal{openssl_failure("cannot write the certificate as PEM")};
-  }
-  return made(drain(sink.get()));
-}
-
 // ---- Building certificates ----
 
 std::optional<std::string> key_curve_problem(EVP_PKEY* key, std::string_view what) {
@@ -317,9 +309,9 @@ Made<Credentials> create_cluster_ca(const std::string& cluster_name, std::chrono
   if (X509_sign(self, key.value->get(), EVP_sha256()) <= 0) {
     return Refusal{openssl_failure("cannot sign the CA certificate")};
   }
-  Made<std::string> certificate_pem = write_certificate(self);
-  if (!certificate_pem.ok()) return Refusal{certificate_pem.error};
-  return made(Credentials{std::move(*certificate_pem.value), std::move(*key_pem.value)});
+  Made<std::string> written = certificate_pem(self);
+  if (!written.ok()) return Refusal{written.error};
+  return made(Credentials{std::move(*written.value), std::move(*key_pem.value)});
 }
 
 Made<std::string> generate_private_key() {
@@ -412,10 +404,19 @@ Made<std::string> sign_node_certificate(const Credentials& ca, const std::string
   if (X509_sign(leaf, ca_key.value->get(), EVP_sha256()) <= 0) {
     return Refusal{openssl_failure("cannot sign the node certificate")};
   }
-  return write_certificate(leaf);
+  return certificate_pem(leaf);
 }
 
 // ---- Checking ----
+
+Made<std::string> certificate_pem(X509* certificate) {
+  ErrorQueueGuard guard;
+  BioPtr sink(BIO_new(BIO_s_mem()));
+  if (!sink || PEM_write_bio_X509(sink.get(), certificate) != 1) {
+    return Refusal{openssl_failure("cannot write the certificate as PEM")};
+  }
+  return made(drain(sink.get()));
+}
 
 Made<Pin> public_key_pin(const std::string& certificate_pem) {
   ErrorQueueGuard guard;

@@ -1,7 +1,6 @@
 // A pinned HTTPS request to a cluster member; see pinned_https.hpp for what is checked and when.
 #include "stacknode/node/pinned_https.hpp"
 
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -26,14 +25,6 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-
-std::optional<std::string> to_pem(X509* certificate) {
-  openssl::BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), certificate) != 1) return std::nullopt;
-  char* data = nullptr;
-  const long length = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(length));
-}
 
 PinnedAnswer failure(PinnedStep step, const std::string& address, const std::string& reason) {
   PinnedAnswer answer;
@@ -60,14 +51,12 @@ std::string_view to_string(PinnedStep step) {
 PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pin,
                                   bhttp::request<bhttp::string_body> request,
                                   std::chrono::system_clock::time_point now, std::chrono::milliseconds timeout) {
-  if (!valid_member_address(address)) return failure(PinnedStep::address, address, "not IP:port");
-  const bool ipv6 = address.front() == '[';
-  const std::size_t colon = address.rfind(':');
-  const std::string host = ipv6 ? address.substr(1, colon - 2) : address.substr(0, colon);
+  const std::optional<MemberAddress> member_address = parse_member_address(address);
+  if (!member_address) return failure(PinnedStep::address, address, "not IP:port");
   boost::system::error_code error;
-  const asio::ip::address ip = asio::ip::make_address(host, error);
+  const asio::ip::address ip = asio::ip::make_address(member_address->host, error);
   if (error) return failure(PinnedStep::address, address, error.message());
-  const tcp::endpoint endpoint(ip, static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+  const tcp::endpoint endpoint(ip, member_address->port);
 
   asio::io_context io;
   asio::ssl::context context(asio::ssl::context::tls_client);
@@ -86,11 +75,11 @@ PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pi
   for (int index = 0; chain != nullptr && index < sk_X509_num(chain); ++index) {
     X509* certificate = sk_X509_value(chain, index);
     if (X509_check_ca(certificate) == 0) continue;
-    std::optional<std::string> pem = to_pem(certificate);
-    if (!pem) continue;
-    const pki::Made<pki::Pin> presented = pki::public_key_pin(*pem);
+    pki::Made<std::string> pem = pki::certificate_pem(certificate);
+    if (!pem.ok()) continue;
+    const pki::Made<pki::Pin> presented = pki::public_key_pin(*pem.value);
     if (presented.ok() && *presented.value == pin) {
-      ca_pem = std::move(pem);
+      ca_pem = std::move(pem.value);
       break;
     }
   }
@@ -100,9 +89,10 @@ PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pi
   }
   // 2. The member's own certificate, against that CA alone.
   openssl::CertificatePtr leaf(SSL_get1_peer_certificate(stream.native_handle()));
-  const std::optional<std::string> leaf_pem = leaf ? to_pem(leaf.get()) : std::nullopt;
-  if (!leaf_pem) return failure(PinnedStep::chain, address, "it presented no certificate of its own");
-  pki::Made<pki::CertificateInfo> member = pki::verify_node_certificate(*ca_pem, *leaf_pem, now);
+  if (!leaf) return failure(PinnedStep::chain, address, "it presented no certificate of its own");
+  const pki::Made<std::string> leaf_pem = pki::certificate_pem(leaf.get());
+  if (!leaf_pem.ok()) return failure(PinnedStep::chain, address, leaf_pem.error);
+  pki::Made<pki::CertificateInfo> member = pki::verify_node_certificate(*ca_pem, *leaf_pem.value, now);
   if (!member.ok()) {
     return failure(PinnedStep::chain, address, "its certificate is not one the pinned CA issued: " + member.error);
   }

@@ -30,11 +30,8 @@ InitResult fail(std::string step, std::string error) {
   return result;
 }
 
-// The host part of "IPv4:port" or "[IPv6]:port" (valid_member_address holds).
-std::string host_of(const std::string& address) {
-  const std::size_t colon = address.rfind(':');
-  return address.front() == '[' ? address.substr(1, colon - 2) : address.substr(0, colon);
-}
+// The host part of an address valid_member_address accepted.
+std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
 
 // Writes `text` to `path` whole or not at all (written aside, then renamed), with `perms`.
 bool write_whole(const fs::path& path, const std::string& text, fs::perms perms) {

@@ -151,6 +151,15 @@ TEST(JoinToken, MemberAddressesAreIpAndPortOnly) {
                           "198.18.1.256:8443", "[2001:db8::1]:"}) {
     if (valid_member_address(bad)) FAIL(bad);
   }
+  const std::optional<MemberAddress> v6 = parse_member_address("[2001:db8::1]:8443");
+  CHECK(v6.has_value());
+  STRCMP_EQUAL("2001:db8::1", v6->host.c_str());
+  CHECK_EQUAL(8443, v6->port);
+  CHECK(v6->ipv6);
+  const std::optional<MemberAddress> v4 = parse_member_address("198.18.1.11:7000");
+  STRCMP_EQUAL("198.18.1.11", v4->host.c_str());
+  CHECK_EQUAL(7000, v4->port);
+  CHECK_FALSE(v4->ipv6);
   JoinToken token = sample_token();
   token.addresses.push_back("rack-1:8443");
   CHECK_FALSE(encode_join_token(token).has_value());

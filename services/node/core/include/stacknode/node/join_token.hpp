@@ -93,8 +93,16 @@ std::optional<std::string> encode_join_token(const JoinToken& token);
 // whitespace (a pasted newline) is ignored. Does not check the expiry (JoinToken::expired).
 TokenParse parse_join_token(std::string_view text);
 
-// "IPv4:port" or "[IPv6]:port" with a port in 1..65535.
-bool valid_member_address(std::string_view address);
+// A member address taken apart: the host as inet_pton reads it, without brackets.
+struct MemberAddress {
+  std::string host;
+  std::uint16_t port = 0;
+  bool ipv6 = false;
+};
+// "IPv4:port" or "[IPv6]:port" with a port in 1..65535 written without leading zeros; nullopt
+// for anything else (names included: no DNS in a rack).
+std::optional<MemberAddress> parse_member_address(std::string_view address);
+inline bool valid_member_address(std::string_view address) { return parse_member_address(address).has_value(); }
 
 // A fresh token: random secret (OpenSSL's RAND_bytes), the given facts. Empty if the random
 // source fails or an address is invalid.

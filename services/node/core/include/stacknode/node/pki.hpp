@@ -11,6 +11,8 @@
 //      does not belong to the CA certificate.
 #pragma once
 
+#include <openssl/types.h>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -107,6 +109,8 @@ Made<std::string> sign_node_certificate(const Credentials& ca, const std::string
 // ---- Checking ----
 
 Made<Pin> public_key_pin(const std::string& certificate_pem);
+// A certificate OpenSSL holds (one a TLS peer presented), in PEM.
+Made<std::string> certificate_pem(X509* certificate);
 std::string to_hex(const Pin& pin);  // 64 lowercase hex digits
 Made<Pin> pin_from_hex(std::string_view hex);  // 64 hex digits, either case
 
