@@ -56,7 +56,7 @@ DbConfig load_db_config(const config::Section& root) {
   db.runtime_dir = paths.get_string("runtime_dir", "/run/stacknode");
 
   const auto section = root.section("db");
-  // Without node_id, the node waits for stacknoded's identity file (init or join).
+  // Without node_id, the node waits for the identity file stackctl writes (init or join).
   db.node_id = static_cast<wire::NodeId>(section.get_int("node_id", 0, 1, max_node_id));
   db.identity_file = section.get_string("identity_file", state_dir + "/db-identity.cfg");
   if (db.identity_file.empty()) section.fail("identity_file", "must not be empty");

@@ -41,7 +41,7 @@ struct ApiLimits {
 struct DbConfig {
   // From db.node_id; 0 when node.cfg leaves it out, and then from identity_file (read_identity).
   wire::NodeId node_id = 0;
-  std::string identity_file;  // db.identity_file: written by stacknoded at init or join
+  std::string identity_file;  // db.identity_file: written by stackctl at cluster init or join
   std::string address;      // "host:port" other nodes and clients reach this node's dqlite at
   std::string bind;         // where it listens (default: address)
   std::string data_dir;     // Raft log and snapshots
@@ -62,7 +62,7 @@ struct DbConfig {
 // Reads and validates `db` and `paths` from the root of node.cfg.
 DbConfig load_db_config(const config::Section& root);
 
-// The identity file stacknoded writes when this box inits or joins a cluster (services/node
+// The identity file stackctl writes when this box inits or joins a cluster (services/node
 // README, "Design of init and join"), libconfig syntax:
 //   node_id = 2;  join = ["198.18.1.11:7000"];  role = "standby";   (join and role optional)
 // Sets node_id, join and role in `config`; throws config::ConfigError naming the file and key.

@@ -44,8 +44,8 @@ constexpr std::string_view json_type = "application/json";
 // LEADER round trip on a worker, never on the HTTP thread that serves /metrics).
 constexpr auto cluster_view_interval = std::chrono::seconds(2);
 constexpr double role_unknown = -1;
-// How often a node without an identity looks for stacknoded's identity file. Cheap (one stat);
-// short enough that init and join do not wait on it.
+// How often a node without an identity looks for its identity file (stackctl writes it). Cheap
+// (one stat); short enough that init and join do not wait on it.
 constexpr auto identity_poll_interval = std::chrono::milliseconds(200);
 
 // This node's place in the cluster as last seen, for /metrics. dqlite 1.11's client protocol
@@ -312,11 +312,11 @@ void write_listen_file(const DbConfig& config, const http::tcp::endpoint& bound)
 }
 
 // Without db.node_id in node.cfg this box is not in a cluster yet: wait for the identity file
-// stacknoded writes at init or join (SIGTERM's default action ends the wait; nothing runs yet).
+// stackctl writes at cluster init or join (SIGTERM's default action ends the wait; nothing runs yet).
 // False, logged, if the file is there but wrong.
 bool wait_for_identity(DbConfig& config) {
   log::info("db: no db.node_id; waiting for ", config.identity_file,
-            " (stacknoded writes it at 'stackctl cluster init' or 'join')");
+            " ('stackctl cluster init' or 'join' writes it)");
   while (!fs::exists(config.identity_file)) std::this_thread::sleep_for(identity_poll_interval);
   try {
     read_identity(config);

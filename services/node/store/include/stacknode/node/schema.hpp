@@ -1,5 +1,6 @@
 // The control-plane database's schema (database "cluster" in the stacknode-db cluster) and the
-// numbered migrations that build it. Every stacknoded runs migrate() when it starts; migrations
+// numbered migrations that build it. `stackctl cluster init` runs migrate() (stacknoded will run it
+// at start-up too, so that an updated node brings the schema up to its build); migrations
 // are applied in order, each in one transaction together with its row in schema_migrations, so a
 // database is always exactly at one version: a migration that fails leaves nothing behind, and two
 // nodes migrating at once apply each migration once (the second finds it recorded).
