@@ -4,7 +4,9 @@
 // will call the REST API. Human-readable output by default, `--json` for scripts; exit status 0
 // done, 1 failed, 2 bad command line or node.cfg; `--help` on every command.
 //
-// Built so far: `cluster init`. Every other command is refused as unknown (exit 2).
+// Built so far: `cluster init` (on the box), and the REST API's operations (status, nodes, join
+// tokens, users, API tokens, settings, audit log, remove), which go to this box's stacknoded over
+// mutual TLS with this box's node certificate (so root on a member needs no password).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,14 +20,21 @@
 
 #include <boost/json.hpp>
 
-#include "db_config.hpp"
+#include <functional>
+
+#include <fstream>
+#include <sstream>
+
 #include "stacknode/common/config.hpp"
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join_token.hpp"
+#include "stacknode/node/node_config.hpp"
+#include "stacknode/node/pinned_https.hpp"
 
 namespace {
 
 namespace json = boost::json;
+namespace bhttp = boost::beast::http;
 using namespace stacknode;
 
 constexpr int exit_ok = 0;
@@ -33,12 +42,23 @@ constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
 constexpr std::string_view default_config = "/etc/stacknode/node.cfg";
 constexpr long max_token_validity_s = 7L * 24 * 3600;  // a week: tokens are for joining now
+// One API call: the local stacknoded answers in milliseconds; a password check takes ~0.1 s.
+constexpr std::chrono::milliseconds api_timeout{30'000};
 
 constexpr std::string_view main_usage = R"(usage: stackctl [--config FILE] [--json] COMMAND ...
 
-Commands:
+Commands (run as root on a member; API commands use this box's node certificate):
   cluster init --name NAME [--admin-password PASSWORD] [--token-validity SECONDS]
-      Make this box the first member of a new cluster (run as root on the box).
+      Make this box the first member of a new cluster.
+  cluster status                       the cluster, its nodes, roles, who is online
+  cluster token create [--validity S]  a join token for the next box (shown once)
+  cluster token list | revoke ID       join tokens and their state
+  cluster remove NODE                  take NODE out (works when it is dead; revokes it)
+  node list                            the nodes
+  user list | create NAME --password P | delete NAME | password NAME --password P
+  api-token list | create [--user U] [--description D] | revoke ID
+  setting list | set NAME VALUE | delete NAME
+  audit [--limit N] [--after ID]       who changed what, newest first
 
 Options:
   --config FILE   this box's node.cfg (default /etc/stacknode/node.cfg)
@@ -117,17 +137,12 @@ int cluster_init(const Global& global, const std::vector<std::string>& args, std
   }
   try {
     const auto document = config::Document::load_file(global.config);
-    const config::Section root = document->root();
-    const db::DbConfig db = db::load_db_config(root);
-    const config::Section node_section = root.section("node");
-    if (!node_section.has("name")) node_section.fail("name", "required: this box's name in the cluster");
-    options.node_name = node_section.get_string("name", "");
-    if (!node_section.has("api_address")) node_section.fail("api_address", "required: IP:port of this box's API");
-    options.api_address = node_section.get_string("api_address", "");
-    if (!node::valid_member_address(options.api_address)) node_section.fail("api_address", "not IP:port");
-    options.state_dir = root.section("paths").get_string("state_dir", "/var/lib/stacknode");
-    options.db_address = db.address;
-    options.db_identity_file = db.identity_file;
+    const node::NodeConfig config = node::load_node_config(document->root());
+    options.node_name = config.name;
+    options.api_address = config.api_address;
+    options.state_dir = config.state_dir;
+    options.db_address = config.db.address;
+    options.db_identity_file = config.db.identity_file;
   } catch (const config::ConfigError& error) {
     std::cerr << "stackctl: " << error.what() << "\n";
     return exit_usage;
@@ -164,6 +179,286 @@ int cluster_init(const Global& global, const std::vector<std::string>& args, std
   return exit_ok;
 }
 
+
+// ---- Commands that call this box's REST API ----
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct ApiReply {
+  unsigned status = 0;
+  json::value body;
+};
+
+// One call to this box's stacknoded, authenticated with this box's node certificate and checked
+// against this cluster's CA. Throws std::runtime_error for a person when it cannot be made.
+ApiReply call_api(const Global& global, bhttp::verb method, const std::string& target, const json::object* body) {
+  node::NodeConfig config;
+  try {
+    const auto document = config::Document::load_file(global.config);
+    config = node::load_node_config(document->root());
+  } catch (const config::ConfigError& error) {
+    throw std::invalid_argument(error.what());
+  }
+  const std::filesystem::path pki = config.pki_dir();
+  if (!std::filesystem::exists(pki / "node.crt")) {
+    throw std::runtime_error("this box is not a cluster member (no " + (pki / "node.crt").string() +
+                             "): 'stackctl cluster init' or 'stackctl cluster join' first");
+  }
+  node::pki::Credentials identity{read_text(pki / "node.crt"), read_text(pki / "node.key")};
+  const node::pki::Made<node::pki::Pin> pin = node::pki::public_key_pin(read_text(pki / "ca.crt"));
+  if (!pin.ok()) throw std::runtime_error((pki / "ca.crt").string() + ": " + pin.error);
+  bhttp::request<bhttp::string_body> request{method, target, 11};
+  request.set(bhttp::field::host, config.api_address);
+  request.set(bhttp::field::user_agent, "stackctl");
+  if (body != nullptr) {
+    request.set(bhttp::field::content_type, "application/json");
+    request.body() = json::serialize(*body);
+  }
+  node::PinnedAnswer answer = node::pinned_https_request(config.api_address, *pin.value, std::move(request),
+                                                         std::chrono::system_clock::now(), api_timeout, &identity);
+  if (!answer.ok()) throw std::runtime_error("cannot reach this box's stacknoded at " + answer.error);
+  ApiReply reply;
+  reply.status = answer.response.result_int();
+  boost::system::error_code error;
+  reply.body = json::parse(answer.response.body(), error);
+  if (error) throw std::runtime_error("stacknoded answered " + std::to_string(reply.status) + " with a body that is not JSON");
+  return reply;
+}
+
+std::string scalar_text(const json::value& value) {
+  if (value.is_string()) return std::string(value.as_string());
+  if (value.is_null()) return "-";
+  return json::serialize(value);
+}
+
+// A list as a table with these columns (the JSON names).
+void print_table(const json::array& items, const std::vector<std::string>& columns) {
+  std::vector<std::size_t> widths;
+  for (const std::string& column : columns) widths.push_back(column.size());
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : items) {
+    std::vector<std::string> row;
+    for (std::size_t index = 0; index < columns.size(); ++index) {
+      const json::value* cell = item.is_object() ? item.as_object().if_contains(columns[index]) : nullptr;
+      const bool is_time = columns[index] == "at" || columns[index] == "last_seen" || columns[index].ends_with("_at");
+      if (cell != nullptr && is_time && cell->is_int64()) {
+        row.push_back(utc_time(static_cast<std::uint64_t>(cell->as_int64())));
+      } else {
+        row.push_back(cell ? scalar_text(*cell) : "-");
+      }
+      widths[index] = std::max(widths[index], row.back().size());
+    }
+    rows.push_back(std::move(row));
+  }
+  const auto print_row = [&](const std::vector<std::string>& cells) {
+    for (std::size_t index = 0; index < cells.size(); ++index) {
+      std::cout << cells[index];
+      if (index + 1 < cells.size()) std::cout << std::string(widths[index] - cells[index].size() + 2, ' ');
+    }
+    std::cout << "\n";
+  };
+  std::vector<std::string> header;
+  for (const std::string& column : columns) {
+    std::string title = column;
+    std::transform(title.begin(), title.end(), title.begin(), [](unsigned char c) { return std::toupper(c); });
+    header.push_back(title);
+  }
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+// One API command: its words, the call it makes and how it reads its arguments and shows the answer.
+struct ApiCommand {
+  std::vector<std::string> words;       // "cluster", "token", "create"
+  std::vector<std::string> positionals;  // names of the arguments after the words
+  std::vector<std::string> options;      // --flags it accepts
+  std::string_view help;
+  bhttp::verb method;
+  // The target and body from the arguments (positionals by name, then options).
+  std::function<std::string(const std::map<std::string, std::string>&)> target;
+  std::function<std::optional<json::object>(const std::map<std::string, std::string>&, std::string&)> body;
+  std::vector<std::string> columns;  // for a list answer; empty: key: value lines
+};
+
+std::string page_query(const std::map<std::string, std::string>& args) {
+  std::string query;
+  for (const auto& [flag, name] : {std::pair<std::string, std::string>{"--limit", "limit"}, {"--after", "after"}}) {
+    if (args.contains(flag)) query += (query.empty() ? "?" : "&") + name + "=" + args.at(flag);
+  }
+  return query;
+}
+
+const std::vector<ApiCommand>& api_commands() {
+  using Args = std::map<std::string, std::string>;
+  const auto fixed = [](std::string target) { return [target](const Args&) { return target; }; };
+  const auto none = [](const Args&, std::string&) { return std::optional<json::object>(); };
+  const auto password_body = [](const Args& args, std::string& problem) -> std::optional<json::object> {
+    if (!args.contains("--password")) {
+      problem = "--password is required";
+      return std::nullopt;
+    }
+    json::object body{{"password", args.at("--password")}};
+    if (args.contains("NAME")) body["name"] = args.at("NAME");
+    return body;
+  };
+  static const std::vector<ApiCommand> commands = {
+      {{"cluster", "status"}, {}, {}, "the cluster, its nodes, their roles and who is online", bhttp::verb::get,
+       fixed("/api/v1/cluster"), none, {}},
+      {{"cluster", "token", "create"}, {}, {"--validity"}, "a join token for the next box (shown once)",
+       bhttp::verb::post, fixed("/api/v1/join-tokens"),
+       [](const Args& args, std::string& problem) -> std::optional<json::object> {
+         json::object body;
+         if (args.contains("--validity")) {
+           char* end = nullptr;
+           const long seconds = std::strtol(args.at("--validity").c_str(), &end, 10);
+           if (*end != '\0' || seconds < 1 || seconds > max_token_validity_s) {
+             problem = "--validity must be 1 to " + std::to_string(max_token_validity_s) + " seconds";
+             return std::nullopt;
+           }
+           body["validity_seconds"] = seconds;
+         }
+         return body;
+       },
+       {}},
+      {{"cluster", "token", "list"}, {}, {"--limit", "--after"}, "join tokens and their state", bhttp::verb::get,
+       [](const Args& args) { return "/api/v1/join-tokens" + page_query(args); }, none,
+       {"id", "state", "created_by", "expires_at", "used_by_node"}},
+      {{"cluster", "token", "revoke"}, {"ID"}, {}, "revoke an unused join token", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/join-tokens/" + args.at("ID"); }, none, {}},
+      {{"cluster", "remove"}, {"NODE"}, {}, "take NODE out of the cluster (also when it is dead) and revoke it",
+       bhttp::verb::delete_, [](const Args& args) { return "/api/v1/nodes/" + args.at("NODE"); }, none, {}},
+      {{"node", "list"}, {}, {}, "the nodes, their roles and who is online", bhttp::verb::get, fixed("/api/v1/nodes"),
+       none, {"name", "role", "online", "leader", "api_address", "db_address"}},
+      {{"user", "list"}, {}, {"--limit", "--after"}, "admin users", bhttp::verb::get,
+       [](const Args& args) { return "/api/v1/users" + page_query(args); }, none, {"name", "created_at"}},
+      {{"user", "create"}, {"NAME"}, {"--password"}, "a new admin user", bhttp::verb::post, fixed("/api/v1/users"),
+       password_body, {}},
+      {{"user", "delete"}, {"NAME"}, {}, "delete a user (not the last one)", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/users/" + args.at("NAME"); }, none, {}},
+      {{"user", "password"}, {"NAME"}, {"--password"}, "set a user's password", bhttp::verb::put,
+       [](const Args& args) { return "/api/v1/users/" + args.at("NAME") + "/password"; },
+       [password_body](const Args& args, std::string& problem) {
+         std::optional<json::object> body = password_body(args, problem);
+         if (body) body->erase("name");
+         return body;
+       },
+       {}},
+      {{"api-token", "list"}, {}, {"--limit", "--after"}, "API tokens (never their secrets)", bhttp::verb::get,
+       [](const Args& args) { return "/api/v1/api-tokens" + page_query(args); }, none,
+       {"id", "user", "description", "expires_at", "revoked_at"}},
+      {{"api-token", "create"}, {}, {"--user", "--description"}, "an API token for scripts (shown once)",
+       bhttp::verb::post, fixed("/api/v1/api-tokens"),
+       [](const Args& args, std::string&) -> std::optional<json::object> {
+         json::object body;
+         if (args.contains("--user")) body["user"] = args.at("--user");
+         if (args.contains("--description")) body["description"] = args.at("--description");
+         return body;
+       },
+       {}},
+      {{"api-token", "revoke"}, {"ID"}, {}, "revoke an API token", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/api-tokens/" + args.at("ID"); }, none, {}},
+      {{"setting", "list"}, {}, {}, "cluster-wide settings", bhttp::verb::get, fixed("/api/v1/settings"), none, {}},
+      {{"setting", "set"}, {"NAME", "VALUE"}, {}, "set a cluster-wide setting", bhttp::verb::put,
+       [](const Args& args) { return "/api/v1/settings/" + args.at("NAME"); },
+       [](const Args& args, std::string&) { return std::optional<json::object>(json::object{{"value", args.at("VALUE")}}); },
+       {}},
+      {{"setting", "delete"}, {"NAME"}, {}, "delete a setting", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/settings/" + args.at("NAME"); }, none, {}},
+      {{"audit"}, {}, {"--limit", "--after"}, "who changed what, newest first", bhttp::verb::get,
+       [](const Args& args) { return "/api/v1/audit" + page_query(args); }, none,
+       {"id", "at", "actor", "action", "target", "detail"}},
+  };
+  return commands;
+}
+
+std::string command_usage(const ApiCommand& command) {
+  std::string text = "usage: stackctl [--config FILE] [--json]";
+  for (const std::string& word : command.words) text += " " + word;
+  for (const std::string& positional : command.positionals) text += " " + positional;
+  for (const std::string& option : command.options) text += " [" + option + " VALUE]";
+  return text + "\n\n" + std::string(command.help) + ".\n";
+}
+
+void print_answer(const ApiCommand& command, const json::value& body) {
+  if (!body.is_object()) {
+    std::cout << json::serialize(body) << "\n";
+    return;
+  }
+  const json::object& object = body.as_object();
+  if (const json::value* items = object.if_contains("items"); items && items->is_array() && !command.columns.empty()) {
+    print_table(items->as_array(), command.columns);
+    if (const json::value* next = object.if_contains("next"); next && !next->is_null()) {
+      std::cout << "(more: --after " << scalar_text(*next) << ")\n";
+    }
+    return;
+  }
+  if (const json::value* nodes = object.if_contains("nodes"); nodes && nodes->is_array()) {  // cluster status
+    std::cout << "Cluster " << scalar_text(object.at("name")) << " (id " << scalar_text(object.at("id"))
+              << "), leader " << scalar_text(object.at("leader")) << ", answered by "
+              << scalar_text(object.at("served_by")) << "\n\n";
+    print_table(nodes->as_array(), {"name", "role", "online", "leader", "api_address", "last_seen"});
+    return;
+  }
+  const json::value* items = object.if_contains("items");
+  const json::object& shown = items && items->is_object() ? items->as_object() : object;
+  for (const auto& [key, value] : shown) std::cout << std::string(key) << ": " << scalar_text(value) << "\n";
+}
+
+// Runs the API command whose words start at args[first]; nullopt if no command has these words.
+std::optional<int> run_api_command(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  const ApiCommand* found = nullptr;
+  for (const ApiCommand& command : api_commands()) {
+    if (args.size() - first < command.words.size()) continue;
+    if (std::equal(command.words.begin(), command.words.end(), args.begin() + static_cast<std::ptrdiff_t>(first))) {
+      found = &command;
+    }
+  }
+  if (found == nullptr) return std::nullopt;
+  const ApiCommand& command = *found;
+  const std::string usage = command_usage(command);
+  std::size_t index = first + command.words.size();
+  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(index), args.end(), "--help") != args.end()) {
+    std::cout << usage;
+    return exit_ok;
+  }
+  std::map<std::string, std::string> values;
+  for (const std::string& positional : command.positionals) {
+    if (index >= args.size() || args[index].starts_with("--")) return usage_error(positional + " is required", usage);
+    values[positional] = args[index++];
+  }
+  std::string problem;
+  const auto options = flags(args, index, command.options, problem);
+  if (!options) return usage_error(problem, usage);
+  values.insert(options->begin(), options->end());
+  const std::optional<json::object> body = command.body(values, problem);
+  if (!problem.empty()) return usage_error(problem, usage);
+  ApiReply reply;
+  try {
+    reply = call_api(global, command.method, command.target(values), body ? &*body : nullptr);
+  } catch (const std::invalid_argument& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_usage;
+  } catch (const std::exception& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_failed;
+  }
+  if (global.json) std::cout << json::serialize(reply.body) << "\n";
+  if (reply.status >= 300) {
+    const json::value* message = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
+    std::cerr << "stackctl: " << (message && message->is_object() ? scalar_text(message->as_object().at("message"))
+                                                                  : "stacknoded answered " + std::to_string(reply.status))
+              << "\n";
+    return exit_failed;
+  }
+  if (!global.json) print_answer(command, reply.body);
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -189,6 +484,7 @@ int main(int argc, char** argv) {
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "init") {
     return cluster_init(global, args, index + 2);
   }
+  if (const std::optional<int> status = run_api_command(global, args, index)) return *status;
   std::string command;
   for (std::size_t word = index; word < args.size() && !args[word].starts_with("--"); ++word) {
     command += (command.empty() ? "" : " ") + args[word];

@@ -410,6 +410,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       if (!is_client_gone(error)) server_.count_rejected("tls_handshake");
       return;
     }
+    if constexpr (is_tls) context_.tls_session = stream_.native_handle();
     wait_request();
   }
 

@@ -9,8 +9,10 @@
 namespace stacknode::http {
 namespace ssl = boost::asio::ssl;
 
-TlsContext::TlsContext(std::string certificate_file, std::string key_file)
-    : certificate_file_(std::move(certificate_file)), key_file_(std::move(key_file)) {
+TlsContext::TlsContext(std::string certificate_file, std::string key_file, std::string client_ca_file)
+    : certificate_file_(std::move(certificate_file)),
+      key_file_(std::move(key_file)),
+      client_ca_file_(std::move(client_ca_file)) {
   current_.store(build());
 }
 
@@ -30,6 +32,15 @@ std::shared_ptr<ssl::context> TlsContext::build() const {
   if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
     throw std::runtime_error("TLS key " + key_file_ + " does not match certificate " +
                              certificate_file_);
+  }
+  if (!client_ca_file_.empty()) {
+    context->load_verify_file(client_ca_file_, error);
+    if (error) throw std::runtime_error("TLS client CA " + client_ca_file_ + ": " + error.message());
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(client_ca_file_.c_str());
+    if (names == nullptr) throw std::runtime_error("TLS client CA " + client_ca_file_ + ": no certificate in it");
+    SSL_CTX_set_client_CA_list(context->native_handle(), names);
+    // Ask for a certificate, verify one that comes, accept a client that sends none.
+    context->set_verify_mode(ssl::verify_peer);
   }
   return context;
 }

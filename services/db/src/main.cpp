@@ -27,7 +27,7 @@ extern "C" {
 #include "stacknode/common/log.hpp"
 #include "stacknode/common/metrics.hpp"
 #include "stacknode/db/client.hpp"
-#include "work_queue.hpp"
+#include "stacknode/common/work_queue.hpp"
 
 namespace stacknode::db {
 namespace {

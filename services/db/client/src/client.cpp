@@ -438,6 +438,48 @@ Outcome<wire::RowSet> Client::query(const std::string& database, const std::stri
   });
 }
 
+Outcome<wire::Result> Client::Transaction::exec(const std::string& sql, std::vector<wire::Value> parameters) {
+  return lease_.connection().exec_sql(lease_.database_id(), sql, parameters);
+}
+
+Outcome<wire::RowSet> Client::Transaction::query(const std::string& sql, std::vector<wire::Value> parameters) {
+  return lease_.connection().query_sql(lease_.database_id(), sql, parameters);
+}
+
+Outcome<wire::Empty> Client::transaction(const std::string& database, const TransactionBody& body) {
+  if (database.empty()) return invalid("a transaction needs a database name");
+  const auto deadline = Clock::now() + options_.leader_timeout;
+  milliseconds backoff = busy_initial_backoff;
+  for (;;) {
+    Outcome<Lease> lease = write_lease(database);
+    if (!lease) return lease.error();
+    Connection& connection = lease->connection();
+    // Everything up to COMMIT: on failure the transaction is rolled back and may run again.
+    const auto attempt = [&]() -> std::optional<Error> {
+      if (Outcome<wire::Result> begun = connection.exec_sql(lease->database_id(), "BEGIN"); !begun) {
+        return begun.error();
+      }
+      Transaction transaction(*lease);
+      return body(transaction);
+    };
+    if (std::optional<Error> failed = attempt()) {
+      if (connection.is_open() && !connection.exec_sql(lease->database_id(), "ROLLBACK")) lease->discard();
+      if (refused_as_not_leader(*failed)) shared_->forget_leader(lease->address());
+      const bool may_retry = refused_busy(*failed) || refused_as_not_leader(*failed);
+      if (!may_retry || Clock::now() >= deadline) return *failed;
+      lease = Error{};  // the lease and its write gate go back before the pause
+      backoff = back_off_busy(backoff, deadline);  // rule 7
+      continue;
+    }
+    Outcome<wire::Result> committed = connection.exec_sql(lease->database_id(), "COMMIT");
+    if (!committed) {
+      if (connection.is_open() && !connection.exec_sql(lease->database_id(), "ROLLBACK")) lease->discard();
+      return committed.error();
+    }
+    return wire::Empty{};
+  }
+}
+
 // Cluster requests use connections with no database open (invariant 1: key "").
 Outcome<wire::Nodes> Client::cluster() {
   return perform<wire::Nodes>("", Kind::read, Clock::now() + options_.leader_timeout,

@@ -441,21 +441,14 @@ Made<Pin> pin_from_hex(std::string_view hex) {
     return Refusal{"a public-key pin is " + std::to_string(pin_hex_length) + " hex digits, this one has " +
                    std::to_string(hex.size()) + " characters"};
   }
-  const auto value_of = [](char digit) -> int {
-    if (digit >= '0' && digit <= '9') return digit - '0';
-    if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
-    if (digit >= 'A' && digit <= 'F') return digit - 'A' + 10;
-    return -1;
-  };
-  Pin pin{};
   for (std::size_t index = 0; index < hex.size(); ++index) {
-    const int value = value_of(hex[index]);
-    if (value < 0) {
+    if (hex_digit_value(hex[index]) < 0) {
       return Refusal{"public-key pin character " + std::to_string(index + 1) + " ('" + std::string(1, hex[index]) +
                      "') is not a hex digit"};
     }
-    pin[index / 2] = static_cast<std::uint8_t>(pin[index / 2] << 4 | value);
   }
+  Pin pin{};
+  from_hex(hex, pin);
   return made(pin);
 }
 

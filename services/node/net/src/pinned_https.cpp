@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -50,7 +51,8 @@ std::string_view to_string(PinnedStep step) {
 
 PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pin,
                                   bhttp::request<bhttp::string_body> request,
-                                  std::chrono::system_clock::time_point now, std::chrono::milliseconds timeout) {
+                                  std::chrono::system_clock::time_point now, std::chrono::milliseconds timeout,
+                                  const pki::Credentials* client) {
   const std::optional<MemberAddress> member_address = parse_member_address(address);
   if (!member_address) return failure(PinnedStep::address, address, "not IP:port");
   boost::system::error_code error;
@@ -62,6 +64,11 @@ PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pi
   asio::ssl::context context(asio::ssl::context::tls_client);
   context.set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
   context.set_verify_mode(asio::ssl::verify_none);  // checked below, against the pin
+  if (client != nullptr) {
+    context.use_certificate_chain(asio::buffer(client->certificate_pem), error);
+    if (!error) context.use_private_key(asio::buffer(client->private_key_pem), asio::ssl::context::pem, error);
+    if (error) return failure(PinnedStep::handshake, address, "this box's certificate or key: " + error.message());
+  }
   beast::ssl_stream<beast::tcp_stream> stream(io, context);
   beast::get_lowest_layer(stream).expires_after(timeout);
   beast::get_lowest_layer(stream).connect(endpoint, error);

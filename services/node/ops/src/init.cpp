@@ -59,13 +59,8 @@ std::unique_ptr<db::Client> database_client(const InitOptions& options) {
 std::string write_records(db::Client& client, const InitOptions& options, const std::string& cluster_id,
                           const pki::Credentials& ca, const std::string& password_hash, const JoinToken& token,
                           std::int64_t now) {
-  db::Outcome<db::Client::Lease> lease = client.write_lease(std::string(control_database));
-  if (!lease) return lease.error().message;
-  db::Connection& connection = lease->connection();
-  const db::wire::DatabaseId id = lease->database_id();
   const std::string token_name = token_id(token.secret);
   const std::vector<std::pair<std::string, std::vector<db::wire::Value>>> statements = {
-      {"BEGIN", {}},
       {"INSERT INTO cluster VALUES (1, ?, ?, ?, ?, ?)",
        {cluster_id, options.cluster_name, ca.certificate_pem, ca.private_key_pem, now}},
       {"INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
@@ -79,16 +74,15 @@ std::string write_records(db::Client& client, const InitOptions& options, const 
        {now, std::string(admin_user), options.cluster_name}},
       {"INSERT INTO audit_log (at, actor, action, target) VALUES (?, ?, 'token.create', ?)",
        {now, std::string(admin_user), token_name}},
-      {"COMMIT", {}},
   };
-  for (const auto& [sql, parameters] : statements) {
-    db::Outcome<db::wire::Result> done = connection.exec_sql(id, sql, parameters);
-    if (!done) {
-      if (connection.is_open()) connection.exec_sql(id, "ROLLBACK");
-      lease->discard();
-      return done.error().message;
-    }
-  }
+  db::Outcome<db::wire::Empty> done =
+      client.transaction(std::string(control_database), [&](db::Client::Transaction& transaction) -> std::optional<db::Error> {
+        for (const auto& [sql, parameters] : statements) {
+          if (db::Outcome<db::wire::Result> ran = transaction.exec(sql, parameters); !ran) return ran.error();
+        }
+        return std::nullopt;
+      });
+  if (!done) return done.error().message;
   return {};
 }
 

@@ -41,6 +41,8 @@
 #include "stacknode/common/metrics.hpp"
 #include "stacknode/common/tls.hpp"
 
+struct ssl_st;  // OpenSSL's SSL
+
 namespace stacknode::http {
 
 namespace asio = boost::asio;
@@ -81,6 +83,9 @@ struct ServerOptions {
 struct RequestContext {
   tcp::endpoint remote;
   bool tls = false;
+  // The OpenSSL session of a TLS connection, for its peer's certificate (TlsContext with a client
+  // CA verified it during the handshake); nullptr on plain HTTP.
+  ssl_st* tls_session = nullptr;
   unsigned thread_index = 0;
   asio::io_context* io = nullptr;
   std::chrono::steady_clock::time_point received;

@@ -15,7 +15,7 @@ namespace stacknode::http {
 class TlsContext {
  public:
   // Throws std::runtime_error naming the file and OpenSSL's reason.
-  TlsContext(std::string certificate_file, std::string key_file);
+  TlsContext(std::string certificate_file, std::string key_file, std::string client_ca_file = {});
 
   // Rebuilds from the same files. Returns false and fills `error` (the old context stays) when
   // the new files do not load.
@@ -29,6 +29,7 @@ class TlsContext {
 
   std::string certificate_file_;
   std::string key_file_;
+  std::string client_ca_file_;
   std::atomic<std::shared_ptr<boost::asio::ssl::context>> current_;
 };
 

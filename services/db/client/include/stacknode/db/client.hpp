@@ -31,6 +31,11 @@
 //     busy_max_backoff (with jitter): another client holds the database's write lock (a
 //     stacknode-db on another node, or a Lease), and a statement refused BUSY did not run. A
 //     multi-statement text is not retried: its earlier statements may have committed.
+//  7. transaction() runs its body again, from BEGIN, when the attempt failed before COMMIT was
+//     sent with SQLITE_BUSY or a not-leader refusal (rule 1c): a transaction that never reached
+//     COMMIT is rolled back (by ROLLBACK, or by the node when the connection closes), so nothing
+//     of it was applied. Same budget and backoff as rule 6. A COMMIT that fails with a transport
+//     error or LEADERSHIP_LOST has an unknown outcome (rule 2) and goes to the caller.
 //
 // Leader discovery (find_leader): the members are asked LEADER in turn, the last known leader
 // first. A member that names a leader (id != 0) other than itself is not taken at its word: the
@@ -62,6 +67,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -176,6 +182,25 @@ class Client {
                              std::vector<wire::Value> parameters = {});
   Outcome<wire::RowSet> query(const std::string& database, const std::string& sql,
                               std::vector<wire::Value> parameters = {});
+
+  // The statements of one transaction, all on one connection to the leader.
+  class Transaction {
+   public:
+    Outcome<wire::Result> exec(const std::string& sql, std::vector<wire::Value> parameters = {});
+    Outcome<wire::RowSet> query(const std::string& sql, std::vector<wire::Value> parameters = {});
+
+   private:
+    friend class Client;
+    explicit Transaction(Lease& lease) : lease_(lease) {}
+    Lease& lease_;
+  };
+  // What a transaction does between BEGIN and COMMIT: nullopt to commit, or an error to roll back
+  // and return (a failed statement's error, or the caller's own, e.g. "token already used"). It
+  // may run more than once (rule 7), so it acts only through its Transaction, and whatever it
+  // records for the caller it should reset at its start.
+  using TransactionBody = std::function<std::optional<Error>(Transaction&)>;
+  // BEGIN, `body`, COMMIT on one write_lease() of `database`; ROLLBACK when the body fails.
+  Outcome<wire::Empty> transaction(const std::string& database, const TransactionBody& body);
 
   Outcome<wire::Nodes> cluster();
   Outcome<wire::Empty> add(wire::NodeId id, const std::string& address);

@@ -48,9 +48,13 @@ struct PinnedAnswer {
 };
 
 // Connects to `address` ("198.18.1.11:8443"), checks the chain against `pin` at `now`, and only
-// then sends `request` and reads the answer, all within `timeout`.
+// then sends `request` and reads the answer, all within `timeout`. With `client`, this box
+// presents that certificate (a member's node certificate: mutual TLS, as stackctl on a member
+// and node-to-node calls do); a member uses its own CA's pin, so the check above is the full
+// server verification.
 PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pin,
                                   bhttp::request<bhttp::string_body> request,
-                                  std::chrono::system_clock::time_point now, std::chrono::milliseconds timeout);
+                                  std::chrono::system_clock::time_point now, std::chrono::milliseconds timeout,
+                                  const pki::Credentials* client = nullptr);
 
 }  // namespace stacknode::node

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace stacknode::db {
+namespace stacknode {
 
 class WorkQueue {
  public:
@@ -73,4 +73,4 @@ class WorkQueue {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace stacknode::db
+}  // namespace stacknode

@@ -1,0 +1,623 @@
+// stacknoded's REST API: authentication, routing and the JSON of each endpoint; see api.hpp.
+#include "api.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stacknode/node/credentials.hpp"
+#include "stacknode/node/pki.hpp"
+
+namespace stacknode::node {
+namespace {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+using Clock = std::chrono::system_clock;
+
+constexpr std::string_view api_prefix = "/api/v1/";
+constexpr std::string_view bearer_prefix = "Bearer ";
+
+struct Answer {
+  unsigned status = 200;
+  json::value body;
+  std::vector<std::pair<bhttp::field, std::string>> headers;
+};
+
+Answer error_answer(unsigned status, std::string_view kind, std::string message) {
+  return {status, json::object{{"error", json::object{{"kind", kind}, {"message", std::move(message)}}}}, {}};
+}
+
+Answer problem_answer(const Problem& problem) {
+  switch (problem.kind) {
+    case ProblemKind::invalid: return error_answer(400, "invalid", problem.message);
+    case ProblemKind::not_found: return error_answer(404, "not_found", problem.message);
+    case ProblemKind::conflict: return error_answer(409, "conflict", problem.message);
+    case ProblemKind::unavailable: return error_answer(503, "unavailable", problem.message);
+    case ProblemKind::failed: break;
+  }
+  return error_answer(500, "failed", problem.message);
+}
+
+Answer unauthenticated(std::string message) {
+  Answer answer = error_answer(401, "unauthenticated", std::move(message));
+  answer.headers.emplace_back(bhttp::field::www_authenticate, "Bearer");
+  return answer;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+}
+
+json::value optional_json(const std::optional<std::int64_t>& value) {
+  if (value) return *value;
+  return nullptr;
+}
+
+template <typename Row, typename Convert>
+json::object page_json(const Page<Row>& page, Convert convert) {
+  json::array items;
+  for (const Row& row : page.items) items.push_back(convert(row));
+  json::value next = nullptr;
+  if (page.next) next = *page.next;
+  return {{"items", std::move(items)}, {"next", std::move(next)}};
+}
+
+json::object join_token_json(const JoinTokenRow& row) {
+  const std::int64_t now = unix_now();
+  std::string_view state = "usable";
+  if (row.used_at) state = "used";
+  else if (row.revoked_at) state = "revoked";
+  else if (row.expires_at <= now) state = "expired";
+  return {{"id", row.id},
+          {"state", state},
+          {"created_by", row.created_by},
+          {"created_at", row.created_at},
+          {"expires_at", row.expires_at},
+          {"used_at", optional_json(row.used_at)},
+          {"used_by_node", optional_json(row.used_by_node)},
+          {"revoked_at", optional_json(row.revoked_at)}};
+}
+
+json::object api_token_json(const ApiTokenRow& row) {
+  return {{"id", row.id},
+          {"user", row.user},
+          {"description", row.description},
+          {"created_at", row.created_at},
+          {"expires_at", optional_json(row.expires_at)},
+          {"revoked_at", optional_json(row.revoked_at)}};
+}
+
+std::string_view role_name(db::wire::Role role) {
+  switch (role) {
+    case db::wire::Role::voter: return "voter";
+    case db::wire::Role::standby: return "standby";
+    case db::wire::Role::spare: break;
+  }
+  return "spare";
+}
+
+// The request as the routes see it.
+struct Call {
+  bhttp::verb method = bhttp::verb::get;
+  std::vector<std::string> path;  // the segments after /api/v1/
+  std::map<std::string, std::string> query;
+  std::string body;
+  std::string remote;
+  std::string principal;   // "admin", "node:sn2"; empty before authentication
+  std::string token_id;    // the API token the principal used, if any
+  bool is_node = false;
+};
+
+// "a=1&b=x" (no percent-escapes: every parameter of this API is a number or a plain name).
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view text) {
+  std::map<std::string, std::string> values;
+  while (!text.empty()) {
+    const std::size_t amp = text.find('&');
+    const std::string_view pair = text.substr(0, amp);
+    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
+    if (pair.empty()) continue;
+    const std::size_t equals = pair.find('=');
+    if (equals == std::string_view::npos || pair.find('%') != std::string_view::npos) return std::nullopt;
+    values[std::string(pair.substr(0, equals))] = std::string(pair.substr(equals + 1));
+  }
+  return values;
+}
+
+std::optional<std::vector<std::string>> split_path(std::string_view path) {
+  std::vector<std::string> segments;
+  while (!path.empty()) {
+    const std::size_t slash = path.find('/');
+    const std::string_view segment = path.substr(0, slash);
+    if (segment.empty() || segment.find('%') != std::string_view::npos) return std::nullopt;
+    segments.emplace_back(segment);
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+  }
+  return segments;
+}
+
+// The request body as a JSON object (an empty body is an empty object); an Answer if it is not.
+std::variant<json::object, Answer> body_object(const std::string& body) {
+  if (body.empty()) return json::object{};
+  boost::system::error_code error;
+  json::value value = json::parse(body, error);
+  if (error) return error_answer(400, "invalid", "the body is not JSON: " + error.message());
+  if (!value.is_object()) return error_answer(400, "invalid", "the body must be a JSON object");
+  return std::move(value.as_object());
+}
+
+// A string member, or nullopt if absent; an Answer if it has another type.
+std::variant<std::optional<std::string>, Answer> string_member(const json::object& object, std::string_view key) {
+  const json::value* value = object.if_contains(key);
+  if (value == nullptr) return std::optional<std::string>();
+  if (!value->is_string()) return error_answer(400, "invalid", "'" + std::string(key) + "' must be a string");
+  return std::optional<std::string>(std::string(value->as_string()));
+}
+
+std::variant<PageRequest, Answer> page_request(const Call& call) {
+  PageRequest page;
+  const auto limit = call.query.find("limit");
+  const std::optional<std::size_t> items = page_limit(limit == call.query.end() ? "" : limit->second);
+  if (!items) return error_answer(400, "invalid", "limit must be a number from 1 to " + std::to_string(max_page_items));
+  page.limit = *items;
+  if (const auto after = call.query.find("after"); after != call.query.end()) page.after = after->second;
+  return page;
+}
+
+// The route table's shape: method, the path with "*" for one free segment, and what to do.
+using Route = std::function<Answer(Call&)>;
+
+}  // namespace
+
+std::chrono::seconds LoginLimiter::wait(const std::string& address, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  const auto found = failures_.find(address);
+  if (found == failures_.end()) return std::chrono::seconds(0);
+  forget_old(found->second, now);
+  if (found->second.size() < login_failures_allowed) return std::chrono::seconds(0);
+  const auto free_at = found->second.front() + login_window;
+  return std::chrono::ceil<std::chrono::seconds>(free_at - now);
+}
+
+void LoginLimiter::failed(const std::string& address, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (!failures_.contains(address) && failures_.size() >= login_tracked_addresses) {
+    // Forget the address whose last failure is oldest.
+    auto oldest = failures_.begin();
+    for (auto entry = failures_.begin(); entry != failures_.end(); ++entry) {
+      if (entry->second.empty() || (!oldest->second.empty() && entry->second.back() < oldest->second.back())) {
+        oldest = entry;
+      }
+    }
+    failures_.erase(oldest);
+  }
+  std::deque<Clock::time_point>& failures = failures_[address];
+  forget_old(failures, now);
+  failures.push_back(now);
+}
+
+void LoginLimiter::succeeded(const std::string& address) {
+  std::lock_guard lock(mutex_);
+  failures_.erase(address);
+}
+
+void LoginLimiter::forget_old(std::deque<Clock::time_point>& failures, Clock::time_point now) const {
+  while (!failures.empty() && failures.front() + login_window <= now) failures.pop_front();
+}
+
+namespace {
+
+// Everything that needs the store: runs on a worker.
+class Routes {
+ public:
+  Routes(ControlStore& store, LoginLimiter& limiter, const Self& self) : store_(store), limiter_(limiter), self_(self) {}
+
+  Answer login(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    const auto user = string_member(body, "user");
+    const auto password = string_member(body, "password");
+    if (const Answer* bad = std::get_if<Answer>(&user)) return *bad;
+    if (const Answer* bad = std::get_if<Answer>(&password)) return *bad;
+    const auto& user_name = std::get<0>(user);
+    const auto& password_text = std::get<0>(password);
+    if (!user_name || !password_text) return error_answer(400, "invalid", "a login needs 'user' and 'password'");
+    Checked<std::string> stored = store_.password_hash(*user_name);
+    if (!stored && stored.problem().kind != ProblemKind::not_found) return problem_answer(stored.problem());
+    if (!stored || !verify_password(*password_text, *stored)) {
+      limiter_.failed(call.remote, std::chrono::steady_clock::now());
+      return unauthenticated("wrong user name or password");
+    }
+    limiter_.succeeded(call.remote);
+    const std::int64_t now = unix_now();
+    Checked<CreatedApiToken> token = store_.create_api_token({*user_name, "user.login", "", "from " + call.remote},
+                                                             *user_name, "login from " + call.remote,
+                                                             now + session_validity.count(), now);
+    if (!token) return problem_answer(token.problem());
+    return {201,
+            json::object{{"token", token->text}, {"id", token->row.id}, {"user", *user_name},
+                         {"expires_at", optional_json(token->row.expires_at)}},
+            {}};
+  }
+
+  // Fills call.principal from the bearer token or the node certificate; an Answer if neither.
+  std::optional<Answer> authenticate(Call& call, const std::string& bearer, const std::string& peer_pem) {
+    const std::int64_t now = unix_now();
+    if (!peer_pem.empty()) {
+      pki::Made<pki::CertificateInfo> info = pki::verify_node_certificate(self_.ca_certificate_pem, peer_pem, Clock::now());
+      if (!info.ok()) return unauthenticated("client certificate refused: " + info.error);
+      const auto serial = static_cast<std::int64_t>(info.value->serial);
+      Checked<bool> revoked = store_.certificate_revoked(serial);
+      if (!revoked) return problem_answer(revoked.problem());
+      if (*revoked) return unauthenticated("client certificate " + std::to_string(serial) + " is revoked (node removed)");
+      Checked<NodeRow> node = store_.node_with_serial(serial);
+      if (!node) {
+        if (node.problem().kind == ProblemKind::not_found) return unauthenticated(node.problem().message);
+        return problem_answer(node.problem());
+      }
+      call.principal = "node:" + node->name;
+      call.is_node = true;
+      return std::nullopt;
+    }
+    if (bearer.empty()) {
+      return unauthenticated("authentication required: log in (POST /api/v1/login) and send "
+                             "'Authorization: Bearer <token>', or present this cluster's node certificate");
+    }
+    Checked<TokenOwner> owner = store_.authenticate(bearer, now);
+    if (!owner) {
+      if (owner.problem().kind == ProblemKind::not_found) return unauthenticated(owner.problem().message);
+      return problem_answer(owner.problem());
+    }
+    call.principal = owner->user;
+    call.token_id = owner->token_id;
+    return std::nullopt;
+  }
+
+  Answer dispatch(Call& call) {
+    const std::vector<std::string>& path = call.path;
+    const bhttp::verb method = call.method;
+    const auto is = [&](bhttp::verb wanted, std::initializer_list<std::string_view> shape) {
+      if (method != wanted || path.size() != shape.size()) return false;
+      std::size_t index = 0;
+      for (const std::string_view part : shape) {
+        if (part != "*" && part != path[index]) return false;
+        ++index;
+      }
+      return true;
+    };
+    using bhttp::verb;
+    if (is(verb::get, {"whoami"})) {
+      return {200, json::object{{"principal", call.principal}, {"kind", call.is_node ? "node" : "user"}}, {}};
+    }
+    if (is(verb::post, {"logout"})) return logout(call);
+    if (is(verb::get, {"cluster"})) return cluster();
+    if (is(verb::get, {"nodes"})) return nodes();
+    if (is(verb::delete_, {"nodes", "*"})) return remove_node(call, path[1]);
+    if (is(verb::get, {"join-tokens"})) return join_tokens(call);
+    if (is(verb::post, {"join-tokens"})) return create_join_token(call);
+    if (is(verb::delete_, {"join-tokens", "*"})) return done(store_.revoke_join_token(call.principal, path[1], unix_now()));
+    if (is(verb::get, {"users"})) return users(call);
+    if (is(verb::post, {"users"})) return create_user(call);
+    if (is(verb::delete_, {"users", "*"})) return done(store_.delete_user(call.principal, path[1], unix_now()));
+    if (is(verb::put, {"users", "*", "password"})) return set_password(call, path[1]);
+    if (is(verb::get, {"api-tokens"})) return api_tokens(call);
+    if (is(verb::post, {"api-tokens"})) return create_api_token(call);
+    if (is(verb::delete_, {"api-tokens", "*"})) return done(store_.revoke_api_token(call.principal, path[1], unix_now()));
+    if (is(verb::get, {"settings"})) return settings();
+    if (is(verb::put, {"settings", "*"})) return put_setting(call, path[1]);
+    if (is(verb::delete_, {"settings", "*"})) return done(store_.delete_setting(call.principal, path[1], unix_now()));
+    if (is(verb::get, {"audit"})) return audit(call);
+    return error_answer(404, "not_found", "no such endpoint: see services/node/README.md for the API");
+  }
+
+ private:
+  static Answer done(const Checked<Done>& result) {
+    if (!result) return problem_answer(result.problem());
+    return {200, json::object{{"ok", true}}, {}};
+  }
+
+  Answer logout(Call& call) {
+    if (call.token_id.empty()) return error_answer(400, "invalid", "logout ends an API token session; none was used");
+    return done(store_.revoke_api_token(call.principal, call.token_id, unix_now()));
+  }
+
+  Answer cluster() {
+    Checked<ClusterRow> row = store_.cluster();
+    if (!row) return problem_answer(row.problem());
+    Checked<std::vector<NodeRow>> members = store_.nodes();
+    if (!members) return problem_answer(members.problem());
+    pki::Made<pki::Pin> pin = pki::public_key_pin(row->ca_certificate_pem);
+    json::object out{{"id", row->id},
+                     {"name", row->name},
+                     {"created_at", row->created_at},
+                     {"ca_pin", pin.ok() ? pki::to_hex(*pin.value) : std::string()},
+                     {"served_by", self_.name}};
+    json::array listed = node_list(*members);
+    std::size_t online = 0, voters = 0;
+    json::value leader = nullptr;
+    for (const json::value& node : listed) {
+      const json::object& entry = node.as_object();
+      if (entry.at("online").as_bool()) ++online;
+      if (entry.at("role").as_string() == "voter") ++voters;
+      if (entry.at("leader").as_bool()) leader = entry.at("name");
+    }
+    out["leader"] = leader;
+    out["summary"] = json::object{{"nodes", members->size()}, {"online", online}, {"voters", voters}};
+    out["nodes"] = std::move(listed);
+    return {200, std::move(out), {}};
+  }
+
+  // The node rows joined with dqlite's view of roles and the leader.
+  json::array node_list(const std::vector<NodeRow>& members) {
+    db::Outcome<db::wire::Nodes> raft = store_.client().cluster();
+    const db::wire::NodeId leader = store_.client().leader().id;
+    const std::int64_t now = unix_now();
+    json::array items;
+    for (const NodeRow& node : members) {
+      std::string_view role = raft ? "none" : "unknown";
+      if (raft) {
+        for (const db::wire::NodeInfo& info : raft->nodes) {
+          if (static_cast<std::int64_t>(info.id) == node.id) role = role_name(info.role);
+        }
+      }
+      const bool online = node.last_seen && now - *node.last_seen <= offline_after.count();
+      items.push_back(json::object{{"name", node.name},
+                                   {"id", node.id},
+                                   {"api_address", node.api_address},
+                                   {"db_address", node.db_address},
+                                   {"role", role},
+                                   {"leader", static_cast<std::int64_t>(leader) == node.id},
+                                   {"online", online},
+                                   {"last_seen", optional_json(node.last_seen)},
+                                   {"joined_at", node.joined_at},
+                                   {"certificate_serial", node.certificate_serial}});
+    }
+    return items;
+  }
+
+  Answer nodes() {
+    Checked<std::vector<NodeRow>> members = store_.nodes();
+    if (!members) return problem_answer(members.problem());
+    return {200, json::object{{"items", node_list(*members)}, {"next", nullptr}}, {}};
+  }
+
+  Answer remove_node(Call& call, const std::string& name) {
+    if (name == self_.name) {
+      return error_answer(409, "conflict", "a node does not remove itself: run 'stackctl cluster remove " + name +
+                                               "' on another member");
+    }
+    Checked<NodeRow> node = store_.node_named(name);
+    if (!node) return problem_answer(node.problem());
+    // Out of Raft first, so that a node that is removed cannot vote; a node that was already
+    // gone from Raft (an earlier attempt) is fine.
+    db::Outcome<db::wire::Empty> removed = store_.client().remove(static_cast<db::wire::NodeId>(node->id));
+    if (!removed && removed.error().kind != db::ErrorKind::sqlite) return problem_answer(problem_from(removed.error()));
+    Checked<NodeRow> forgotten = store_.forget_node(call.principal, name, unix_now());
+    if (!forgotten) return problem_answer(forgotten.problem());
+    return {200,
+            json::object{{"removed", name},
+                         {"revoked_certificate", forgotten->certificate_serial},
+                         {"next", "on that box, 'stackctl node reset' before it joins again"}},
+            {}};
+  }
+
+  Answer join_tokens(Call& call) {
+    const auto page = page_request(call);
+    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
+    Checked<Page<JoinTokenRow>> rows = store_.join_tokens(std::get<PageRequest>(page));
+    if (!rows) return problem_answer(rows.problem());
+    return {200, page_json(*rows, join_token_json), {}};
+  }
+
+  Answer create_join_token(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    std::chrono::seconds validity = std::chrono::seconds(3600);
+    if (const json::value* asked = body.if_contains("validity_seconds")) {
+      if (!asked->is_int64() || asked->as_int64() < 1 || asked->as_int64() > max_join_token_validity.count()) {
+        return error_answer(400, "invalid", "validity_seconds must be 1 to " +
+                                                std::to_string(max_join_token_validity.count()));
+      }
+      validity = std::chrono::seconds(asked->as_int64());
+    }
+    Checked<CreatedJoinToken> token = store_.create_join_token(call.principal, validity, unix_now());
+    if (!token) return problem_answer(token.problem());
+    json::object out = join_token_json(token->row);
+    out["token"] = token->text;
+    return {201, std::move(out), {}};
+  }
+
+  Answer users(Call& call) {
+    const auto page = page_request(call);
+    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
+    Checked<Page<UserRow>> rows = store_.users(std::get<PageRequest>(page));
+    if (!rows) return problem_answer(rows.problem());
+    return {200, page_json(*rows, [](const UserRow& row) {
+              return json::object{{"name", row.name}, {"created_at", row.created_at}};
+            }), {}};
+  }
+
+  // The argon2id string of a new password from the body's "password"; an Answer if unusable.
+  std::variant<std::string, Answer> new_password_hash(const json::object& body) {
+    const auto password = string_member(body, "password");
+    if (const Answer* bad = std::get_if<Answer>(&password)) return *bad;
+    const auto& text = std::get<0>(password);
+    if (!text) return error_answer(400, "invalid", "'password' is required");
+    if (const std::string problem = password_problem(*text); !problem.empty()) {
+      return error_answer(400, "invalid", problem);
+    }
+    const std::optional<std::string> hash = hash_password(*text);
+    if (!hash) return error_answer(500, "failed", "cannot hash the password (out of memory?)");
+    return *hash;
+  }
+
+  Answer create_user(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    const auto name = string_member(body, "name");
+    if (const Answer* bad = std::get_if<Answer>(&name)) return *bad;
+    if (!std::get<0>(name)) return error_answer(400, "invalid", "'name' is required");
+    const auto hash = new_password_hash(body);
+    if (const Answer* bad = std::get_if<Answer>(&hash)) return *bad;
+    Checked<Done> created = store_.create_user(call.principal, *std::get<0>(name), std::get<std::string>(hash), unix_now());
+    if (!created) return problem_answer(created.problem());
+    return {201, json::object{{"name", *std::get<0>(name)}}, {}};
+  }
+
+  Answer set_password(Call& call, const std::string& name) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const auto hash = new_password_hash(std::get<json::object>(parsed));
+    if (const Answer* bad = std::get_if<Answer>(&hash)) return *bad;
+    return done(store_.set_password(call.principal, name, std::get<std::string>(hash), unix_now()));
+  }
+
+  Answer api_tokens(Call& call) {
+    const auto page = page_request(call);
+    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
+    Checked<Page<ApiTokenRow>> rows = store_.api_tokens(std::get<PageRequest>(page));
+    if (!rows) return problem_answer(rows.problem());
+    return {200, page_json(*rows, api_token_json), {}};
+  }
+
+  Answer create_api_token(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    const auto user = string_member(body, "user");
+    const auto description = string_member(body, "description");
+    if (const Answer* bad = std::get_if<Answer>(&user)) return *bad;
+    if (const Answer* bad = std::get_if<Answer>(&description)) return *bad;
+    std::string owner = std::get<0>(user).value_or(call.is_node ? "" : call.principal);
+    if (owner.empty()) return error_answer(400, "invalid", "'user' is required: a node holds no API tokens of its own");
+    const std::int64_t now = unix_now();
+    Checked<CreatedApiToken> token = store_.create_api_token({call.principal, "api-token.create", "", "for " + owner},
+                                                             owner, std::get<0>(description).value_or(""), std::nullopt, now);
+    if (!token) return problem_answer(token.problem());
+    json::object out = api_token_json(token->row);
+    out["token"] = token->text;
+    return {201, std::move(out), {}};
+  }
+
+  Answer settings() {
+    Checked<std::vector<std::pair<std::string, std::string>>> rows = store_.settings();
+    if (!rows) return problem_answer(rows.problem());
+    json::object items;
+    for (const auto& [name, value] : *rows) items[name] = value;
+    return {200, json::object{{"items", std::move(items)}}, {}};
+  }
+
+  Answer put_setting(Call& call, const std::string& name) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const auto value = string_member(std::get<json::object>(parsed), "value");
+    if (const Answer* bad = std::get_if<Answer>(&value)) return *bad;
+    if (!std::get<0>(value)) return error_answer(400, "invalid", "'value' is required (a string)");
+    return done(store_.put_setting(call.principal, name, *std::get<0>(value), unix_now()));
+  }
+
+  Answer audit(Call& call) {
+    const auto page = page_request(call);
+    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
+    Checked<Page<AuditRow>> rows = store_.audit(std::get<PageRequest>(page));
+    if (!rows) return problem_answer(rows.problem());
+    return {200, page_json(*rows, [](const AuditRow& row) {
+              return json::object{{"id", row.id},         {"at", row.at},         {"actor", row.actor},
+                                  {"action", row.action}, {"target", row.target}, {"detail", row.detail}};
+            }), {}};
+  }
+
+  ControlStore& store_;
+  LoginLimiter& limiter_;
+  const Self& self_;
+};
+
+bhttp::response<bhttp::string_body> to_response(Answer answer, unsigned version) {
+  bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(answer.status), version};
+  response.set(bhttp::field::content_type, "application/json");
+  response.set(bhttp::field::cache_control, "no-store");
+  for (auto& [field, value] : answer.headers) response.set(field, value);
+  response.body() = json::serialize(answer.body) + "\n";
+  response.prepare_payload();
+  return response;
+}
+
+// The peer's certificate in PEM if it presented one that the handshake verified; else empty.
+std::string peer_certificate(const http::RequestContext& context) {
+  if (context.tls_session == nullptr) return {};
+  X509* peer = SSL_get0_peer_certificate(context.tls_session);
+  if (peer == nullptr || SSL_get_verify_result(context.tls_session) != X509_V_OK) return {};
+  pki::Made<std::string> pem = pki::certificate_pem(peer);
+  return pem.ok() ? *pem.value : std::string();
+}
+
+}  // namespace
+
+void ApiHandler::handle(const http::RequestContext& context, http::Request& request, http::Respond respond) {
+  const unsigned version = request.version();
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (!path.starts_with(api_prefix)) {
+    return respond(to_response(error_answer(404, "not_found", "the API is under /api/v1/"), version));
+  }
+  Call call;
+  call.method = request.method();
+  call.remote = http::format_address(context.remote.address());
+  const std::optional<std::vector<std::string>> segments = split_path(path.substr(api_prefix.size()));
+  const std::optional<std::map<std::string, std::string>> query =
+      parse_query(target.size() > path.size() ? target.substr(path.size() + 1) : "");
+  if (!segments || !query) {
+    return respond(to_response(error_answer(400, "invalid", "a path or query this API cannot read"), version));
+  }
+  call.path = *segments;
+  call.query = *query;
+  call.body = std::move(request.body());
+  const bool is_login = call.method == bhttp::verb::post && call.path == std::vector<std::string>{"login"};
+  if (is_login) {
+    if (const std::chrono::seconds wait = limiter_.wait(call.remote, std::chrono::steady_clock::now()); wait.count() > 0) {
+      Answer answer = error_answer(429, "rate_limited", "too many failed logins from " + call.remote + ": try again in " +
+                                                            std::to_string(wait.count()) + " s");
+      answer.headers.emplace_back(bhttp::field::retry_after, std::to_string(wait.count()));
+      return respond(to_response(std::move(answer), version));
+    }
+  }
+  std::string bearer;
+  if (const auto header = request.find(bhttp::field::authorization); header != request.end()) {
+    const std::string_view value = header->value();
+    if (value.starts_with(bearer_prefix)) bearer = std::string(value.substr(bearer_prefix.size()));
+  }
+  std::string peer_pem = peer_certificate(context);
+
+  auto shared_respond = std::make_shared<http::Respond>(std::move(respond));
+  const bool taken = queue_.submit([this, io = context.io, version, shared_respond, is_login, call = std::move(call),
+                                    bearer = std::move(bearer), peer_pem = std::move(peer_pem)]() mutable {
+    Routes routes(store_, limiter_, self_);
+    Answer answer;
+    if (is_login) {
+      answer = routes.login(call);
+    } else if (std::optional<Answer> refused = routes.authenticate(call, bearer, peer_pem)) {
+      answer = std::move(*refused);
+    } else {
+      answer = routes.dispatch(call);
+    }
+    boost::asio::post(*io, [shared_respond, response = to_response(std::move(answer), version)]() mutable {
+      (*shared_respond)(std::move(response));
+    });
+  });
+  if (!taken) {
+    (*shared_respond)(to_response(error_answer(503, "overloaded", "too many requests waiting: try again"), version));
+  }
+}
+
+}  // namespace stacknode::node

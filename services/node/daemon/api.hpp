@@ -1,0 +1,74 @@
+// stacknoded's REST API on 8443 (HTTPS): /api/v1/... for the web console, stackctl and scripts.
+// services/node/README.md lists every endpoint with an example; this is the code.
+//
+// Who may call: everything but /healthz, /metrics and POST /api/v1/login needs a principal:
+//  - a user's API token, `Authorization: Bearer snt1.<hex>` (from login, or made for a script);
+//  - or a node certificate of this cluster presented in the TLS handshake (mutual TLS: other
+//    members, and stackctl as root on a box, which uses that box's certificate); a removed
+//    node's certificate is revoked and refused.
+// Logins are rate limited per client address (LoginLimiter). Every change is audited with the
+// principal as actor ("admin", "node:sn2").
+//
+// Threading: handle() runs on an HTTP thread and only parses; database calls and password checks
+// run on the WorkQueue, and the answer is posted back to the connection's thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "stacknode/common/http_server.hpp"
+#include "stacknode/common/work_queue.hpp"
+#include "stacknode/node/control.hpp"
+
+namespace stacknode::node {
+
+// Failed logins from one address within login_window: after login_failures_allowed of them,
+// logins from it are refused (429) until the oldest leaves the window. Tracks at most
+// login_tracked_addresses addresses (the oldest are forgotten first).
+inline constexpr std::size_t login_failures_allowed = 5;
+inline constexpr std::chrono::seconds login_window{60};
+inline constexpr std::size_t login_tracked_addresses = 4096;
+// Jobs waiting for a worker before the API answers 503.
+inline constexpr std::size_t max_pending_api_jobs = 256;
+// Join tokens are for joining now: at most a week.
+inline constexpr std::chrono::seconds max_join_token_validity{std::chrono::hours(24 * 7)};
+
+class LoginLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // How long `address` must wait before trying again; zero if it may try now.
+  std::chrono::seconds wait(const std::string& address, Clock::time_point now);
+  void failed(const std::string& address, Clock::time_point now);
+  void succeeded(const std::string& address);
+
+ private:
+  void forget_old(std::deque<Clock::time_point>& failures, Clock::time_point now) const;
+  std::mutex mutex_;
+  std::map<std::string, std::deque<Clock::time_point>> failures_;
+};
+
+// This box, as the API needs to know it.
+struct Self {
+  std::int64_t node_id = 0;
+  std::string name;
+  std::string ca_certificate_pem;
+};
+
+class ApiHandler final : public http::Handler {
+ public:
+  ApiHandler(ControlStore& store, WorkQueue& queue, Self self) : store_(store), queue_(queue), self_(std::move(self)) {}
+
+  void handle(const http::RequestContext& context, http::Request& request, http::Respond respond) override;
+
+ private:
+  ControlStore& store_;
+  WorkQueue& queue_;
+  const Self self_;
+  LoginLimiter limiter_;
+};
+
+}  // namespace stacknode::node

@@ -1,0 +1,186 @@
+// stacknoded: the control plane of one box. It waits until the box is a member (pki/node.crt,
+// written by `stackctl cluster init` or `join`), brings the control database's schema to its
+// build (migrate), serves the REST API on api.listen over TLS with this node's certificate
+// (clients may present a node certificate: mutual TLS), and runs the reconciler (heartbeat,
+// membership). Exit statuses as every daemon: 0 stopped, 1 failed, 2 bad node.cfg.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api.hpp"
+#include "reconciler.hpp"
+#include "stacknode/common/daemon.hpp"
+#include "stacknode/common/log.hpp"
+#include "stacknode/common/metrics.hpp"
+#include "stacknode/db/client.hpp"
+#include "stacknode/node/control.hpp"
+#include "stacknode/node/membership.hpp"
+#include "stacknode/node/node_config.hpp"
+#include "stacknode/node/schema.hpp"
+
+namespace stacknode::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+// How often to look for the certificate of a box that is not a member yet.
+constexpr std::chrono::milliseconds membership_poll_interval{500};
+// Between attempts at a start-up step that needs the database (migrate, finding this node).
+constexpr std::chrono::milliseconds startup_retry_interval{1'000};
+// How often the membership loop looks at roles and member addresses.
+constexpr std::chrono::milliseconds membership_interval{2'000};
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Retries `step` until it gives a value, logging each failure once per distinct message.
+template <typename T, typename Step>
+T until_done(std::string_view what, Step step) {
+  std::string last;
+  for (;;) {
+    Checked<T> result = step();
+    if (result) return std::move(*result);
+    if (result.problem().message != last) {
+      last = result.problem().message;
+      log::warn(what, ": ", last, " (retrying)");
+    }
+    std::this_thread::sleep_for(startup_retry_interval);
+  }
+}
+
+// The membership loop: follow every member's stacknode-db; where this node's leads, balance roles.
+void balance_members(ControlStore& store, const Self& self) {
+  Checked<std::vector<NodeRow>> nodes = store.nodes();
+  if (!nodes) {
+    log::warn("membership: ", nodes.problem().message);
+    return;
+  }
+  std::vector<std::string> addresses;
+  for (const NodeRow& node : *nodes) addresses.push_back(node.db_address);
+  store.client().set_addresses(addresses);
+
+  db::Outcome<db::wire::Nodes> raft = store.client().cluster();
+  if (!raft) return;
+  const db::wire::NodeId leader = store.client().leader().id;
+  if (static_cast<std::int64_t>(leader) != self.node_id) return;
+  const std::int64_t now = unix_now();
+  std::vector<Member> members;
+  for (const db::wire::NodeInfo& info : raft->nodes) {
+    Member member{info.id, info.role, false, info.id == leader};
+    for (const NodeRow& node : *nodes) {
+      if (node.id == static_cast<std::int64_t>(info.id)) {
+        member.online = node.last_seen && now - *node.last_seen <= offline_after.count();
+      }
+    }
+    if (member.leader) member.online = true;  // it is answering this
+    members.push_back(member);
+  }
+  const std::optional<RoleChange> change = next_role_change(members);
+  if (!change) return;
+  const char* role = change->role == db::wire::Role::voter     ? "voter"
+                     : change->role == db::wire::Role::standby ? "standby"
+                                                               : "spare";
+  db::Outcome<db::wire::Empty> assigned = store.client().assign(change->id, change->role);
+  if (!assigned) {
+    log::warn("membership: cannot make node ", change->id, " a ", role, ": ", assigned.error().message);
+    return;
+  }
+  log::info("membership: node ", change->id, " is now a ", role);
+  std::string name = std::to_string(change->id);
+  for (const NodeRow& node : *nodes) {
+    if (node.id == static_cast<std::int64_t>(change->id)) name = node.name;
+  }
+  store.record({"node:" + self.name, "node.role", name, role}, now);
+}
+
+int serve(const config::Document& document, const daemon::Invocation& invocation) {
+  std::signal(SIGPIPE, SIG_IGN);
+  const NodeConfig config = load_node_config(document.root());
+  daemon::report_unread(document, {"node", "api", "paths", "log"});
+  if (invocation.check_only) {
+    log::info("configuration ", document.file_name(), " is valid");
+    return daemon::exit_ok;
+  }
+  const fs::path certificate = config.pki_dir() / "node.crt";
+  if (!fs::exists(certificate)) {
+    // SIGTERM's default action ends this wait: nothing runs yet.
+    log::info("not a cluster member yet: waiting for ", certificate.string(),
+              " ('stackctl cluster init' or 'stackctl cluster join' writes it)");
+    while (!fs::exists(certificate)) std::this_thread::sleep_for(membership_poll_interval);
+  }
+  Self self;
+  self.name = config.name;
+  self.ca_certificate_pem = read_file(config.pki_dir() / "ca.crt");
+
+  db::ClientOptions client_options;
+  client_options.addresses = {config.db.address};
+  db::Client client(client_options);
+  ControlStore store(client, std::string(control_database));
+  const std::int64_t version = until_done<std::int64_t>("control database schema", [&]() -> Checked<std::int64_t> {
+    db::Outcome<std::int64_t> migrated = migrate(client, std::string(control_database), control_schema(), unix_now());
+    if (!migrated) return problem_from(migrated.error());
+    return *migrated;
+  });
+  log::info("control database at schema version ", version);
+  self.node_id = until_done<NodeRow>("this node's record", [&] { return store.node_named(config.name); }).id;
+
+  std::shared_ptr<http::TlsContext> tls;
+  try {
+    tls = std::make_shared<http::TlsContext>(certificate.string(), (config.pki_dir() / "node.key").string(),
+                                             (config.pki_dir() / "ca.crt").string());
+  } catch (const std::exception& error) {
+    log::error(error.what());
+    return daemon::exit_failure;
+  }
+  metrics::Registry registry;
+  metrics::register_build_info(registry, "stacknode_node");
+  WorkQueue queue(config.api_workers, max_pending_api_jobs);
+  ApiHandler handler(store, queue, self);
+  http::ServerOptions options;
+  options.listeners = {{config.api_listen, true}};
+  options.threads = config.api_threads;
+  options.limits = config.api_limits;
+  options.metrics_prefix = "stacknode_node";
+  options.server_header = "stacknoded";
+  http::Server server(options, handler, registry, tls);
+  try {
+    server.bind();
+  } catch (const std::exception& error) {
+    log::error("api: ", error.what());
+    return daemon::exit_failure;
+  }
+  log::info("node ", self.name, " (id ", self.node_id, "): API on https://", server.bound_endpoints()[0]);
+
+  Reconciler reconciler;
+  reconciler.add("heartbeat", heartbeat_interval, [&] {
+    if (Checked<Done> done = store.heartbeat(self.node_id, unix_now()); !done) {
+      log::warn("heartbeat: ", done.problem().message);
+    }
+  });
+  reconciler.add("membership", membership_interval, [&] { balance_members(store, self); });
+  reconciler.start();
+  server.run();
+  reconciler.stop();
+  queue.stop();
+  log::info("stopped");
+  return daemon::exit_ok;
+}
+
+}  // namespace
+}  // namespace stacknode::node
+
+int main(int argc, char** argv) {
+  return stacknode::daemon::run(argc, argv, "stacknoded",
+                                "The stacknode control plane: cluster membership, the REST API, the reconciler.",
+                                stacknode::node::serve);
+}

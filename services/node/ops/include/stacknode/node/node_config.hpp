@@ -1,0 +1,41 @@
+// What stacknoded and stackctl read from node.cfg: this box's name and API address (node), where
+// the API listens (api), its paths (paths) and its stacknode-db (db, read by db_config.hpp).
+//
+//   node: { name = "sn1"; api_address = "198.18.1.11:8443"; };
+//   api:  { listen = "198.18.1.11:8443"; threads = 1; workers = 4; };   (listen: api_address)
+//
+// Per-box facts only; everything cluster-wide lives in the control database. A bad value throws
+// config::ConfigError naming file:line and key.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "db_config.hpp"
+#include "stacknode/common/config.hpp"
+#include "stacknode/common/http_server.hpp"
+
+namespace stacknode::node {
+
+inline constexpr unsigned max_api_threads = 16;
+// Blocking calls in flight at once (database round trips, argon2id checks of 64 MiB each).
+inline constexpr unsigned default_api_workers = 4;
+inline constexpr unsigned max_api_workers = 64;
+
+struct NodeConfig {
+  std::string name;
+  std::string api_address;  // how members and stackctl reach this box's API
+  std::string api_listen;   // where it listens (default: api_address)
+  unsigned api_threads = 1;
+  unsigned api_workers = default_api_workers;
+  http::ServerLimits api_limits;
+  std::filesystem::path state_dir;    // pki/ lives here
+  std::filesystem::path runtime_dir;
+  db::DbConfig db;
+
+  std::filesystem::path pki_dir() const { return state_dir / "pki"; }
+};
+
+NodeConfig load_node_config(const config::Section& root);
+
+}  // namespace stacknode::node

@@ -1,0 +1,38 @@
+// node.cfg for stacknoded and stackctl; see node_config.hpp.
+#include "stacknode/node/node_config.hpp"
+
+#include "stacknode/node/join_token.hpp"
+#include "stacknode/node/pki.hpp"
+
+namespace stacknode::node {
+
+NodeConfig load_node_config(const config::Section& root) {
+  NodeConfig config;
+  config.db = db::load_db_config(root);
+  const config::Section paths = root.section("paths");
+  config.state_dir = paths.get_string("state_dir", "/var/lib/stacknode");
+  config.runtime_dir = paths.get_string("runtime_dir", "/run/stacknode");
+
+  const config::Section node = root.section("node");
+  if (!node.has("name")) node.fail("name", "required: this box's name in the cluster");
+  config.name = node.get_string("name", "");
+  if (config.name.empty() || config.name.size() > pki::node_name_max_length) {
+    node.fail("name", "1 to " + std::to_string(pki::node_name_max_length) + " characters");
+  }
+  if (!node.has("api_address")) node.fail("api_address", "required: IP:port of this box's API");
+  config.api_address = node.get_string("api_address", "");
+  if (!valid_member_address(config.api_address)) node.fail("api_address", "not IP:port (no DNS in a rack)");
+
+  const config::Section api = root.section("api");
+  config.api_listen = api.get_string("listen", config.api_address);
+  try {
+    http::parse_endpoint(config.api_listen);
+  } catch (const std::exception& error) {
+    api.fail("listen", error.what());
+  }
+  config.api_threads = static_cast<unsigned>(api.get_int("threads", 1, 1, max_api_threads));
+  config.api_workers = static_cast<unsigned>(api.get_int("workers", default_api_workers, 1, max_api_workers));
+  return config;
+}
+
+}  // namespace stacknode::node

@@ -1,0 +1,403 @@
+// The control store's queries and changes; see control.hpp.
+#include "stacknode/node/control.hpp"
+
+#include <charconv>
+
+#include "stacknode/node/credentials.hpp"
+#include "stacknode/node/hex.hpp"
+#include "stacknode/node/pki.hpp"
+
+namespace stacknode::node {
+namespace {
+
+using db::wire::Value;
+
+Problem invalid(std::string message) { return {ProblemKind::invalid, std::move(message)}; }
+Problem not_found(std::string message) { return {ProblemKind::not_found, std::move(message)}; }
+Problem conflict(std::string message) { return {ProblemKind::conflict, std::move(message)}; }
+
+// Column readers: a column of another type than the schema says is a broken database.
+std::int64_t integer(const Value& value) {
+  const auto* number = std::get_if<std::int64_t>(&value);
+  return number ? *number : 0;
+}
+std::optional<std::int64_t> optional_integer(const Value& value) {
+  const auto* number = std::get_if<std::int64_t>(&value);
+  if (number == nullptr) return std::nullopt;
+  return *number;
+}
+std::string text(const Value& value) {
+  const auto* string = std::get_if<std::string>(&value);
+  return string ? *string : std::string();
+}
+Value optional_value(const std::optional<std::int64_t>& value) {
+  if (value) return *value;
+  return db::wire::Null{};
+}
+
+constexpr std::string_view node_columns =
+    "id, name, api_address, db_address, certificate_serial, joined_at, last_seen";
+NodeRow node_row(const db::wire::Row& row) {
+  return {integer(row[0]), text(row[1]), text(row[2]), text(row[3]), integer(row[4]), integer(row[5]),
+          optional_integer(row[6])};
+}
+constexpr std::string_view join_token_columns =
+    "id, created_by, created_at, expires_at, used_at, used_by_node, revoked_at";
+JoinTokenRow join_token_row(const db::wire::Row& row) {
+  return {text(row[0]),           text(row[1]),           integer(row[2]),         integer(row[3]),
+          optional_integer(row[4]), optional_integer(row[5]), optional_integer(row[6])};
+}
+constexpr std::string_view api_token_columns = "id, user_name, description, created_at, expires_at, revoked_at";
+ApiTokenRow api_token_row(const db::wire::Row& row) {
+  return {text(row[0]), text(row[1]), text(row[2]), integer(row[3]), optional_integer(row[4]), optional_integer(row[5])};
+}
+
+// A page of `columns` from `table` ordered by the text key `key`: one row more than asked tells
+// whether another page follows.
+template <typename Row, typename Convert>
+Checked<Page<Row>> keyed_page(db::Client& client, const std::string& database, std::string_view columns,
+                              std::string_view table, std::string_view key, const PageRequest& page, Convert convert) {
+  const std::string sql = "SELECT " + std::string(columns) + " FROM " + std::string(table) + " WHERE " +
+                          std::string(key) + " > ? ORDER BY " + std::string(key) + " LIMIT ?";
+  db::Outcome<db::wire::RowSet> rows =
+      client.query(database, sql, {page.after, static_cast<std::int64_t>(page.limit + 1)});
+  if (!rows) return problem_from(rows.error());
+  Page<Row> result;
+  for (const db::wire::Row& row : rows->rows) {
+    if (result.items.size() == page.limit) {
+      result.next = text(rows->rows[page.limit - 1][0]);  // the last item's key (the first column)
+      break;
+    }
+    result.items.push_back(convert(row));
+  }
+  return result;
+}
+
+bool valid_name(std::string_view name, std::size_t max_chars) {
+  if (name.empty() || name.size() > max_chars) return false;
+  for (const char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                         c == '_' || c == '.';
+    if (!allowed) return false;
+  }
+  return true;
+}
+
+// The number of rows a statement changed, for "exactly one" checks.
+std::optional<Problem> expect_one(const db::Outcome<db::wire::Result>& done, const std::string& missing) {
+  if (!done) return problem_from(done.error());
+  if (done->rows_affected != 1) return not_found(missing);
+  return std::nullopt;
+}
+
+}  // namespace
+
+Problem problem_from(const db::Error& error) {
+  switch (error.kind) {
+    case db::ErrorKind::no_leader:
+    case db::ErrorKind::not_leader:
+    case db::ErrorKind::timeout:
+    case db::ErrorKind::connection_lost:
+      return {ProblemKind::unavailable, "the control database is unavailable: " + error.message};
+    case db::ErrorKind::sqlite:
+    case db::ErrorKind::protocol:
+    case db::ErrorKind::invalid_request:
+      break;
+  }
+  return {ProblemKind::failed, "the control database refused: " + error.message};
+}
+
+std::optional<std::size_t> page_limit(std::string_view text) {
+  if (text.empty()) return default_page_items;
+  std::size_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value == 0) return std::nullopt;
+  return std::min(value, max_page_items);
+}
+
+Checked<Done> ControlStore::change(const AuditNote& note, std::int64_t now, const Body& body) {
+  std::optional<Problem> refused;
+  db::Outcome<db::wire::Empty> done =
+      client_.transaction(database_, [&](db::Client::Transaction& transaction) -> std::optional<db::Error> {
+        refused.reset();
+        if ((refused = body(transaction))) {
+          return db::Error{db::ErrorKind::invalid_request, 0, refused->message};
+        }
+        db::Outcome<db::wire::Result> noted = transaction.exec(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            {now, note.actor, note.action, note.target, note.detail});
+        if (!noted) return noted.error();
+        return std::nullopt;
+      });
+  if (refused) return *refused;
+  if (!done) return problem_from(done.error());
+  return Done{};
+}
+
+Checked<Done> ControlStore::record(const AuditNote& note, std::int64_t now) {
+  return change(note, now, [](db::Client::Transaction&) { return std::nullopt; });
+}
+
+Checked<ClusterRow> ControlStore::cluster() {
+  db::Outcome<db::wire::RowSet> rows =
+      client_.query(database_, "SELECT cluster_id, name, ca_certificate, created_at FROM cluster");
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.size() != 1) return not_found("this cluster has no identity row: was 'stackctl cluster init' run?");
+  const db::wire::Row& row = rows->rows[0];
+  return ClusterRow{text(row[0]), text(row[1]), text(row[2]), integer(row[3])};
+}
+
+Checked<std::vector<NodeRow>> ControlStore::nodes() {
+  db::Outcome<db::wire::RowSet> rows =
+      client_.query(database_, "SELECT " + std::string(node_columns) + " FROM nodes ORDER BY name");
+  if (!rows) return problem_from(rows.error());
+  std::vector<NodeRow> nodes;
+  for (const db::wire::Row& row : rows->rows) nodes.push_back(node_row(row));
+  return nodes;
+}
+
+Checked<NodeRow> ControlStore::node_named(const std::string& name) {
+  db::Outcome<db::wire::RowSet> rows =
+      client_.query(database_, "SELECT " + std::string(node_columns) + " FROM nodes WHERE name = ?", {name});
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.empty()) return not_found("no node named '" + name + "' in this cluster");
+  return node_row(rows->rows[0]);
+}
+
+Checked<NodeRow> ControlStore::node_with_serial(std::int64_t serial) {
+  db::Outcome<db::wire::RowSet> rows = client_.query(
+      database_, "SELECT " + std::string(node_columns) + " FROM nodes WHERE certificate_serial = ?", {serial});
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.empty()) return not_found("no node holds certificate " + std::to_string(serial));
+  return node_row(rows->rows[0]);
+}
+
+Checked<bool> ControlStore::certificate_revoked(std::int64_t serial) {
+  db::Outcome<db::wire::RowSet> rows =
+      client_.query(database_, "SELECT count(*) FROM revoked_certificates WHERE serial = ?", {serial});
+  if (!rows) return problem_from(rows.error());
+  return !rows->rows.empty() && integer(rows->rows[0][0]) > 0;
+}
+
+Checked<Done> ControlStore::heartbeat(std::int64_t node_id, std::int64_t now) {
+  db::Outcome<db::wire::Result> done = client_.exec(database_, "UPDATE nodes SET last_seen = ? WHERE id = ?", {now, node_id});
+  if (std::optional<Problem> problem = expect_one(done, "this node is not in the cluster's node list")) return *problem;
+  return Done{};
+}
+
+Checked<CreatedJoinToken> ControlStore::create_join_token(const std::string& actor, std::chrono::seconds validity,
+                                                         std::int64_t now) {
+  Checked<ClusterRow> cluster_row = cluster();
+  if (!cluster_row) return cluster_row.problem();
+  Checked<std::vector<NodeRow>> members = nodes();
+  if (!members) return members.problem();
+  std::vector<std::string> addresses;
+  for (const NodeRow& member : *members) {
+    if (addresses.size() < max_token_addresses) addresses.push_back(member.api_address);
+  }
+  pki::Made<pki::Pin> pin = pki::public_key_pin(cluster_row->ca_certificate_pem);
+  if (!pin.ok()) return Problem{ProblemKind::failed, "the cluster's CA certificate does not read: " + pin.error};
+  ClusterId cluster_id{};
+  if (!from_hex(cluster_row->id, cluster_id)) return Problem{ProblemKind::failed, "the cluster id is not 32 hex digits"};
+  const std::optional<JoinToken> token =
+      generate_join_token(cluster_id, *pin.value, static_cast<std::uint64_t>(now + validity.count()), addresses);
+  if (!token) return Problem{ProblemKind::failed, "cannot make a join token (no randomness, or a bad member address)"};
+  CreatedJoinToken created;
+  created.text = *encode_join_token(*token);
+  created.row = {token_id(token->secret), actor, now, static_cast<std::int64_t>(token->expires_at), {}, {}, {}};
+  Checked<Done> done = change({actor, "token.create", created.row.id, ""}, now, [&](db::Client::Transaction& transaction) {
+    db::Outcome<db::wire::Result> inserted = transaction.exec(
+        "INSERT INTO join_tokens (id, secret_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        {created.row.id, secret_hash(token->secret), actor, now, created.row.expires_at});
+    return inserted ? std::nullopt : std::optional<Problem>(problem_from(inserted.error()));
+  });
+  if (!done) return done.problem();
+  return created;
+}
+
+Checked<Page<JoinTokenRow>> ControlStore::join_tokens(const PageRequest& page) {
+  return keyed_page<JoinTokenRow>(client_, database_, join_token_columns, "join_tokens", "id", page, join_token_row);
+}
+
+Checked<Done> ControlStore::revoke_join_token(const std::string& actor, const std::string& id, std::int64_t now) {
+  return change({actor, "token.revoke", id, ""}, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+    db::Outcome<db::wire::RowSet> rows =
+        transaction.query("SELECT used_at, revoked_at FROM join_tokens WHERE id = ?", {id});
+    if (!rows) return problem_from(rows.error());
+    if (rows->rows.empty()) return not_found("no join token '" + id + "'");
+    if (optional_integer(rows->rows[0][0])) return conflict("join token '" + id + "' was used already");
+    if (optional_integer(rows->rows[0][1])) return conflict("join token '" + id + "' is revoked already");
+    db::Outcome<db::wire::Result> done = transaction.exec("UPDATE join_tokens SET revoked_at = ? WHERE id = ?", {now, id});
+    return expect_one(done, "no join token '" + id + "'");
+  });
+}
+
+Checked<Page<UserRow>> ControlStore::users(const PageRequest& page) {
+  return keyed_page<UserRow>(client_, database_, "name, created_at", "users", "name", page,
+                             [](const db::wire::Row& row) { return UserRow{text(row[0]), integer(row[1])}; });
+}
+
+Checked<std::string> ControlStore::password_hash(const std::string& name) {
+  db::Outcome<db::wire::RowSet> rows = client_.query(database_, "SELECT password_hash FROM users WHERE name = ?", {name});
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.empty()) return not_found("no user '" + name + "'");
+  return text(rows->rows[0][0]);
+}
+
+Checked<Done> ControlStore::create_user(const std::string& actor, const std::string& name, const std::string& hash,
+                                        std::int64_t now) {
+  if (!valid_name(name, max_user_name_chars)) {
+    return invalid("a user name has 1 to " + std::to_string(max_user_name_chars) +
+                   " characters from a-z A-Z 0-9 - _ .");
+  }
+  return change({actor, "user.create", name, ""}, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+    db::Outcome<db::wire::RowSet> rows = transaction.query("SELECT count(*) FROM users WHERE name = ?", {name});
+    if (!rows) return problem_from(rows.error());
+    if (integer(rows->rows[0][0]) > 0) return conflict("user '" + name + "' exists already");
+    db::Outcome<db::wire::Result> done = transaction.exec("INSERT INTO users VALUES (?, ?, ?)", {name, hash, now});
+    return done ? std::nullopt : std::optional<Problem>(problem_from(done.error()));
+  });
+}
+
+Checked<Done> ControlStore::set_password(const std::string& actor, const std::string& name, const std::string& hash,
+                                         std::int64_t now) {
+  return change({actor, "user.password", name, ""}, now, [&](db::Client::Transaction& transaction) {
+    return expect_one(transaction.exec("UPDATE users SET password_hash = ? WHERE name = ?", {hash, name}),
+                      "no user '" + name + "'");
+  });
+}
+
+Checked<Done> ControlStore::delete_user(const std::string& actor, const std::string& name, std::int64_t now) {
+  return change({actor, "user.delete", name, ""}, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+    db::Outcome<db::wire::RowSet> rows = transaction.query("SELECT count(*) FROM users");
+    if (!rows) return problem_from(rows.error());
+    db::Outcome<db::wire::Result> revoked = transaction.exec(
+        "UPDATE api_tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL", {now, name});
+    if (!revoked) return problem_from(revoked.error());
+    db::Outcome<db::wire::Result> deleted = transaction.exec("DELETE FROM users WHERE name = ?", {name});
+    if (std::optional<Problem> problem = expect_one(deleted, "no user '" + name + "'")) return problem;
+    if (integer(rows->rows[0][0]) <= 1) return conflict("'" + name + "' is the last user: nobody could log in");
+    return std::nullopt;
+  });
+}
+
+Checked<CreatedApiToken> ControlStore::create_api_token(const AuditNote& note, const std::string& user,
+                                                       const std::string& description,
+                                                       std::optional<std::int64_t> expires_at, std::int64_t now) {
+  if (description.size() > max_description_chars) {
+    return invalid("a description has at most " + std::to_string(max_description_chars) + " characters");
+  }
+  const ApiToken token = generate_api_token();
+  if (token.text.empty()) return Problem{ProblemKind::failed, "cannot make an API token (no randomness)"};
+  CreatedApiToken created{token.text, {token.id, user, description, now, expires_at, {}}};
+  AuditNote audited = note;
+  audited.target = token.id;
+  Checked<Done> done = change(audited, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+    db::Outcome<db::wire::RowSet> rows = transaction.query("SELECT count(*) FROM users WHERE name = ?", {user});
+    if (!rows) return problem_from(rows.error());
+    if (integer(rows->rows[0][0]) == 0) return not_found("no user '" + user + "'");
+    db::Outcome<db::wire::Result> inserted = transaction.exec(
+        "INSERT INTO api_tokens (id, token_hash, user_name, description, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        {token.id, token.stored_hash, user, description, now, optional_value(expires_at)});
+    return inserted ? std::nullopt : std::optional<Problem>(problem_from(inserted.error()));
+  });
+  if (!done) return done.problem();
+  return created;
+}
+
+Checked<Page<ApiTokenRow>> ControlStore::api_tokens(const PageRequest& page) {
+  return keyed_page<ApiTokenRow>(client_, database_, api_token_columns, "api_tokens", "id", page, api_token_row);
+}
+
+Checked<Done> ControlStore::revoke_api_token(const std::string& actor, const std::string& id, std::int64_t now) {
+  return change({actor, "api-token.revoke", id, ""}, now, [&](db::Client::Transaction& transaction) {
+    return expect_one(transaction.exec("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                       {now, id}),
+                      "no API token '" + id + "' that is not revoked already");
+  });
+}
+
+Checked<TokenOwner> ControlStore::authenticate(const std::string& token_text, std::int64_t now) {
+  const std::optional<std::string> hash = api_token_hash(token_text);
+  if (!hash) return not_found("not an API token");
+  db::Outcome<db::wire::RowSet> rows = client_.query(
+      database_,
+      "SELECT user_name, id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL "
+      "AND (expires_at IS NULL OR expires_at > ?)",
+      {*hash, now});
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.empty()) return not_found("unknown, revoked or expired API token");
+  return TokenOwner{text(rows->rows[0][0]), text(rows->rows[0][1])};
+}
+
+Checked<std::vector<std::pair<std::string, std::string>>> ControlStore::settings() {
+  db::Outcome<db::wire::RowSet> rows = client_.query(database_, "SELECT key, value FROM settings ORDER BY key");
+  if (!rows) return problem_from(rows.error());
+  std::vector<std::pair<std::string, std::string>> settings;
+  for (const db::wire::Row& row : rows->rows) settings.emplace_back(text(row[0]), text(row[1]));
+  return settings;
+}
+
+Checked<Done> ControlStore::put_setting(const std::string& actor, const std::string& name, const std::string& value,
+                                        std::int64_t now) {
+  if (!valid_name(name, max_setting_name_chars)) {
+    return invalid("a setting name has 1 to " + std::to_string(max_setting_name_chars) +
+                   " characters from a-z A-Z 0-9 - _ .");
+  }
+  if (value.size() > max_setting_value_chars) {
+    return invalid("a setting's value has at most " + std::to_string(max_setting_value_chars) + " characters");
+  }
+  return change({actor, "setting.put", name, value}, now, [&](db::Client::Transaction& transaction) {
+    db::Outcome<db::wire::Result> done = transaction.exec(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        {name, value});
+    return done ? std::nullopt : std::optional<Problem>(problem_from(done.error()));
+  });
+}
+
+Checked<Done> ControlStore::delete_setting(const std::string& actor, const std::string& name, std::int64_t now) {
+  return change({actor, "setting.delete", name, ""}, now, [&](db::Client::Transaction& transaction) {
+    return expect_one(transaction.exec("DELETE FROM settings WHERE key = ?", {name}), "no setting '" + name + "'");
+  });
+}
+
+Checked<Page<AuditRow>> ControlStore::audit(const PageRequest& page) {
+  std::int64_t before = INT64_MAX;
+  if (!page.after.empty()) {
+    const auto [end, error] = std::from_chars(page.after.data(), page.after.data() + page.after.size(), before);
+    if (error != std::errc() || end != page.after.data() + page.after.size()) {
+      return invalid("the audit log's page cursor is an entry id");
+    }
+  }
+  db::Outcome<db::wire::RowSet> rows = client_.query(
+      database_,
+      "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+      {before, static_cast<std::int64_t>(page.limit + 1)});
+  if (!rows) return problem_from(rows.error());
+  Page<AuditRow> result;
+  for (const db::wire::Row& row : rows->rows) {
+    if (result.items.size() == page.limit) {
+      result.next = std::to_string(result.items.back().id);
+      break;
+    }
+    result.items.push_back({integer(row[0]), integer(row[1]), text(row[2]), text(row[3]), text(row[4]), text(row[5])});
+  }
+  return result;
+}
+
+Checked<NodeRow> ControlStore::forget_node(const std::string& actor, const std::string& name, std::int64_t now) {
+  Checked<NodeRow> node = node_named(name);
+  if (!node) return node.problem();
+  Checked<Done> done = change({actor, "node.remove", name, ""}, now, [&](db::Client::Transaction& transaction) {
+    db::Outcome<db::wire::Result> revoked = transaction.exec(
+        "INSERT OR IGNORE INTO revoked_certificates (serial, node_name, revoked_at) VALUES (?, ?, ?)",
+        {node->certificate_serial, name, now});
+    if (!revoked) return std::optional<Problem>(problem_from(revoked.error()));
+    return expect_one(transaction.exec("DELETE FROM nodes WHERE id = ?", {node->id}), "no node named '" + name + "'");
+  });
+  if (!done) return done.problem();
+  return node;
+}
+
+}  // namespace stacknode::node
