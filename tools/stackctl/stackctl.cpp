@@ -27,6 +27,7 @@
 
 #include "stacknode/common/config.hpp"
 #include "stacknode/node/init.hpp"
+#include "stacknode/node/join.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/pinned_https.hpp"
@@ -50,6 +51,7 @@ constexpr std::string_view main_usage = R"(usage: stackctl [--config FILE] [--js
 Commands (run as root on a member; API commands use this box's node certificate):
   cluster init --name NAME [--admin-password PASSWORD] [--token-validity SECONDS]
       Make this box the first member of a new cluster.
+  cluster join TOKEN                   make this box a member of the token's cluster
   cluster status                       the cluster, its nodes, roles, who is online
   cluster token create [--validity S]  a join token for the next box (shown once)
   cluster token list | revoke ID       join tokens and their state
@@ -74,6 +76,17 @@ certificate, starts the control database (stacknode-db must run without db.node_
 admin user and prints a join token for the next box. Without --admin-password one is generated
 and shown once. The token is valid for --token-validity seconds (default 3600, at most 604800).
 Reads node.cfg: node.name, node.api_address, db.address, db.identity_file, paths.state_dir.
+)";
+
+constexpr std::string_view join_usage = R"(usage: stackctl [--config FILE] [--json] cluster join TOKEN
+
+Makes this box a member of the cluster the token is for (run as root on the box, with
+stacknode-db and stacknoded running and not yet members). The token comes from
+'stackctl cluster init' or 'stackctl cluster token create' on a member. Nothing secret is sent to
+a member before its certificate chain matches the token's CA pin. If any step fails, the token
+stays unused, the cluster's member list is unchanged, and this box keeps no cluster files; the
+error names the step. Reads node.cfg: node.name, node.api_address, db.address, db.identity_file,
+db.data_dir, paths.state_dir.
 )";
 
 struct Global {
@@ -179,6 +192,49 @@ int cluster_init(const Global& global, const std::vector<std::string>& args, std
   return exit_ok;
 }
 
+
+int cluster_join(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(first), args.end(), "--help") != args.end()) {
+    std::cout << join_usage;
+    return exit_ok;
+  }
+  if (args.size() != first + 1) return usage_error("cluster join takes one argument: the token", join_usage);
+  node::JoinOptions options;
+  try {
+    const auto document = config::Document::load_file(global.config);
+    const node::NodeConfig config = node::load_node_config(document->root());
+    options.node_name = config.name;
+    options.api_address = config.api_address;
+    options.db_address = config.db.address;
+    options.state_dir = config.state_dir;
+    options.db_identity_file = config.db.identity_file;
+    options.db_data_dir = config.db.data_dir;
+  } catch (const config::ConfigError& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_usage;
+  }
+  const node::JoinResult result = node::join_cluster(options, args[first], std::chrono::system_clock::now());
+  if (!result.ok()) {
+    if (global.json) {
+      std::cout << json::serialize(json::object{{"error", result.error}, {"step", result.failed_step}}) << "\n";
+    }
+    std::cerr << "stackctl: cluster join failed at step '" << result.failed_step << "': " << result.error << "\n";
+    return exit_failed;
+  }
+  if (global.json) {
+    std::cout << json::serialize(json::object{{"cluster_id", result.cluster_id},
+                                              {"cluster_name", result.cluster_name},
+                                              {"node", options.node_name},
+                                              {"node_id", result.node_id},
+                                              {"member", result.member}})
+              << "\n";
+    return exit_ok;
+  }
+  std::cout << "This box (" << options.node_name << ") joined cluster " << result.cluster_name << " (id "
+            << result.cluster_id << ") through " << result.member << " as database node " << result.node_id
+            << ".\nIt starts as a standby; the cluster makes it a voter when it needs one. See 'stackctl cluster status'.\n";
+  return exit_ok;
+}
 
 // ---- Commands that call this box's REST API ----
 
@@ -483,6 +539,9 @@ int main(int argc, char** argv) {
   if (index >= args.size()) return usage_error("a command is needed", main_usage);
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "init") {
     return cluster_init(global, args, index + 2);
+  }
+  if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "join") {
+    return cluster_join(global, args, index + 2);
   }
   if (const std::optional<int> status = run_api_command(global, args, index)) return *status;
   std::string command;

@@ -41,6 +41,7 @@ Answer problem_answer(const Problem& problem) {
     case ProblemKind::invalid: return error_answer(400, "invalid", problem.message);
     case ProblemKind::not_found: return error_answer(404, "not_found", problem.message);
     case ProblemKind::conflict: return error_answer(409, "conflict", problem.message);
+    case ProblemKind::forbidden: return error_answer(403, "forbidden", problem.message);
     case ProblemKind::unavailable: return error_answer(503, "unavailable", problem.message);
     case ProblemKind::failed: break;
   }
@@ -249,6 +250,58 @@ class Routes {
             {}};
   }
 
+  // Join steps 4 and 6 and the undo: the token's secret is the credential (the joining box has
+  // no other yet).
+  Answer join(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    std::map<std::string, std::string> fields;
+    for (const char* key : {"secret", "name", "api_address", "db_address", "csr", "certificate"}) {
+      const auto value = string_member(body, key);
+      if (const Answer* bad = std::get_if<Answer>(&value)) return *bad;
+      if (std::get<0>(value)) fields[key] = *std::get<0>(value);
+    }
+    std::int64_t node_id = 0;
+    if (const json::value* id = body.if_contains("node_id")) {
+      if (!id->is_int64() || id->as_int64() < 1) return error_answer(400, "invalid", "'node_id' must be a positive integer");
+      node_id = id->as_int64();
+    }
+    const auto need = [&](std::initializer_list<const char*> keys) -> std::optional<Answer> {
+      for (const char* key : keys) {
+        if (!fields.contains(key)) return error_answer(400, "invalid", std::string("'") + key + "' is required");
+      }
+      return std::nullopt;
+    };
+    const std::string& step = call.path[1];
+    JoinDesk desk(store_);
+    const std::int64_t now = unix_now();
+    if (step == "prepare") {
+      if (auto missing = need({"secret", "name", "api_address", "db_address", "csr"})) return *missing;
+      Checked<JoinOffer> offer =
+          desk.prepare({fields["secret"], fields["name"], fields["api_address"], fields["db_address"], fields["csr"]}, now);
+      if (!offer) return problem_answer(offer.problem());
+      json::array members;
+      for (const std::string& member : offer->db_members) members.push_back(json::value(member));
+      return {200,
+              json::object{{"node_id", offer->node_id},
+                           {"certificate", offer->certificate_pem},
+                           {"ca_certificate", offer->ca_certificate_pem},
+                           {"db_members", std::move(members)},
+                           {"cluster_id", offer->cluster_id},
+                           {"cluster_name", offer->cluster_name}},
+              {}};
+    }
+    if (node_id == 0) return error_answer(400, "invalid", "'node_id' is required");
+    if (step == "commit") {
+      if (auto missing = need({"secret", "certificate", "api_address", "db_address"})) return *missing;
+      return done(desk.commit(fields["secret"], node_id, fields["certificate"], fields["api_address"],
+                              fields["db_address"], now));
+    }
+    if (auto missing = need({"secret"})) return *missing;
+    return done(desk.abandon(fields["secret"], node_id, now));
+  }
+
   // Fills call.principal from the bearer token or the node certificate; an Answer if neither.
   std::optional<Answer> authenticate(Call& call, const std::string& bearer, const std::string& peer_pem) {
     const std::int64_t now = unix_now();
@@ -263,6 +316,9 @@ class Routes {
       if (!node) {
         if (node.problem().kind == ProblemKind::not_found) return unauthenticated(node.problem().message);
         return problem_answer(node.problem());
+      }
+      if (node->name != info.value->node_name) {
+        return unauthenticated("client certificate names '" + info.value->node_name + "', not the node holding it");
       }
       call.principal = "node:" + node->name;
       call.is_node = true;
@@ -584,6 +640,8 @@ void ApiHandler::handle(const http::RequestContext& context, http::Request& requ
   call.query = *query;
   call.body = std::move(request.body());
   const bool is_login = call.method == bhttp::verb::post && call.path == std::vector<std::string>{"login"};
+  const bool is_join = call.method == bhttp::verb::post && call.path.size() == 2 && call.path[0] == "join" &&
+                       (call.path[1] == "prepare" || call.path[1] == "commit" || call.path[1] == "abort");
   if (is_login) {
     if (const std::chrono::seconds wait = limiter_.wait(call.remote, std::chrono::steady_clock::now()); wait.count() > 0) {
       Answer answer = error_answer(429, "rate_limited", "too many failed logins from " + call.remote + ": try again in " +
@@ -600,12 +658,14 @@ void ApiHandler::handle(const http::RequestContext& context, http::Request& requ
   std::string peer_pem = peer_certificate(context);
 
   auto shared_respond = std::make_shared<http::Respond>(std::move(respond));
-  const bool taken = queue_.submit([this, io = context.io, version, shared_respond, is_login, call = std::move(call),
+  const bool taken = queue_.submit([this, io = context.io, version, shared_respond, is_login, is_join, call = std::move(call),
                                     bearer = std::move(bearer), peer_pem = std::move(peer_pem)]() mutable {
     Routes routes(store_, limiter_, self_);
     Answer answer;
     if (is_login) {
       answer = routes.login(call);
+    } else if (is_join) {
+      answer = routes.join(call);
     } else if (std::optional<Answer> refused = routes.authenticate(call, bearer, peer_pem)) {
       answer = std::move(*refused);
     } else {

@@ -1,7 +1,9 @@
 // stacknoded's REST API on 8443 (HTTPS): /api/v1/... for the web console, stackctl and scripts.
 // services/node/README.md lists every endpoint with an example; this is the code.
 //
-// Who may call: everything but /healthz, /metrics and POST /api/v1/login needs a principal:
+// Who may call: everything but /healthz, /metrics, POST /api/v1/login and the join steps
+// (POST /api/v1/join/{prepare,commit,abort}, whose credential is the join token's secret) needs
+// a principal:
 //  - a user's API token, `Authorization: Bearer snt1.<hex>` (from login, or made for a script);
 //  - or a node certificate of this cluster presented in the TLS handshake (mutual TLS: other
 //    members, and stackctl as root on a box, which uses that box's certificate); a removed

@@ -3,7 +3,6 @@
 
 #include <openssl/rand.h>
 
-#include <fstream>
 #include <system_error>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pki.hpp"
 #include "stacknode/node/schema.hpp"
+#include "state_files.hpp"
 
 namespace stacknode::node {
 namespace {
@@ -20,9 +20,6 @@ namespace fs = std::filesystem;
 
 constexpr std::uint64_t first_node_id = 1;  // the dqlite node that bootstraps
 constexpr std::uint64_t first_certificate_serial = 1;
-constexpr fs::perms private_file = fs::perms::owner_read | fs::perms::owner_write;
-constexpr fs::perms public_file = private_file | fs::perms::group_read | fs::perms::others_read;
-
 InitResult fail(std::string step, std::string error) {
   InitResult result;
   result.failed_step = std::move(step);
@@ -32,21 +29,6 @@ InitResult fail(std::string step, std::string error) {
 
 // The host part of an address valid_member_address accepted.
 std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
-
-// Writes `text` to `path` whole or not at all (written aside, then renamed), with `perms`.
-bool write_whole(const fs::path& path, const std::string& text, fs::perms perms) {
-  const fs::path aside = path.string() + ".tmp";
-  {
-    std::ofstream out(aside, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return false;
-  }
-  std::error_code error;
-  fs::permissions(aside, perms, error);
-  if (error) return false;
-  fs::rename(aside, path, error);
-  return !error;
-}
 
 std::unique_ptr<db::Client> database_client(const InitOptions& options) {
   db::ClientOptions client_options;
@@ -133,16 +115,10 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
       generate_join_token(cluster_id, *pin.value, static_cast<std::uint64_t>(now_seconds + options.token_validity.count()),
                           {options.api_address});
   if (!token) return fail("pki", "cannot make a join token");
-  std::error_code error;
-  fs::remove_all(staging, error);
-  fs::create_directories(staging, error);
-  // node.crt carries the CA after the node's certificate: the chain a joiner checks (step 3).
-  if (error || !write_whole(staging / "ca.crt", ca.value->certificate_pem, public_file) ||
-      !write_whole(staging / "node.crt", *certificate.value + ca.value->certificate_pem, public_file) ||
-      !write_whole(staging / "node.key", *key.value, private_file)) {
-    fs::remove_all(staging, error);
+  if (!write_pki(staging, ca.value->certificate_pem, *certificate.value, *key.value)) {
     return fail("pki", "cannot write " + staging.string());
   }
+  std::error_code error;
 
   // From here on, a failure undoes what init wrote.
   const auto undo = [&](std::string step, std::string reason) {

@@ -1,6 +1,8 @@
 // The control store's queries and changes; see control.hpp.
 #include "stacknode/node/control.hpp"
 
+#include <openssl/rand.h>
+
 #include <charconv>
 
 #include "stacknode/node/credentials.hpp"
@@ -145,6 +147,13 @@ Checked<ClusterRow> ControlStore::cluster() {
   if (rows->rows.size() != 1) return not_found("this cluster has no identity row: was 'stackctl cluster init' run?");
   const db::wire::Row& row = rows->rows[0];
   return ClusterRow{text(row[0]), text(row[1]), text(row[2]), integer(row[3])};
+}
+
+Checked<std::pair<std::string, std::string>> ControlStore::ca_credentials() {
+  db::Outcome<db::wire::RowSet> rows = client_.query(database_, "SELECT ca_certificate, ca_private_key FROM cluster");
+  if (!rows) return problem_from(rows.error());
+  if (rows->rows.size() != 1) return not_found("this cluster has no CA: was 'stackctl cluster init' run?");
+  return std::pair{text(rows->rows[0][0]), text(rows->rows[0][1])};
 }
 
 Checked<std::vector<NodeRow>> ControlStore::nodes() {
@@ -398,6 +407,157 @@ Checked<NodeRow> ControlStore::forget_node(const std::string& actor, const std::
   });
   if (!done) return done.problem();
   return node;
+}
+
+
+namespace {
+
+Problem forbidden(std::string message) { return {ProblemKind::forbidden, std::move(message)}; }
+
+// The stored hash of a token secret given in hex; nullopt if it is not 64 hex digits.
+std::optional<std::string> hash_of_secret(const std::string& secret_hex) {
+  TokenSecret secret{};
+  if (!from_hex(secret_hex, secret)) return std::nullopt;
+  return secret_hash(secret);
+}
+
+// Why a token row cannot be used for a join at `now`, or nullopt if it can.
+std::optional<Problem> token_unusable(const db::wire::RowSet& rows, std::int64_t now) {
+  if (rows.rows.empty()) {
+    return forbidden("the cluster does not know this token (another cluster's, or never issued): "
+                     "ask for a new one with 'stackctl cluster token create' on a member");
+  }
+  const db::wire::Row& row = rows.rows[0];  // used_at, revoked_at, expires_at
+  if (optional_integer(row[0])) return forbidden("this token was used already: a token joins one box; ask for a new one");
+  if (optional_integer(row[1])) return forbidden("this token was revoked: ask for a new one");
+  if (integer(row[2]) <= now) return forbidden("this token expired: ask for a new one");
+  return std::nullopt;
+}
+
+constexpr std::string_view token_state_query =
+    "SELECT used_at, revoked_at, expires_at FROM join_tokens WHERE secret_hash = ?";
+
+// A random certificate serial in 1..2^63-1: unique without coordination (a prepared join that
+// never commits leaves no row to count from).
+std::int64_t random_serial() {
+  std::uint64_t value = 0;
+  while (value == 0) {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof value) != 1) return 0;
+    value &= static_cast<std::uint64_t>(INT64_MAX);
+  }
+  return static_cast<std::int64_t>(value);
+}
+
+std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
+
+}  // namespace
+
+Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t now) {
+  const std::optional<std::string> hash = hash_of_secret(request.secret_hex);
+  if (!hash) return invalid("'secret' must be the token's secret: 64 hex digits");
+  if (!valid_member_address(request.api_address) || !valid_member_address(request.db_address)) {
+    return invalid("'api_address' and 'db_address' must be IP:port");
+  }
+  db::Client& client = store_.client();
+  db::Outcome<db::wire::RowSet> state = client.query(store_.database(), std::string(token_state_query), {*hash});
+  if (!state) return problem_from(state.error());
+  if (std::optional<Problem> refused = token_unusable(*state, now)) return *refused;
+
+  Checked<std::vector<NodeRow>> members = store_.nodes();
+  if (!members) return members.problem();
+  std::int64_t highest_id = 0;
+  JoinOffer offer;
+  for (const NodeRow& member : *members) {
+    if (member.name == request.name) {
+      return conflict("a node named '" + request.name + "' is a member already: pick another name, or "
+                      "'stackctl cluster remove " + request.name + "' first");
+    }
+    if (member.api_address == request.api_address || member.db_address == request.db_address) {
+      return conflict("node '" + member.name + "' already uses " + member.api_address + " / " + member.db_address);
+    }
+    highest_id = std::max(highest_id, member.id);
+    offer.db_members.push_back(member.db_address);
+  }
+  // Raft may hold members without a row (a join in progress): never reuse their ids.
+  db::Outcome<db::wire::Nodes> raft = client.cluster();
+  if (!raft) return problem_from(raft.error());
+  for (const db::wire::NodeInfo& info : raft->nodes) highest_id = std::max(highest_id, static_cast<std::int64_t>(info.id));
+  offer.node_id = highest_id + 1;
+
+  Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
+  if (!ca) return ca.problem();
+  Checked<ClusterRow> cluster = store_.cluster();
+  if (!cluster) return cluster.problem();
+  std::vector<std::string> addresses = {host_of(request.api_address)};
+  if (host_of(request.db_address) != addresses.front()) addresses.push_back(host_of(request.db_address));
+  const std::int64_t serial = random_serial();
+  if (serial == 0) return Problem{ProblemKind::failed, "no randomness for a certificate serial"};
+  pki::Made<std::string> certificate = pki::sign_node_certificate(
+      {ca->first, ca->second}, request.csr_pem,
+      {request.name, addresses, static_cast<std::uint64_t>(serial), joined_certificate_validity},
+      std::chrono::system_clock::time_point(std::chrono::seconds(now)));
+  if (!certificate.ok()) return invalid("cannot sign this box's certificate: " + certificate.error);
+  offer.certificate_pem = *certificate.value;
+  offer.ca_certificate_pem = ca->first;
+  offer.cluster_id = cluster->id;
+  offer.cluster_name = cluster->name;
+  return offer;
+}
+
+Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_id, const std::string& certificate_pem,
+                               const std::string& api_address, const std::string& db_address, std::int64_t now) {
+  const std::optional<std::string> hash = hash_of_secret(secret_hex);
+  if (!hash) return invalid("'secret' must be the token's secret: 64 hex digits");
+  Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
+  if (!ca) return ca.problem();
+  pki::Made<pki::CertificateInfo> info = pki::verify_node_certificate(
+      ca->first, certificate_pem, std::chrono::system_clock::time_point(std::chrono::seconds(now)));
+  if (!info.ok()) return invalid("the certificate is not one this cluster issued: " + info.error);
+  const std::string name = info.value->node_name;
+  return store_.change({"node:" + name, "node.join", name, api_address}, now,
+                       [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+    db::Outcome<db::wire::RowSet> state = transaction.query(std::string(token_state_query), {*hash});
+    if (!state) return problem_from(state.error());
+    if (std::optional<Problem> refused = token_unusable(*state, now)) return refused;
+    db::Outcome<db::wire::Result> used = transaction.exec(
+        "UPDATE join_tokens SET used_at = ?, used_by_node = ? WHERE secret_hash = ? AND used_at IS NULL "
+        "AND revoked_at IS NULL",
+        {now, node_id, *hash});
+    if (!used) return problem_from(used.error());
+    if (used->rows_affected != 1) return forbidden("this token was used already: another box joined with it");
+    db::Outcome<db::wire::Result> inserted = transaction.exec(
+        "INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        {node_id, name, api_address, db_address, static_cast<std::int64_t>(info.value->serial), now, now});
+    if (!inserted) {
+      if (inserted.error().kind == db::ErrorKind::sqlite) {
+        return conflict("node id " + std::to_string(node_id) + ", name '" + name + "' or its addresses are taken: " +
+                        inserted.error().message);
+      }
+      return problem_from(inserted.error());
+    }
+    return std::nullopt;
+  });
+}
+
+Checked<Done> JoinDesk::abandon(const std::string& secret_hex, std::int64_t node_id, std::int64_t now) {
+  const std::optional<std::string> hash = hash_of_secret(secret_hex);
+  if (!hash) return invalid("'secret' must be the token's secret: 64 hex digits");
+  db::Client& client = store_.client();
+  db::Outcome<db::wire::RowSet> known =
+      client.query(store_.database(), "SELECT count(*) FROM join_tokens WHERE secret_hash = ?", {*hash});
+  if (!known) return problem_from(known.error());
+  if (integer(known->rows[0][0]) == 0) return forbidden("the cluster does not know this token");
+  db::Outcome<db::wire::RowSet> row = client.query(store_.database(), "SELECT count(*) FROM nodes WHERE id = ?", {node_id});
+  if (!row) return problem_from(row.error());
+  if (integer(row->rows[0][0]) != 0) {
+    return conflict("node " + std::to_string(node_id) + " is a committed member: use 'stackctl cluster remove'");
+  }
+  db::Outcome<db::wire::Empty> removed = client.remove(static_cast<db::wire::NodeId>(node_id));
+  // A SQLite-kind refusal here is dqlite's "no such node": the join never got that far.
+  if (!removed && removed.error().kind != db::ErrorKind::sqlite) return problem_from(removed.error());
+  store_.record({"join", "node.join-abandoned", std::to_string(node_id), ""}, now);
+  return Done{};
 }
 
 }  // namespace stacknode::node

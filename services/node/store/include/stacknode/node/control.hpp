@@ -39,6 +39,7 @@ enum class ProblemKind : std::uint8_t {
   invalid,      // the request is wrong (400)
   not_found,    // 404
   conflict,     // the state forbids it: exists already, last admin, token used (409)
+  forbidden,    // the credential (a join token) does not allow it: unknown, used, revoked, expired (403)
   unavailable,  // the database cannot be reached or has no leader (503)
   failed,       // the database refused or broke in a way that is ours to fix (500)
 };
@@ -157,6 +158,8 @@ class ControlStore {
   ControlStore(db::Client& client, std::string database) : client_(client), database_(std::move(database)) {}
 
   Checked<ClusterRow> cluster();
+  // The CA's certificate and private key, for signing a joining node's certificate.
+  Checked<std::pair<std::string, std::string>> ca_credentials();
 
   Checked<std::vector<NodeRow>> nodes();
   Checked<NodeRow> node_named(const std::string& name);
@@ -212,6 +215,50 @@ class ControlStore {
  private:
   db::Client& client_;
   std::string database_;
+};
+
+// ---- Joining (services/node/README.md, "Design of init and join", steps 4 and 6) ----
+
+// What a joining box sends: the token's secret (hex), its name and addresses, and its CSR.
+struct JoinRequest {
+  std::string secret_hex;
+  std::string name;
+  std::string api_address;
+  std::string db_address;
+  std::string csr_pem;
+};
+
+// What a member answers to a prepared join: the dqlite id to join as, the signed certificate, the
+// CA, and the members' db addresses to join through.
+struct JoinOffer {
+  std::int64_t node_id = 0;
+  std::string certificate_pem;
+  std::string ca_certificate_pem;
+  std::vector<std::string> db_members;
+  std::string cluster_id;
+  std::string cluster_name;
+};
+
+// The validity of certificates the cluster signs for nodes.
+inline constexpr std::chrono::seconds joined_certificate_validity{std::chrono::hours(24 * 365 * 2)};
+
+class JoinDesk {
+ public:
+  explicit JoinDesk(ControlStore& store) : store_(store) {}
+  // Step 4: checks the token (known, unused, not revoked, not expired at `now`) WITHOUT using it,
+  // checks that the name and addresses are free, picks a dqlite id, signs the CSR.
+  Checked<JoinOffer> prepare(const JoinRequest& request, std::int64_t now);
+  // Step 6: in one transaction, the token is marked used only if it still is unused (exactly one
+  // row, else conflict: another join won), the node row is inserted (name and serial from the
+  // certificate, which must be this cluster's), and the join is audited.
+  Checked<Done> commit(const std::string& secret_hex, std::int64_t node_id, const std::string& certificate_pem,
+                       const std::string& api_address, const std::string& db_address, std::int64_t now);
+  // Undo of a failed join: removes dqlite member `node_id` if the secret is a token of this
+  // cluster and no node row holds that id (a committed node is removed with 'cluster remove').
+  Checked<Done> abandon(const std::string& secret_hex, std::int64_t node_id, std::int64_t now);
+
+ private:
+  ControlStore& store_;
 };
 
 // A database error as a Problem: no leader / timeout / lost connection are `unavailable`.

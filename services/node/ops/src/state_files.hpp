@@ -1,0 +1,48 @@
+// Writing the files of a box's membership (pki/, the db identity) safely: whole or not at all,
+// with the permissions a key or a certificate needs. Shared by init and join.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
+
+namespace stacknode::node {
+
+inline constexpr std::filesystem::perms private_file =
+    std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+inline constexpr std::filesystem::perms public_file =
+    private_file | std::filesystem::perms::group_read | std::filesystem::perms::others_read;
+
+// Writes `text` to `path` whole or not at all (written aside, then renamed), with `perms`.
+inline bool write_whole(const std::filesystem::path& path, const std::string& text, std::filesystem::perms perms) {
+  const std::filesystem::path aside = path.string() + ".tmp";
+  {
+    std::ofstream out(aside, std::ios::trunc);
+    out << text;
+    if (!out.flush()) return false;
+  }
+  std::error_code error;
+  std::filesystem::permissions(aside, perms, error);
+  if (error) return false;
+  std::filesystem::rename(aside, path, error);
+  return !error;
+}
+
+// A member's PKI files in `dir`: the CA, this node's certificate followed by the CA's (the chain
+// it serves, which a joiner checks against its token's pin), and its private key.
+inline bool write_pki(const std::filesystem::path& dir, const std::string& ca_pem, const std::string& certificate_pem,
+                      const std::string& key_pem) {
+  std::error_code error;
+  std::filesystem::remove_all(dir, error);
+  std::filesystem::create_directories(dir, error);
+  if (error || !write_whole(dir / "ca.crt", ca_pem, public_file) ||
+      !write_whole(dir / "node.crt", certificate_pem + ca_pem, public_file) ||
+      !write_whole(dir / "node.key", key_pem, private_file)) {
+    std::filesystem::remove_all(dir, error);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace stacknode::node

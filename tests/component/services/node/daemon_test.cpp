@@ -1,0 +1,587 @@
+// Component test of stacknoded (services/node/daemon) and the stackctl commands that call it: each
+// test gets a fresh box (a real stacknode-db waiting for its identity, `stackctl cluster init`, a
+// real stacknoded serving its API over TLS on loopback) and talks to it the way its clients do:
+// stackctl with the box's node certificate, and HTTPS requests made here with pinned_https_request
+// (no credentials, a bearer token from a login, the node's certificate, another CA's certificate).
+// Covered: authentication and its refusals, the login rate limit, sessions and API tokens, cluster
+// status, join tokens, users (the last one stays), settings, bad request bodies, the audit log and
+// its pages, a node refusing to remove itself, the heartbeat, and a clean stop on SIGTERM.
+#include <CppUTest/TestHarness.h>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "process.hpp"
+#include "stacknode/node/join_token.hpp"
+#include "stacknode/node/pinned_https.hpp"
+#include "stacknode/node/pki.hpp"
+
+using namespace stacknode;
+using namespace stacknode::node;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace support = stacknode::test;
+
+namespace {
+
+constexpr std::string_view admin_password = "a long enough password";
+// From starting stacknoded to its API answering stackctl: migrate, find its record, bind.
+constexpr std::chrono::milliseconds daemon_ready_timeout{30'000};
+// One HTTPS request to the local daemon; a login's argon2id check is the slowest part.
+constexpr std::chrono::milliseconds request_timeout{20'000};
+// The heartbeat is written every 5 s (control.hpp heartbeat_interval): three chances.
+constexpr std::chrono::milliseconds heartbeat_wait{15'000};
+// The first heartbeat is written when the reconciler starts, just after the API binds.
+constexpr std::chrono::milliseconds first_heartbeat_wait{10'000};
+constexpr std::chrono::milliseconds stop_timeout{10'000};
+// As the API's LoginLimiter allows (api.hpp login_failures_allowed, login_window).
+constexpr int login_failures_allowed = 5;
+constexpr int login_window_seconds = 60;
+
+// What the daemon answered; `reached` is false when no HTTP answer came (TLS refused, ...).
+struct Reply {
+  bool reached = false;
+  std::string error;
+  unsigned status = 0;
+  json::value body;  // null when the body is not JSON
+  bhttp::response<bhttp::string_body> raw;
+
+  std::string header(bhttp::field field) const {
+    const auto found = raw.find(field);
+    return found == raw.end() ? std::string() : std::string(found->value());
+  }
+  // body.error.kind, or "" when the body has none.
+  std::string error_kind() const {
+    if (!body.is_object()) return {};
+    const json::value* error = body.as_object().if_contains("error");
+    if (error == nullptr || !error->is_object()) return {};
+    const json::value* kind = error->as_object().if_contains("kind");
+    return kind != nullptr && kind->is_string() ? std::string(kind->as_string()) : std::string();
+  }
+};
+
+std::string text_of(const json::value& value) {
+  return value.is_string() ? std::string(value.as_string()) : json::serialize(value);
+}
+
+// The names of a list's items (`items[].name`), in the order given.
+std::vector<std::string> names_in(const json::value& list) {
+  std::vector<std::string> names;
+  for (const json::value& item : list.at("items").as_array()) names.push_back(text_of(item.at("name")));
+  return names;
+}
+
+}  // namespace
+
+TEST_GROUP(NodeDaemon) {
+  std::unique_ptr<support::TempDir> dir;
+  std::unique_ptr<support::Process> db;
+  std::unique_ptr<support::Process> daemon;
+  std::string db_address;
+  std::string api_address;
+  fs::path state_dir;
+  fs::path config;
+  pki::Pin pin{};
+  pki::Credentials node_credentials;
+  std::string ca_pem;
+
+  void setup() override {
+    std::signal(SIGPIPE, SIG_IGN);
+    dir = std::make_unique<support::TempDir>();
+    const fs::path base = dir->path();
+    state_dir = base / "state";
+    fs::create_directories(state_dir);
+    db_address = support::loopback_address(support::unused_port());
+    api_address = support::loopback_address(support::unused_port());
+    const fs::path identity = base / "db-identity.cfg";
+
+    // stacknode-db without node_id: it waits for the identity file cluster init writes.
+    support::write_file(base / "db.cfg",
+                        "paths: { runtime_dir = \"" + (base / "run-db").string() + "\"; };\n"
+                        "db: { address = \"" + db_address + "\"; data_dir = \"" + (base / "data").string() +
+                            "\"; identity_file = \"" + identity.string() + "\"; listen_http = \"127.0.0.1:" +
+                            std::to_string(support::unused_port()) + "\"; };\n");
+    db = std::make_unique<support::Process>(
+        std::vector<std::string>{(support::binary_dir() / "stacknode-db").string(), "--config", (base / "db.cfg").string()},
+        base / "db.log");
+
+    config = base / "node.cfg";
+    support::write_file(config, "paths: { state_dir = \"" + state_dir.string() + "\"; runtime_dir = \"" +
+                                    (base / "run").string() + "\"; };\n"
+                                    "node: { name = \"sn1\"; api_address = \"" + api_address + "\"; };\n"
+                                    "db: { address = \"" + db_address + "\"; identity_file = \"" + identity.string() +
+                                    "\"; };\n");
+    const support::CommandResult init = stackctl(
+        {"--json", "cluster", "init", "--name", "rack-a", "--admin-password", std::string(admin_password)});
+    if (init.status != 0) FAIL(("cluster init: " + init.output + "\nstacknode-db:\n" + db->output()).c_str());
+
+    daemon = std::make_unique<support::Process>(
+        std::vector<std::string>{(support::binary_dir() / "stacknoded").string(), "--config", config.string()},
+        base / "stacknoded.log");
+    const bool ready = support::poll_until([&] { return stackctl({"cluster", "status"}).status == 0; },
+                                           daemon_ready_timeout);
+    if (!ready) FAIL(("stacknoded did not answer 'stackctl cluster status':\n" + daemon->output()).c_str());
+
+    ca_pem = support::read_file(state_dir / "pki" / "ca.crt");
+    pki::Made<pki::Pin> made = pki::public_key_pin(ca_pem);
+    if (!made.ok()) FAIL(made.error.c_str());
+    pin = *made.value;
+    node_credentials = {support::read_file(state_dir / "pki" / "node.crt"),
+                        support::read_file(state_dir / "pki" / "node.key")};
+  }
+
+  void teardown() override {
+    daemon.reset();  // kills and reaps
+    db.reset();
+    dir.reset();
+  }
+
+  support::CommandResult stackctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {(support::binary_dir() / "stackctl").string(), "--config", config.string()});
+    return support::run_command(args);
+  }
+
+  // `stackctl --json ARGS` that must succeed; its JSON.
+  json::value stackctl_json(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    const support::CommandResult result = stackctl(args);
+    if (result.status != 0) FAIL(("stackctl failed (" + std::to_string(result.status) + "): " + result.output).c_str());
+    boost::system::error_code error;
+    json::value value = json::parse(result.output, error);
+    if (error) FAIL(("stackctl printed no JSON: " + result.output).c_str());
+    return value;
+  }
+
+  Reply request(bhttp::verb method, const std::string& target, const std::string& body, const std::string& bearer,
+                const pki::Credentials* client) {
+    bhttp::request<bhttp::string_body> message{method, target, 11};
+    message.set(bhttp::field::host, api_address);
+    if (!bearer.empty()) message.set(bhttp::field::authorization, "Bearer " + bearer);
+    if (!body.empty()) {
+      message.set(bhttp::field::content_type, "application/json");
+      message.body() = body;
+    }
+    message.prepare_payload();
+    PinnedAnswer answer =
+        pinned_https_request(api_address, pin, std::move(message), std::chrono::system_clock::now(), request_timeout, client);
+    Reply reply;
+    if (!answer.ok()) {
+      reply.error = answer.error;
+      return reply;
+    }
+    reply.reached = true;
+    reply.status = answer.response.result_int();
+    boost::system::error_code error;
+    reply.body = json::parse(answer.response.body(), error);
+    if (error) reply.body = nullptr;
+    reply.raw = std::move(answer.response);
+    return reply;
+  }
+  Reply anonymous(bhttp::verb method, const std::string& target, const std::string& body = "") {
+    return request(method, target, body, "", nullptr);
+  }
+  Reply as_node(bhttp::verb method, const std::string& target, const std::string& body = "") {
+    return request(method, target, body, "", &node_credentials);
+  }
+  Reply with_bearer(const std::string& token, bhttp::verb method, const std::string& target,
+                    const std::string& body = "") {
+    return request(method, target, body, token, nullptr);
+  }
+
+  // A reply that must have come, with this status; the reply for further checks.
+  Reply expect(unsigned status, Reply reply, const char* what) {
+    if (!reply.reached) FAIL((std::string(what) + ": no answer: " + reply.error).c_str());
+    if (reply.status != status) {
+      FAIL((std::string(what) + ": expected " + std::to_string(status) + ", got " + std::to_string(reply.status) +
+            ": " + reply.raw.body())
+               .c_str());
+    }
+    return reply;
+  }
+
+  Reply login(const std::string& user, const std::string& password) {
+    return anonymous(bhttp::verb::post, "/api/v1/login",
+                     json::serialize(json::object{{"user", user}, {"password", password}}));
+  }
+  // A session token of `user` (the login must succeed).
+  std::string session(const std::string& user, const std::string& password) {
+    const Reply reply = expect(201, login(user, password), "login");
+    return text_of(reply.body.at("token"));
+  }
+
+  std::vector<std::string> user_names() { return names_in(expect(200, as_node(bhttp::verb::get, "/api/v1/users"), "users").body); }
+  json::object settings() {
+    return expect(200, as_node(bhttp::verb::get, "/api/v1/settings"), "settings").body.at("items").as_object();
+  }
+};
+
+TEST(NodeDaemon, WithoutCredentialsOnlyHealthAndLoginAnswer) {
+  const Reply refused = anonymous(bhttp::verb::get, "/api/v1/cluster");
+  CHECK(refused.reached);
+  CHECK_EQUAL(401u, refused.status);
+  STRCMP_EQUAL("unauthenticated", refused.error_kind().c_str());
+  STRCMP_EQUAL("Bearer", refused.header(bhttp::field::www_authenticate).c_str());
+  STRCMP_EQUAL("application/json", refused.header(bhttp::field::content_type).c_str());
+  CHECK_FALSE(refused.body.as_object().contains("name"));  // an error, not the cluster
+
+  // A bearer that is no token of this cluster is refused the same way.
+  const Reply forged = with_bearer("snt1." + std::string(64, 'a'), bhttp::verb::get, "/api/v1/cluster");
+  CHECK_EQUAL(401u, forged.status);
+  STRCMP_EQUAL("unauthenticated", forged.error_kind().c_str());
+
+  const Reply health = anonymous(bhttp::verb::get, "/healthz");
+  CHECK(health.reached);
+  CHECK_EQUAL(200u, health.status);
+
+  const Reply unknown = expect(404, as_node(bhttp::verb::get, "/api/v1/x"), "unknown endpoint");
+  STRCMP_EQUAL("not_found", unknown.error_kind().c_str());
+  // Without credentials an unknown endpoint says nothing about what exists: 401 first.
+  CHECK_EQUAL(401u, anonymous(bhttp::verb::get, "/api/v1/x").status);
+}
+
+TEST(NodeDaemon, TheSixthFailedLoginWithinAMinuteIsRateLimited) {
+  for (int attempt = 1; attempt <= login_failures_allowed; ++attempt) {
+    const Reply wrong = login("admin", "not the password at all");
+    if (wrong.status != 401) FAIL(("attempt " + std::to_string(attempt) + ": " + wrong.raw.body()).c_str());
+    STRCMP_EQUAL("unauthenticated", wrong.error_kind().c_str());
+  }
+  const Reply limited = expect(429, login("admin", "not the password at all"), "sixth failure");
+  STRCMP_EQUAL("rate_limited", limited.error_kind().c_str());
+  const std::string retry_after = limited.header(bhttp::field::retry_after);
+  CHECK_FALSE(retry_after.empty());
+  const int seconds = std::stoi(retry_after);
+  CHECK(seconds >= 1 && seconds <= login_window_seconds);
+  // While limited, even the right password is not checked.
+  CHECK_EQUAL(429u, login("admin", std::string(admin_password)).status);
+  // Other callers are not affected: the node certificate still works.
+  CHECK_EQUAL(200u, as_node(bhttp::verb::get, "/api/v1/whoami").status);
+}
+
+TEST(NodeDaemon, ALoginGivesASessionThatLogoutEnds) {
+  const Reply wrong = expect(401, login("admin", "not the password at all"), "wrong password");
+  STRCMP_EQUAL("unauthenticated", wrong.error_kind().c_str());
+  // An unknown user gets the same answer as a wrong password: names are not disclosed.
+  const Reply nobody = expect(401, login("nobody", "not the password at all"), "unknown user");
+  CHECK(wrong.body == nobody.body);
+  CHECK_EQUAL(400u, anonymous(bhttp::verb::post, "/api/v1/login", "{\"user\":\"admin\"}").status);
+
+  const Reply made = expect(201, login("admin", std::string(admin_password)), "login");
+  const std::string token = text_of(made.body.at("token"));
+  CHECK(token.starts_with("snt1."));
+  STRCMP_EQUAL("admin", text_of(made.body.at("user")).c_str());
+  CHECK(made.body.at("expires_at").is_int64());  // a session expires
+
+  const Reply who = expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/whoami"), "whoami");
+  STRCMP_EQUAL("admin", text_of(who.body.at("principal")).c_str());
+  STRCMP_EQUAL("user", text_of(who.body.at("kind")).c_str());
+
+  expect(200, with_bearer(token, bhttp::verb::post, "/api/v1/logout"), "logout");
+  const Reply after = with_bearer(token, bhttp::verb::get, "/api/v1/whoami");
+  CHECK_EQUAL(401u, after.status);
+  STRCMP_EQUAL("unauthenticated", after.error_kind().c_str());
+  // A node has no session to end.
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/logout").status);
+}
+
+TEST(NodeDaemon, TheNodeCertificateAuthenticatesAndAnotherCAsDoesNot) {
+  const Reply who = expect(200, as_node(bhttp::verb::get, "/api/v1/whoami"), "whoami as node");
+  STRCMP_EQUAL("node:sn1", text_of(who.body.at("principal")).c_str());
+  STRCMP_EQUAL("node", text_of(who.body.at("kind")).c_str());
+
+  // A certificate for "sn1" with sn1's own serial and address, issued by another CA: if the
+  // daemon trusted the name or the serial without the chain, this would pass as node:sn1.
+  const json::value nodes = expect(200, as_node(bhttp::verb::get, "/api/v1/nodes"), "nodes").body;
+  const auto serial = static_cast<std::uint64_t>(nodes.at("items").at(0).at("certificate_serial").as_int64());
+  const auto now = std::chrono::system_clock::now();
+  const pki::Made<pki::Credentials> other_ca = pki::create_cluster_ca("rack-b", std::chrono::hours(24), now);
+  if (!other_ca.ok()) FAIL(other_ca.error.c_str());
+  const pki::Made<std::string> key = pki::generate_private_key();
+  const pki::Made<std::string> csr = pki::create_csr(*key.value, "sn1");
+  const pki::Made<std::string> certificate = pki::sign_node_certificate(
+      *other_ca.value, *csr.value, {"sn1", {"127.0.0.1"}, serial, std::chrono::hours(24)}, now);
+  if (!certificate.ok()) FAIL(certificate.error.c_str());
+  const pki::Credentials stranger{*certificate.value + other_ca.value->certificate_pem, *key.value};
+  const Reply refused = request(bhttp::verb::get, "/api/v1/whoami", "", "", &stranger);
+  if (refused.reached && refused.status == 200) FAIL(("another CA's certificate was accepted: " + refused.raw.body()).c_str());
+  if (refused.reached) CHECK_EQUAL(401u, refused.status);
+
+  // The daemon keeps serving after refusing it.
+  CHECK_EQUAL(200u, as_node(bhttp::verb::get, "/api/v1/whoami").status);
+}
+
+TEST(NodeDaemon, ClusterStatusShowsTheOneOnlineVoterThatLeads) {
+  json::value status;
+  // The first heartbeat may land just after the API starts answering.
+  const bool online = support::poll_until(
+      [&] {
+        status = stackctl_json({"cluster", "status"});
+        return status.at("nodes").at(0).at("online").as_bool();
+      },
+      first_heartbeat_wait);
+  if (!online) FAIL(("sn1 never shown online: " + json::serialize(status)).c_str());
+  STRCMP_EQUAL("rack-a", text_of(status.at("name")).c_str());
+  STRCMP_EQUAL("sn1", text_of(status.at("served_by")).c_str());
+  STRCMP_EQUAL("sn1", text_of(status.at("leader")).c_str());
+  STRCMP_EQUAL(pki::to_hex(pin).c_str(), text_of(status.at("ca_pin")).c_str());
+  const json::array& nodes = status.at("nodes").as_array();
+  CHECK_EQUAL(1u, nodes.size());
+  const json::value& sn1 = nodes.at(0);
+  STRCMP_EQUAL("sn1", text_of(sn1.at("name")).c_str());
+  STRCMP_EQUAL("voter", text_of(sn1.at("role")).c_str());
+  CHECK(sn1.at("leader").as_bool());
+  STRCMP_EQUAL(api_address.c_str(), text_of(sn1.at("api_address")).c_str());
+  STRCMP_EQUAL(db_address.c_str(), text_of(sn1.at("db_address")).c_str());
+  CHECK(status.at("summary") == (json::object{{"nodes", 1}, {"online", 1}, {"voters", 1}}));
+
+  // The text form names the cluster and the node.
+  const support::CommandResult text = stackctl({"cluster", "status"});
+  CHECK_EQUAL(0, text.status);
+  CHECK(text.output.find("Cluster rack-a") != std::string::npos);
+  CHECK(text.output.find("sn1") != std::string::npos);
+}
+
+TEST(NodeDaemon, JoinTokensAreMadeListedAndRevokedOnce) {
+  const json::value made = stackctl_json({"cluster", "token", "create", "--validity", "120"});
+  const TokenParse parsed = parse_join_token(text_of(made.at("token")));
+  if (!parsed.ok()) FAIL(parsed.message.c_str());
+  CHECK(parsed.token->ca_pin == pin);
+  CHECK(parsed.token->addresses == std::vector<std::string>{api_address});
+  const std::string id = text_of(made.at("id"));
+  STRCMP_EQUAL(token_id(parsed.token->secret).c_str(), id.c_str());
+  STRCMP_EQUAL("usable", text_of(made.at("state")).c_str());
+  STRCMP_EQUAL("node:sn1", text_of(made.at("created_by")).c_str());
+  CHECK_EQUAL(120, made.at("expires_at").as_int64() - made.at("created_at").as_int64());
+  CHECK_EQUAL(static_cast<std::uint64_t>(made.at("expires_at").as_int64()), parsed.token->expires_at);
+
+  const auto state_of = [&](const std::string& wanted) {
+    const json::value list = stackctl_json({"cluster", "token", "list"});
+    for (const json::value& item : list.at("items").as_array()) {
+      if (text_of(item.at("id")) == wanted) return text_of(item.at("state"));
+    }
+    return std::string("(not listed)");
+  };
+  STRCMP_EQUAL("usable", state_of(id).c_str());
+  // The list holds the init token too, and never a token's text.
+  const json::value list = stackctl_json({"cluster", "token", "list"});
+  CHECK_EQUAL(2u, list.at("items").as_array().size());
+  CHECK(json::serialize(list).find("snj1.") == std::string::npos);
+
+  const support::CommandResult revoked = stackctl({"cluster", "token", "revoke", id});
+  LONGS_EQUAL_TEXT(0, revoked.status, revoked.output.c_str());
+  STRCMP_EQUAL("revoked", state_of(id).c_str());
+
+  const support::CommandResult again = stackctl({"cluster", "token", "revoke", id});
+  CHECK_EQUAL(1, again.status);
+  if (again.output.find("revoked already") == std::string::npos) FAIL(again.output.c_str());
+  const support::CommandResult unknown = stackctl({"cluster", "token", "revoke", "000000000000"});
+  CHECK_EQUAL(1, unknown.status);
+  if (unknown.output.find("no join token") == std::string::npos) FAIL(unknown.output.c_str());
+}
+
+TEST(NodeDaemon, UsersAreCreatedAndTheLastOneIsKept) {
+  const std::vector<std::string> before = user_names();
+  CHECK(before == std::vector<std::string>{"admin"});
+
+  const support::CommandResult weak = stackctl({"user", "create", "ops", "--password", "short"});
+  CHECK_EQUAL(1, weak.status);
+  if (weak.output.find("too short") == std::string::npos) FAIL(weak.output.c_str());
+  CHECK(user_names() == before);
+
+  const support::CommandResult created = stackctl({"user", "create", "ops", "--password", "ops password long"});
+  LONGS_EQUAL_TEXT(0, created.status, created.output.c_str());
+  CHECK((user_names() == std::vector<std::string>{"admin", "ops"}));
+  CHECK_EQUAL(1, stackctl({"user", "create", "ops", "--password", "ops password long"}).status);  // exists
+  // The stored password is the one given: ops can log in with it.
+  const std::string ops_session = session("ops", "ops password long");
+
+  // Deleting a user ends its sessions.
+  const std::string admin_session = session("admin", std::string(admin_password));
+  const support::CommandResult deleted = stackctl({"user", "delete", "admin"});
+  LONGS_EQUAL_TEXT(0, deleted.status, deleted.output.c_str());
+  CHECK(user_names() == std::vector<std::string>{"ops"});
+  CHECK_EQUAL(401u, with_bearer(admin_session, bhttp::verb::get, "/api/v1/whoami").status);
+
+  // The last user stays: nobody could log in any more.
+  const Reply refused = expect(409, as_node(bhttp::verb::delete_, "/api/v1/users/ops"), "delete the last user");
+  STRCMP_EQUAL("conflict", refused.error_kind().c_str());
+  const support::CommandResult last = stackctl({"user", "delete", "ops"});
+  CHECK_EQUAL(1, last.status);
+  if (last.output.find("last user") == std::string::npos) FAIL(last.output.c_str());
+  CHECK(user_names() == std::vector<std::string>{"ops"});
+  // And the refused delete revoked nothing.
+  CHECK_EQUAL(200u, with_bearer(ops_session, bhttp::verb::get, "/api/v1/whoami").status);
+}
+
+TEST(NodeDaemon, SettingsAreSetListedAndDeletedAndBadNamesStoreNothing) {
+  CHECK(settings().empty());
+  LONGS_EQUAL(0, stackctl({"setting", "set", "ntp.server", "198.18.0.1"}).status);
+  LONGS_EQUAL(0, stackctl({"setting", "set", "syslog_address", "198.18.0.2:514"}).status);
+  LONGS_EQUAL(0, stackctl({"setting", "set", "ntp.server", "198.18.0.3"}).status);  // replaces
+  const json::value listed = stackctl_json({"setting", "list"});
+  CHECK(listed.at("items") == (json::object{{"ntp.server", "198.18.0.3"}, {"syslog_address", "198.18.0.2:514"}}));
+
+  LONGS_EQUAL(0, stackctl({"setting", "delete", "ntp.server"}).status);
+  CHECK(settings() == (json::object{{"syslog_address", "198.18.0.2:514"}}));
+  CHECK_EQUAL(1, stackctl({"setting", "delete", "ntp.server"}).status);  // gone already
+
+  // Names outside a-z A-Z 0-9 - _ . are refused, however they arrive.
+  const Reply bang = expect(400, as_node(bhttp::verb::put, "/api/v1/settings/bad!name", "{\"value\":\"x\"}"), "bad!name");
+  STRCMP_EQUAL("invalid", bang.error_kind().c_str());
+  CHECK_EQUAL(1, stackctl({"setting", "set", "bad name", "x"}).status);
+  CHECK_EQUAL(1, stackctl({"setting", "set", "bad/name", "x"}).status);
+  CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/" + std::string(65, 'a'), "{\"value\":\"x\"}").status);
+  CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/ok", "{\"value\":5}").status);
+  CHECK(settings() == (json::object{{"syslog_address", "198.18.0.2:514"}}));
+}
+
+TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {
+  const std::string admin_session = session("admin", std::string(admin_password));
+  const Reply made = expect(201,
+                            with_bearer(admin_session, bhttp::verb::post, "/api/v1/api-tokens",
+                                        "{\"description\":\"ci pipeline\"}"),
+                            "create API token");
+  const std::string token = text_of(made.body.at("token"));
+  const std::string id = text_of(made.body.at("id"));
+  CHECK(token.starts_with("snt1."));
+  STRCMP_EQUAL("admin", text_of(made.body.at("user")).c_str());
+  CHECK(made.body.at("expires_at").is_null());  // a script's token does not expire
+
+  const Reply who = expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/whoami"), "whoami with API token");
+  STRCMP_EQUAL("admin", text_of(who.body.at("principal")).c_str());
+  // Listed by id and description, never by its text.
+  const Reply list = expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/api-tokens"), "list API tokens");
+  CHECK(list.raw.body().find(id) != std::string::npos);
+  CHECK(list.raw.body().find("ci pipeline") != std::string::npos);
+  CHECK(list.raw.body().find(token) == std::string::npos);
+
+  expect(200, with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id), "revoke");
+  const Reply after = with_bearer(token, bhttp::verb::get, "/api/v1/whoami");
+  CHECK_EQUAL(401u, after.status);
+  STRCMP_EQUAL("unauthenticated", after.error_kind().c_str());
+  // Revoking one token leaves the session that did it working; revoking twice is refused.
+  CHECK_EQUAL(200u, with_bearer(admin_session, bhttp::verb::get, "/api/v1/whoami").status);
+  CHECK_EQUAL(404u, with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id).status);
+
+  // A node holds no tokens of its own: stackctl must name the user.
+  CHECK_EQUAL(1, stackctl({"api-token", "create"}).status);
+  const json::value for_admin = stackctl_json({"api-token", "create", "--user", "admin", "--description", "backup"});
+  const Reply scripted = expect(200, with_bearer(text_of(for_admin.at("token")), bhttp::verb::get, "/api/v1/whoami"),
+                                "whoami with stackctl's token");
+  STRCMP_EQUAL("admin", text_of(scripted.body.at("principal")).c_str());
+}
+
+TEST(NodeDaemon, ABodyThatIsNotTheRightJsonIsRefusedAndChangesNothing) {
+  const std::vector<std::string> before = user_names();
+  const Reply not_json = expect(400, as_node(bhttp::verb::post, "/api/v1/users", "name=ops&password=x"), "not JSON");
+  STRCMP_EQUAL("invalid", not_json.error_kind().c_str());
+  const Reply number = expect(400, as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":5}"), "name a number");
+  STRCMP_EQUAL("invalid", number.error_kind().c_str());
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users", "[\"ops\"]").status);
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":\"ops\"}").status);  // no password
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users",
+                            "{\"name\":\"ops team\",\"password\":\"a long enough password\"}")
+                        .status);  // a space in the name
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users",
+                            "{\"name\":\"ops\",\"password\":\"a long enough password\"")
+                        .status);  // cut short
+  CHECK_EQUAL(400u, as_node(bhttp::verb::get, "/api/v1/users?limit=0").status);
+  CHECK_EQUAL(400u, as_node(bhttp::verb::get, "/api/v1/users?limit=x").status);
+  CHECK(user_names() == before);
+}
+
+TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
+  const std::string admin_session = session("admin", std::string(admin_password));  // audited: user.login
+  LONGS_EQUAL(0, stackctl({"setting", "set", "by_node", "1"}).status);
+  expect(200, with_bearer(admin_session, bhttp::verb::put, "/api/v1/settings/by_admin", "{\"value\":\"2\"}"),
+         "setting by admin");
+
+  const Reply first = expect(200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2"), "audit page 1");
+  const json::array& newest = first.body.at("items").as_array();
+  CHECK_EQUAL(2u, newest.size());
+  STRCMP_EQUAL("admin", text_of(newest.at(0).at("actor")).c_str());
+  STRCMP_EQUAL("setting.put", text_of(newest.at(0).at("action")).c_str());
+  STRCMP_EQUAL("by_admin", text_of(newest.at(0).at("target")).c_str());
+  STRCMP_EQUAL("node:sn1", text_of(newest.at(1).at("actor")).c_str());
+  STRCMP_EQUAL("by_node", text_of(newest.at(1).at("target")).c_str());
+  CHECK(newest.at(0).at("id").as_int64() > newest.at(1).at("id").as_int64());
+  const json::value& next = first.body.at("next");
+  CHECK(next.is_string());
+
+  const Reply second = expect(200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2&after=" + text_of(next)), "page 2");
+  const json::array& older = second.body.at("items").as_array();
+  CHECK(!older.empty());
+  CHECK(older.at(0).at("id").as_int64() < newest.at(1).at("id").as_int64());
+  STRCMP_EQUAL("user.login", text_of(older.at(0).at("action")).c_str());
+  STRCMP_EQUAL("admin", text_of(older.at(0).at("actor")).c_str());
+
+  // Following `next` to the end visits every entry once, newest first: init's two, the login,
+  // the two settings.
+  std::vector<std::int64_t> ids;
+  std::string after;
+  for (int page = 0; page < 10; ++page) {
+    const Reply reply = expect(200,
+                               as_node(bhttp::verb::get, "/api/v1/audit?limit=2" + (after.empty() ? "" : "&after=" + after)),
+                               "audit page");
+    for (const json::value& item : reply.body.at("items").as_array()) ids.push_back(item.at("id").as_int64());
+    if (reply.body.at("next").is_null()) break;
+    after = text_of(reply.body.at("next"));
+  }
+  CHECK_EQUAL(5u, ids.size());
+  CHECK(std::is_sorted(ids.rbegin(), ids.rend()));
+  CHECK_EQUAL(ids.size(), std::set<std::int64_t>(ids.begin(), ids.end()).size());
+
+  // stackctl shows the same log.
+  const json::value shown = stackctl_json({"audit", "--limit", "1"});
+  CHECK_EQUAL(ids.front(), shown.at("items").at(0).at("id").as_int64());
+}
+
+TEST(NodeDaemon, ANodeDoesNotRemoveItself) {
+  const Reply refused = expect(409, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn1"), "remove itself");
+  STRCMP_EQUAL("conflict", refused.error_kind().c_str());
+  CHECK_EQUAL(1, stackctl({"cluster", "remove", "sn1"}).status);
+  CHECK_EQUAL(404u, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn9").status);
+  const Reply nodes = expect(200, as_node(bhttp::verb::get, "/api/v1/nodes"), "nodes");
+  CHECK(names_in(nodes.body) == std::vector<std::string>{"sn1"});
+  // Still a member: its certificate still authenticates.
+  CHECK_EQUAL(200u, as_node(bhttp::verb::get, "/api/v1/whoami").status);
+}
+
+TEST(NodeDaemon, TheHeartbeatAdvancesLastSeen) {
+  const auto last_seen = [&]() -> std::optional<std::int64_t> {
+    const Reply reply = as_node(bhttp::verb::get, "/api/v1/nodes");
+    if (!reply.reached || reply.status != 200) return std::nullopt;
+    const json::value& seen = reply.body.at("items").at(0).at("last_seen");
+    if (!seen.is_int64()) return std::nullopt;
+    return seen.as_int64();
+  };
+  std::optional<std::int64_t> first;
+  if (!support::poll_until([&] { return (first = last_seen()).has_value(); }, first_heartbeat_wait)) {
+    FAIL(("no heartbeat written:\n" + daemon->output()).c_str());
+  }
+  std::optional<std::int64_t> later;
+  const bool advanced = support::poll_until(
+      [&] {
+        later = last_seen();
+        return later && *later > *first;
+      },
+      heartbeat_wait);
+  if (!advanced) FAIL(("last_seen stayed at " + std::to_string(*first) + ":\n" + daemon->output()).c_str());
+}
+
+TEST(NodeDaemon, SigtermStopsTheDaemonCleanly) {
+  daemon->signal(SIGTERM);
+  const std::optional<int> status = daemon->wait(stop_timeout);
+  CHECK(status.has_value());
+  CHECK_EQUAL(0, *status);
+  CHECK_FALSE(anonymous(bhttp::verb::get, "/healthz").reached);
+}
