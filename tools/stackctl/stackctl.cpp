@@ -21,6 +21,7 @@
 #include <boost/json.hpp>
 
 #include <functional>
+#include <thread>
 
 #include <fstream>
 #include <sstream>
@@ -52,6 +53,8 @@ Commands (run as root on a member; API commands use this box's node certificate)
   cluster init --name NAME [--admin-password PASSWORD] [--token-validity SECONDS]
       Make this box the first member of a new cluster.
   cluster join TOKEN                   make this box a member of the token's cluster
+  node reset [--force]                 leave: forget this box's membership and database (after
+                                       'cluster remove' on another member), so it can join again
   cluster status                       the cluster, its nodes, roles, who is online
   cluster token create [--validity S]  a join token for the next box (shown once)
   cluster token list | revoke ID       join tokens and their state
@@ -88,6 +91,19 @@ stays unused, the cluster's member list is unchanged, and this box keeps no clus
 error names the step. Reads node.cfg: node.name, node.api_address, db.address, db.identity_file,
 db.data_dir, paths.state_dir.
 )";
+
+constexpr std::string_view reset_usage = R"(usage: stackctl [--config FILE] [--json] node reset [--force]
+
+Makes this box a non-member again, so that it can join a cluster (the same one after
+'stackctl cluster remove NODE' on another member, or another). Removes pki/ and the db identity
+file; stacknoded stops serving and stacknode-db leaves and clears its data dir, and both wait
+for a new init or join. Refused while the cluster still lists this box (remove it first), unless
+--force (the cluster is gone for good, or this box cannot reach it).
+)";
+// How long reset waits for stacknode-db to clear its data dir before clearing it itself (the
+// daemon looks for its identity every 2 s; a stopped daemon never will).
+constexpr std::chrono::seconds reset_wait{10};
+constexpr std::chrono::milliseconds reset_poll_interval{100};
 
 struct Global {
   std::string config = std::string(default_config);
@@ -236,6 +252,8 @@ int cluster_join(const Global& global, const std::vector<std::string>& args, std
   return exit_ok;
 }
 
+int node_reset(const Global& global, const std::vector<std::string>& args, std::size_t first);
+
 // ---- Commands that call this box's REST API ----
 
 std::string read_text(const std::string& path) {
@@ -252,7 +270,8 @@ struct ApiReply {
 
 // One call to this box's stacknoded, authenticated with this box's node certificate and checked
 // against this cluster's CA. Throws std::runtime_error for a person when it cannot be made.
-ApiReply call_api(const Global& global, bhttp::verb method, const std::string& target, const json::object* body) {
+ApiReply call_api(const Global& global, bhttp::verb method, const std::string& target, const json::object* body,
+                  std::string address = {}) {
   node::NodeConfig config;
   try {
     const auto document = config::Document::load_file(global.config);
@@ -269,13 +288,14 @@ ApiReply call_api(const Global& global, bhttp::verb method, const std::string& t
   const node::pki::Made<node::pki::Pin> pin = node::pki::public_key_pin(read_text(pki / "ca.crt"));
   if (!pin.ok()) throw std::runtime_error((pki / "ca.crt").string() + ": " + pin.error);
   bhttp::request<bhttp::string_body> request{method, target, 11};
-  request.set(bhttp::field::host, config.api_address);
+  if (address.empty()) address = config.api_address;
+  request.set(bhttp::field::host, address);
   request.set(bhttp::field::user_agent, "stackctl");
   if (body != nullptr) {
     request.set(bhttp::field::content_type, "application/json");
     request.body() = json::serialize(*body);
   }
-  node::PinnedAnswer answer = node::pinned_https_request(config.api_address, *pin.value, std::move(request),
+  node::PinnedAnswer answer = node::pinned_https_request(address, *pin.value, std::move(request),
                                                          std::chrono::system_clock::now(), api_timeout, &identity);
   if (!answer.ok()) throw std::runtime_error("cannot reach this box's stacknoded at " + answer.error);
   ApiReply reply;
@@ -515,6 +535,103 @@ std::optional<int> run_api_command(const Global& global, const std::vector<std::
   return exit_ok;
 }
 
+int node_reset(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  namespace fs = std::filesystem;
+  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(first), args.end(), "--help") != args.end()) {
+    std::cout << reset_usage;
+    return exit_ok;
+  }
+  bool force = false;
+  for (std::size_t index = first; index < args.size(); ++index) {
+    if (args[index] != "--force") return usage_error("unknown option " + args[index], reset_usage);
+    force = true;
+  }
+  node::NodeConfig config;
+  try {
+    const auto document = config::Document::load_file(global.config);
+    config = node::load_node_config(document->root());
+  } catch (const config::ConfigError& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_usage;
+  }
+  const fs::path pki = config.pki_dir();
+  if (!fs::exists(pki) && !fs::exists(config.db.identity_file)) {
+    std::cout << (global.json ? R"({"reset":false,"reason":"not a member"})" : "This box is not a cluster member: nothing to reset.")
+              << "\n";
+    return exit_ok;
+  }
+  if (!force && fs::exists(pki / "node.crt")) {
+    // Ask the members (as stacknoded last listed them in pki/members, then this box's own API)
+    // whether they still list this box. A removed node's certificate is refused (401): go on.
+    std::vector<std::string> members;
+    std::ifstream listed(pki / "members");
+    for (std::string line; std::getline(listed, line);) {
+      if (!line.empty() && line != config.api_address) members.push_back(line);
+    }
+    members.push_back(config.api_address);
+    std::string refusal;
+    std::string unreachable;
+    bool answered = false;
+    for (const std::string& member : members) {
+      try {
+        const ApiReply reply = call_api(global, bhttp::verb::get, "/api/v1/nodes", nullptr, member);
+        if (reply.status == 401) {
+          answered = true;
+          break;
+        }
+        if (reply.status != 200) {
+          unreachable += "\n  " + member + ": answered " + std::to_string(reply.status);
+          continue;
+        }
+        answered = true;
+        for (const json::value& item : reply.body.at("items").as_array()) {
+          if (item.at("name").as_string() == config.name) {
+            refusal = "the cluster (" + member + ") still lists " + config.name + ": run 'stackctl cluster remove " +
+                      config.name + "' on another member first";
+          }
+        }
+        break;
+      } catch (const std::exception& error) {
+        unreachable += "\n  " + std::string(error.what());
+      }
+    }
+    if (!answered) refusal = "no member could be asked whether it still lists this box:" + unreachable;
+    if (!refusal.empty()) {
+      std::cerr << "stackctl: node reset refused: " << refusal << "\n(--force if the cluster is gone for good)\n";
+      return exit_failed;
+    }
+  }
+  std::error_code error;
+  fs::remove_all(config.state_dir / "pki.staging", error);
+  fs::remove_all(pki, error);
+  fs::remove(config.db.identity_file, error);
+  if (error) {
+    std::cerr << "stackctl: cannot remove " << pki.string() << " or " << config.db.identity_file << ": " << error.message()
+              << "\n";
+    return exit_failed;
+  }
+  const auto data_empty = [&] {
+    std::error_code ignored;
+    return !fs::exists(config.db.data_dir) || fs::is_empty(config.db.data_dir, ignored);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + reset_wait;
+  while (!data_empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(reset_poll_interval);
+  bool cleared_here = false;
+  if (!data_empty()) {  // stacknode-db is not running: clear for it
+    for (const fs::directory_entry& entry : fs::directory_iterator(config.db.data_dir, error)) {
+      fs::remove_all(entry.path(), error);
+    }
+    cleared_here = true;
+  }
+  if (global.json) {
+    std::cout << json::serialize(json::object{{"reset", true}, {"database_cleared_by_stackctl", cleared_here}}) << "\n";
+  } else {
+    std::cout << "This box is no longer a member; its database copy is cleared" << (cleared_here ? " (by stackctl)" : "")
+              << ".\nJoin it again with 'stackctl cluster join TOKEN'.\n";
+  }
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -539,6 +656,9 @@ int main(int argc, char** argv) {
   if (index >= args.size()) return usage_error("a command is needed", main_usage);
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "init") {
     return cluster_init(global, args, index + 2);
+  }
+  if (args[index] == "node" && index + 1 < args.size() && args[index + 1] == "reset") {
+    return node_reset(global, args, index + 2);
   }
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "join") {
     return cluster_join(global, args, index + 2);

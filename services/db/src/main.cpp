@@ -328,26 +328,21 @@ bool wait_for_identity(DbConfig& config) {
   return true;
 }
 
-int serve(const config::Document& document, const daemon::Invocation& invocation) {
-  // libdqlite's and our sockets may be written after a peer closed them: an error, not a death.
-  std::signal(SIGPIPE, SIG_IGN);
-  DbConfig config = load_db_config(document.root());
-  daemon::report_unread(document, {"db", "paths", "log"});
-  if (invocation.check_only) {
-    log::info("configuration ", document.file_name(), " is valid");
-    return daemon::exit_ok;
-  }
+enum class MemberEnd { stopped, left, failed };
+
+// Runs this box's dqlite node and the HTTP API until SIGTERM (stopped), a failure, or, in identity
+// mode, until the identity file is removed (left: `stackctl node reset`).
+MemberEnd run_member(DbConfig& config, bool identity_mode) {
   metrics::Registry registry;
   metrics::register_build_info(registry, "stacknode_db");
 
-  if (config.node_id == 0 && !wait_for_identity(config)) return daemon::exit_failure;
   std::unique_ptr<DbNode> node;
   try {
     node = std::make_unique<DbNode>(config);
     if (node->needs_join()) node->join();
   } catch (const NodeError& error) {
     log::error("db: ", error.what());
-    return daemon::exit_failure;
+    return MemberEnd::failed;
   }
 
   ClientOptions client_options;
@@ -402,7 +397,7 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     server.bind();
   } catch (const std::exception& error) {
     log::error("db: ", error.what());
-    return daemon::exit_failure;
+    return MemberEnd::failed;
   }
   const auto bound = server.bound_endpoints();
   log::info("db: HTTP API on ", bound[0], ", dqlite on ", config.address);
@@ -415,10 +410,17 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   });
   boost::asio::steady_timer view_timer(server.io(0));
   std::atomic<bool> view_pending{false};
+  bool left = false;
   std::function<void()> schedule_view = [&] {
     view_timer.expires_after(cluster_view_interval);
     view_timer.async_wait([&](boost::system::error_code error) {
       if (error) return;
+      if (identity_mode && !fs::exists(config.identity_file)) {
+        log::info("db: ", config.identity_file, " was removed (node reset): leaving");
+        left = true;
+        server.stop();
+        return;
+      }
       // One lookup at a time: a slow cluster must not pile them up in the queue.
       if (!view_pending.exchange(true) && !queue.submit([&] {
             refresh_view();
@@ -435,8 +437,35 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   std::error_code ignored;
   fs::remove(fs::path(config.runtime_dir) / listen_file_name, ignored);
   node.reset();
+  if (left) return MemberEnd::left;
   log::info("stopped");
-  return daemon::exit_ok;
+  return MemberEnd::stopped;
+}
+
+int serve(const config::Document& document, const daemon::Invocation& invocation) {
+  // libdqlite's and our sockets may be written after a peer closed them: an error, not a death.
+  std::signal(SIGPIPE, SIG_IGN);
+  DbConfig config = load_db_config(document.root());
+  daemon::report_unread(document, {"db", "paths", "log"});
+  if (invocation.check_only) {
+    log::info("configuration ", document.file_name(), " is valid");
+    return daemon::exit_ok;
+  }
+  const bool identity_mode = config.node_id == 0;
+  for (;;) {
+    if (identity_mode && !wait_for_identity(config)) return daemon::exit_failure;
+    const MemberEnd outcome = run_member(config, identity_mode);
+    if (outcome != MemberEnd::left) return outcome == MemberEnd::stopped ? daemon::exit_ok : daemon::exit_failure;
+    // `stackctl node reset` removed the identity: this box is no member any more. Its data
+    // belongs to a cluster it left, so it goes; then the wait for a new identity begins.
+    std::error_code error;
+    for (const fs::directory_entry& entry : fs::directory_iterator(config.data_dir, error)) fs::remove_all(entry.path(), error);
+    if (error) {
+      log::error("db: cannot clear ", config.data_dir, " after leaving: ", error.message());
+      return daemon::exit_failure;
+    }
+    log::info("db: left the cluster and cleared ", config.data_dir);
+  }
 }
 
 }  // namespace

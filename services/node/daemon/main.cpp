@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 constexpr std::chrono::milliseconds membership_poll_interval{500};
 // Between attempts at a start-up step that needs the database (migrate, finding this node).
 constexpr std::chrono::milliseconds startup_retry_interval{1'000};
+// The file in pki/ listing the members' API addresses (write_members_file).
+constexpr std::string_view members_file_name = "members";
 // How often the membership loop looks at roles and member addresses.
 constexpr std::chrono::milliseconds membership_interval{2'000};
 
@@ -58,8 +60,26 @@ T until_done(std::string_view what, Step step) {
   }
 }
 
+// Keeps `<pki>/members` (one API address per line) equal to the cluster's members, for
+// `stackctl node reset`, which asks them whether they still list this box even when this box's
+// own database copy is gone.
+void write_members_file(const fs::path& pki_dir, const std::vector<NodeRow>& nodes) {
+  std::string text;
+  for (const NodeRow& node : nodes) text += node.api_address + "\n";
+  const fs::path path = pki_dir / members_file_name;
+  if (read_file(path) == text) return;
+  const fs::path aside = path.string() + ".tmp";
+  {
+    std::ofstream out(aside, std::ios::trunc);
+    out << text;
+  }
+  std::error_code error;
+  fs::rename(aside, path, error);
+  if (error) log::warn("cannot write ", path.string(), ": ", error.message());
+}
+
 // The membership loop: follow every member's stacknode-db; where this node's leads, balance roles.
-void balance_members(ControlStore& store, const Self& self) {
+void balance_members(ControlStore& store, const Self& self, const fs::path& pki_dir) {
   Checked<std::vector<NodeRow>> nodes = store.nodes();
   if (!nodes) {
     log::warn("membership: ", nodes.problem().message);
@@ -68,6 +88,7 @@ void balance_members(ControlStore& store, const Self& self) {
   std::vector<std::string> addresses;
   for (const NodeRow& node : *nodes) addresses.push_back(node.db_address);
   store.client().set_addresses(addresses);
+  write_members_file(pki_dir, *nodes);
 
   db::Outcome<db::wire::Nodes> raft = store.client().cluster();
   if (!raft) return;
@@ -103,18 +124,15 @@ void balance_members(ControlStore& store, const Self& self) {
   store.record({"node:" + self.name, "node.role", name, role}, now);
 }
 
-int serve(const config::Document& document, const daemon::Invocation& invocation) {
-  std::signal(SIGPIPE, SIG_IGN);
-  const NodeConfig config = load_node_config(document.root());
-  daemon::report_unread(document, {"node", "api", "paths", "log"});
-  if (invocation.check_only) {
-    log::info("configuration ", document.file_name(), " is valid");
-    return daemon::exit_ok;
-  }
+enum class MemberEnd { stopped, left, failed };
+
+// Serves as a member from the moment pki/node.crt exists until SIGTERM (stopped), a failure, or
+// the certificate's removal (left: `stackctl node reset`).
+MemberEnd run_member(const NodeConfig& config) {
   const fs::path certificate = config.pki_dir() / "node.crt";
   if (!fs::exists(certificate)) {
     // SIGTERM's default action ends this wait: nothing runs yet.
-    log::info("not a cluster member yet: waiting for ", certificate.string(),
+    log::info("not a cluster member: waiting for ", certificate.string(),
               " ('stackctl cluster init' or 'stackctl cluster join' writes it)");
     while (!fs::exists(certificate)) std::this_thread::sleep_for(membership_poll_interval);
   }
@@ -140,7 +158,7 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
                                              (config.pki_dir() / "ca.crt").string());
   } catch (const std::exception& error) {
     log::error(error.what());
-    return daemon::exit_failure;
+    return MemberEnd::failed;
   }
   metrics::Registry registry;
   metrics::register_build_info(registry, "stacknode_node");
@@ -157,7 +175,7 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     server.bind();
   } catch (const std::exception& error) {
     log::error("api: ", error.what());
-    return daemon::exit_failure;
+    return MemberEnd::failed;
   }
   log::info("node ", self.name, " (id ", self.node_id, "): API on https://", server.bound_endpoints()[0]);
 
@@ -167,13 +185,36 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
       log::warn("heartbeat: ", done.problem().message);
     }
   });
-  reconciler.add("membership", membership_interval, [&] { balance_members(store, self); });
+  reconciler.add("membership", membership_interval, [&] { balance_members(store, self, config.pki_dir()); });
+  bool left = false;
+  reconciler.add("still a member", membership_poll_interval, [&] {
+    if (fs::exists(certificate)) return;
+    log::info(certificate.string(), " was removed (node reset): leaving");
+    left = true;
+    server.stop();
+  });
   reconciler.start();
   server.run();
   reconciler.stop();
   queue.stop();
+  if (left) return MemberEnd::left;
   log::info("stopped");
-  return daemon::exit_ok;
+  return MemberEnd::stopped;
+}
+
+int serve(const config::Document& document, const daemon::Invocation& invocation) {
+  std::signal(SIGPIPE, SIG_IGN);
+  const NodeConfig config = load_node_config(document.root());
+  daemon::report_unread(document, {"node", "api", "paths", "log"});
+  if (invocation.check_only) {
+    log::info("configuration ", document.file_name(), " is valid");
+    return daemon::exit_ok;
+  }
+  for (;;) {
+    const MemberEnd end = run_member(config);
+    if (end == MemberEnd::stopped) return daemon::exit_ok;
+    if (end == MemberEnd::failed) return daemon::exit_failure;
+  }
 }
 
 }  // namespace

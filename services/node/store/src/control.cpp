@@ -478,10 +478,16 @@ Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t no
     highest_id = std::max(highest_id, member.id);
     offer.db_members.push_back(member.db_address);
   }
-  // Raft may hold members without a row (a join in progress): never reuse their ids.
+  // Ids are never reused: not those of Raft members without a row (a join in progress), nor
+  // those of removed nodes (every joined node's id stays in its token's used_by_node), so a
+  // removed box that comes back with its old data cannot pass for a new member.
   db::Outcome<db::wire::Nodes> raft = client.cluster();
   if (!raft) return problem_from(raft.error());
   for (const db::wire::NodeInfo& info : raft->nodes) highest_id = std::max(highest_id, static_cast<std::int64_t>(info.id));
+  db::Outcome<db::wire::RowSet> used =
+      client.query(store_.database(), "SELECT coalesce(max(used_by_node), 0) FROM join_tokens");
+  if (!used) return problem_from(used.error());
+  highest_id = std::max(highest_id, integer(used->rows[0][0]));
   offer.node_id = highest_id + 1;
 
   Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
