@@ -140,8 +140,17 @@ MemberEnd run_member(const NodeConfig& config) {
   self.name = config.name;
   self.ca_certificate_pem = read_file(config.pki_dir() / "ca.crt");
 
+  // This box's stacknode-db first, then the members it joined through: a fresh standby's own
+  // dqlite node may not know the leader yet (observed on libdqlite 1.11 right after a join).
   db::ClientOptions client_options;
   client_options.addresses = {config.db.address};
+  db::DbConfig identity = config.db;
+  try {
+    if (identity.node_id == 0) db::read_identity(identity);
+  } catch (const config::ConfigError& error) {
+    log::warn("db identity: ", error.what());
+  }
+  for (const std::string& member : identity.join) client_options.addresses.push_back(member);
   db::Client client(client_options);
   ControlStore store(client, std::string(control_database));
   const std::int64_t version = until_done<std::int64_t>("control database schema", [&]() -> Checked<std::int64_t> {
