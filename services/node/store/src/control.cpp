@@ -278,15 +278,16 @@ Checked<Done> ControlStore::set_password(const std::string& actor, const std::st
 
 Checked<Done> ControlStore::delete_user(const std::string& actor, const std::string& name, std::int64_t now) {
   return change({actor, "user.delete", name, ""}, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
-    db::Outcome<db::wire::RowSet> rows = transaction.query("SELECT count(*) FROM users");
+    db::Outcome<db::wire::RowSet> rows =
+        transaction.query("SELECT count(*), sum(name = ?) FROM users", {name});
     if (!rows) return problem_from(rows.error());
-    db::Outcome<db::wire::Result> revoked = transaction.exec(
-        "UPDATE api_tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL", {now, name});
-    if (!revoked) return problem_from(revoked.error());
-    db::Outcome<db::wire::Result> deleted = transaction.exec("DELETE FROM users WHERE name = ?", {name});
-    if (std::optional<Problem> problem = expect_one(deleted, "no user '" + name + "'")) return problem;
+    if (integer(rows->rows[0][1]) == 0) return not_found("no user '" + name + "'");
     if (integer(rows->rows[0][0]) <= 1) return conflict("'" + name + "' is the last user: nobody could log in");
-    return std::nullopt;
+    // The user's API tokens (sessions included) go with it: they reference the user, and a
+    // deleted user's token must not work. The audit log keeps what they did.
+    db::Outcome<db::wire::Result> tokens = transaction.exec("DELETE FROM api_tokens WHERE user_name = ?", {name});
+    if (!tokens) return problem_from(tokens.error());
+    return expect_one(transaction.exec("DELETE FROM users WHERE name = ?", {name}), "no user '" + name + "'");
   });
 }
 

@@ -2,10 +2,11 @@
 // test gets a fresh box (a real stacknode-db waiting for its identity, `stackctl cluster init`, a
 // real stacknoded serving its API over TLS on loopback) and talks to it the way its clients do:
 // stackctl with the box's node certificate, and HTTPS requests made here with pinned_https_request
-// (no credentials, a bearer token from a login, the node's certificate, another CA's certificate).
-// Covered: authentication and its refusals, the login rate limit, sessions and API tokens, cluster
-// status, join tokens, users (the last one stays), settings, bad request bodies, the audit log and
-// its pages, a node refusing to remove itself, the heartbeat, and a clean stop on SIGTERM.
+// (no credentials, a bearer token from a login, the node's certificate, another CA's certificate,
+// certificates of this CA that no member holds). Covered: authentication and its refusals, the
+// login rate limit, sessions and API tokens, cluster status, join tokens, users (the last one
+// stays; deleting one ends its sessions), settings, bad request bodies, the audit log and its
+// pages, a node refusing to remove itself, the heartbeat, and a clean stop on SIGTERM.
 #include <CppUTest/TestHarness.h>
 
 #include <boost/json.hpp>
@@ -22,6 +23,7 @@
 
 #include "net.hpp"
 #include "process.hpp"
+#include "stacknode/db/client.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
@@ -77,7 +79,8 @@ std::string text_of(const json::value& value) {
 // The names of a list's items (`items[].name`), in the order given.
 std::vector<std::string> names_in(const json::value& list) {
   std::vector<std::string> names;
-  for (const json::value& item : list.at("items").as_array()) names.push_back(text_of(item.at("name")));
+  for (const json::value& item : list.at("items").as_array())
+    names.push_back(text_of(item.at("name")));
   return names;
 }
 
@@ -106,31 +109,44 @@ TEST_GROUP(NodeDaemon) {
     const fs::path identity = base / "db-identity.cfg";
 
     // stacknode-db without node_id: it waits for the identity file cluster init writes.
-    support::write_file(base / "db.cfg",
-                        "paths: { runtime_dir = \"" + (base / "run-db").string() + "\"; };\n"
-                        "db: { address = \"" + db_address + "\"; data_dir = \"" + (base / "data").string() +
-                            "\"; identity_file = \"" + identity.string() + "\"; listen_http = \"127.0.0.1:" +
-                            std::to_string(support::unused_port()) + "\"; };\n");
+    support::write_file(base / "db.cfg", "paths: { runtime_dir = \"" + (base / "run-db").string() +
+                                             "\"; };\n"
+                                             "db: { address = \"" +
+                                             db_address + "\"; data_dir = \"" +
+                                             (base / "data").string() + "\"; identity_file = \"" +
+                                             identity.string() + "\"; listen_http = \"127.0.0.1:" +
+                                             std::to_string(support::unused_port()) + "\"; };\n");
     db = std::make_unique<support::Process>(
-        std::vector<std::string>{(support::binary_dir() / "stacknode-db").string(), "--config", (base / "db.cfg").string()},
+        std::vector<std::string>{(support::binary_dir() / "stacknode-db").string(), "--config",
+                                 (base / "db.cfg").string()},
         base / "db.log");
 
     config = base / "node.cfg";
-    support::write_file(config, "paths: { state_dir = \"" + state_dir.string() + "\"; runtime_dir = \"" +
-                                    (base / "run").string() + "\"; };\n"
-                                    "node: { name = \"sn1\"; api_address = \"" + api_address + "\"; };\n"
-                                    "db: { address = \"" + db_address + "\"; identity_file = \"" + identity.string() +
+    support::write_file(config, "paths: { state_dir = \"" + state_dir.string() +
+                                    "\"; runtime_dir = \"" + (base / "run").string() +
+                                    "\"; };\n"
+                                    "node: { name = \"sn1\"; api_address = \"" +
+                                    api_address +
+                                    "\"; };\n"
+                                    "db: { address = \"" +
+                                    db_address + "\"; identity_file = \"" + identity.string() +
                                     "\"; };\n");
-    const support::CommandResult init = stackctl(
-        {"--json", "cluster", "init", "--name", "rack-a", "--admin-password", std::string(admin_password)});
-    if (init.status != 0) FAIL(("cluster init: " + init.output + "\nstacknode-db:\n" + db->output()).c_str());
+    const support::CommandResult init = stackctl({"--json", "cluster", "init", "--name", "rack-a",
+                                                  "--admin-password", std::string(admin_password)});
+    if (init.status != 0)
+      FAIL(("cluster init: " + init.output + "\nstacknode-db:\n" + db->output()).c_str());
 
     daemon = std::make_unique<support::Process>(
-        std::vector<std::string>{(support::binary_dir() / "stacknoded").string(), "--config", config.string()},
+        std::vector<std::string>{(support::binary_dir() / "stacknoded").string(), "--config",
+                                 config.string()},
         base / "stacknoded.log");
-    const bool ready = support::poll_until([&] { return stackctl({"cluster", "status"}).status == 0; },
-                                           daemon_ready_timeout);
-    if (!ready) FAIL(("stacknoded did not answer 'stackctl cluster status':\n" + daemon->output()).c_str());
+    const bool ready = support::poll_until(
+        [&] {
+          return stackctl({"cluster", "status"}).status == 0;
+        },
+        daemon_ready_timeout);
+    if (!ready)
+      FAIL(("stacknoded did not answer 'stackctl cluster status':\n" + daemon->output()).c_str());
 
     ca_pem = support::read_file(state_dir / "pki" / "ca.crt");
     pki::Made<pki::Pin> made = pki::public_key_pin(ca_pem);
@@ -147,7 +163,8 @@ TEST_GROUP(NodeDaemon) {
   }
 
   support::CommandResult stackctl(std::vector<std::string> args) {
-    args.insert(args.begin(), {(support::binary_dir() / "stackctl").string(), "--config", config.string()});
+    args.insert(args.begin(),
+                {(support::binary_dir() / "stackctl").string(), "--config", config.string()});
     return support::run_command(args);
   }
 
@@ -155,15 +172,16 @@ TEST_GROUP(NodeDaemon) {
   json::value stackctl_json(std::vector<std::string> args) {
     args.insert(args.begin(), "--json");
     const support::CommandResult result = stackctl(args);
-    if (result.status != 0) FAIL(("stackctl failed (" + std::to_string(result.status) + "): " + result.output).c_str());
+    if (result.status != 0)
+      FAIL(("stackctl failed (" + std::to_string(result.status) + "): " + result.output).c_str());
     boost::system::error_code error;
     json::value value = json::parse(result.output, error);
     if (error) FAIL(("stackctl printed no JSON: " + result.output).c_str());
     return value;
   }
 
-  Reply request(bhttp::verb method, const std::string& target, const std::string& body, const std::string& bearer,
-                const pki::Credentials* client) {
+  Reply request(bhttp::verb method, const std::string& target, const std::string& body,
+                const std::string& bearer, const pki::Credentials* client) {
     bhttp::request<bhttp::string_body> message{method, target, 11};
     message.set(bhttp::field::host, api_address);
     if (!bearer.empty()) message.set(bhttp::field::authorization, "Bearer " + bearer);
@@ -173,7 +191,8 @@ TEST_GROUP(NodeDaemon) {
     }
     message.prepare_payload();
     PinnedAnswer answer =
-        pinned_https_request(api_address, pin, std::move(message), std::chrono::system_clock::now(), request_timeout, client);
+        pinned_https_request(api_address, pin, std::move(message), std::chrono::system_clock::now(),
+                             request_timeout, client);
     Reply reply;
     if (!answer.ok()) {
       reply.error = answer.error;
@@ -202,8 +221,8 @@ TEST_GROUP(NodeDaemon) {
   Reply expect(unsigned status, Reply reply, const char* what) {
     if (!reply.reached) FAIL((std::string(what) + ": no answer: " + reply.error).c_str());
     if (reply.status != status) {
-      FAIL((std::string(what) + ": expected " + std::to_string(status) + ", got " + std::to_string(reply.status) +
-            ": " + reply.raw.body())
+      FAIL((std::string(what) + ": expected " + std::to_string(status) + ", got " +
+            std::to_string(reply.status) + ": " + reply.raw.body())
                .c_str());
     }
     return reply;
@@ -219,9 +238,13 @@ TEST_GROUP(NodeDaemon) {
     return text_of(reply.body.at("token"));
   }
 
-  std::vector<std::string> user_names() { return names_in(expect(200, as_node(bhttp::verb::get, "/api/v1/users"), "users").body); }
+  std::vector<std::string> user_names() {
+    return names_in(expect(200, as_node(bhttp::verb::get, "/api/v1/users"), "users").body);
+  }
   json::object settings() {
-    return expect(200, as_node(bhttp::verb::get, "/api/v1/settings"), "settings").body.at("items").as_object();
+    return expect(200, as_node(bhttp::verb::get, "/api/v1/settings"), "settings")
+        .body.at("items")
+        .as_object();
   }
 };
 
@@ -235,7 +258,8 @@ TEST(NodeDaemon, WithoutCredentialsOnlyHealthAndLoginAnswer) {
   CHECK_FALSE(refused.body.as_object().contains("name"));  // an error, not the cluster
 
   // A bearer that is no token of this cluster is refused the same way.
-  const Reply forged = with_bearer("snt1." + std::string(64, 'a'), bhttp::verb::get, "/api/v1/cluster");
+  const Reply forged =
+      with_bearer("snt1." + std::string(64, 'a'), bhttp::verb::get, "/api/v1/cluster");
   CHECK_EQUAL(401u, forged.status);
   STRCMP_EQUAL("unauthenticated", forged.error_kind().c_str());
 
@@ -252,7 +276,8 @@ TEST(NodeDaemon, WithoutCredentialsOnlyHealthAndLoginAnswer) {
 TEST(NodeDaemon, TheSixthFailedLoginWithinAMinuteIsRateLimited) {
   for (int attempt = 1; attempt <= login_failures_allowed; ++attempt) {
     const Reply wrong = login("admin", "not the password at all");
-    if (wrong.status != 401) FAIL(("attempt " + std::to_string(attempt) + ": " + wrong.raw.body()).c_str());
+    if (wrong.status != 401)
+      FAIL(("attempt " + std::to_string(attempt) + ": " + wrong.raw.body()).c_str());
     STRCMP_EQUAL("unauthenticated", wrong.error_kind().c_str());
   }
   const Reply limited = expect(429, login("admin", "not the password at all"), "sixth failure");
@@ -301,9 +326,11 @@ TEST(NodeDaemon, TheNodeCertificateAuthenticatesAndAnotherCAsDoesNot) {
   // A certificate for "sn1" with sn1's own serial and address, issued by another CA: if the
   // daemon trusted the name or the serial without the chain, this would pass as node:sn1.
   const json::value nodes = expect(200, as_node(bhttp::verb::get, "/api/v1/nodes"), "nodes").body;
-  const auto serial = static_cast<std::uint64_t>(nodes.at("items").at(0).at("certificate_serial").as_int64());
+  const auto serial =
+      static_cast<std::uint64_t>(nodes.at("items").at(0).at("certificate_serial").as_int64());
   const auto now = std::chrono::system_clock::now();
-  const pki::Made<pki::Credentials> other_ca = pki::create_cluster_ca("rack-b", std::chrono::hours(24), now);
+  const pki::Made<pki::Credentials> other_ca =
+      pki::create_cluster_ca("rack-b", std::chrono::hours(24), now);
   if (!other_ca.ok()) FAIL(other_ca.error.c_str());
   const pki::Made<std::string> key = pki::generate_private_key();
   const pki::Made<std::string> csr = pki::create_csr(*key.value, "sn1");
@@ -312,11 +339,46 @@ TEST(NodeDaemon, TheNodeCertificateAuthenticatesAndAnotherCAsDoesNot) {
   if (!certificate.ok()) FAIL(certificate.error.c_str());
   const pki::Credentials stranger{*certificate.value + other_ca.value->certificate_pem, *key.value};
   const Reply refused = request(bhttp::verb::get, "/api/v1/whoami", "", "", &stranger);
-  if (refused.reached && refused.status == 200) FAIL(("another CA's certificate was accepted: " + refused.raw.body()).c_str());
+  if (refused.reached && refused.status == 200)
+    FAIL(("another CA's certificate was accepted: " + refused.raw.body()).c_str());
   if (refused.reached) CHECK_EQUAL(401u, refused.status);
 
   // The daemon keeps serving after refusing it.
   CHECK_EQUAL(200u, as_node(bhttp::verb::get, "/api/v1/whoami").status);
+}
+
+// Certificates the cluster's CA really signed, but that no member holds, are refused with 401:
+// one naming sn1 with a serial no node has, one naming another node with sn1's serial.
+TEST(NodeDaemon, AClusterCertificateThatNoMemberHoldsIsRefused) {
+  db::ClientOptions client_options;
+  client_options.addresses = {db_address};
+  db::Client client(client_options);
+  db::Outcome<db::wire::RowSet> rows =
+      client.query("cluster", "SELECT ca_certificate, ca_private_key FROM cluster");
+  if (!rows) FAIL(rows.error().message.c_str());
+  const pki::Credentials cluster_ca{std::get<std::string>(rows->rows.at(0).at(0)),
+                                    std::get<std::string>(rows->rows.at(0).at(1))};
+  const json::value nodes = expect(200, as_node(bhttp::verb::get, "/api/v1/nodes"), "nodes").body;
+  const auto serial =
+      static_cast<std::uint64_t>(nodes.at("items").at(0).at("certificate_serial").as_int64());
+
+  const auto present = [&](const std::string& name, std::uint64_t certificate_serial) {
+    const auto now = std::chrono::system_clock::now();
+    const pki::Made<std::string> key = pki::generate_private_key();
+    const pki::Made<std::string> csr = pki::create_csr(*key.value, name);
+    const pki::Made<std::string> certificate = pki::sign_node_certificate(
+        cluster_ca, *csr.value, {name, {"127.0.0.1"}, certificate_serial, std::chrono::hours(1)},
+        now);
+    if (!certificate.ok()) FAIL(certificate.error.c_str());
+    const pki::Credentials holder{*certificate.value + cluster_ca.certificate_pem, *key.value};
+    return request(bhttp::verb::get, "/api/v1/whoami", "", "", &holder);
+  };
+  const Reply unknown_serial = present("sn1", serial + 1);
+  CHECK_EQUAL(401u, unknown_serial.status);
+  STRCMP_EQUAL("unauthenticated", unknown_serial.error_kind().c_str());
+  const Reply other_name = present("sn2", serial);
+  CHECK_EQUAL(401u, other_name.status);
+  STRCMP_EQUAL("unauthenticated", other_name.error_kind().c_str());
 }
 
 TEST(NodeDaemon, ClusterStatusShowsTheOneOnlineVoterThatLeads) {
@@ -361,7 +423,8 @@ TEST(NodeDaemon, JoinTokensAreMadeListedAndRevokedOnce) {
   STRCMP_EQUAL("usable", text_of(made.at("state")).c_str());
   STRCMP_EQUAL("node:sn1", text_of(made.at("created_by")).c_str());
   CHECK_EQUAL(120, made.at("expires_at").as_int64() - made.at("created_at").as_int64());
-  CHECK_EQUAL(static_cast<std::uint64_t>(made.at("expires_at").as_int64()), parsed.token->expires_at);
+  CHECK_EQUAL(static_cast<std::uint64_t>(made.at("expires_at").as_int64()),
+              parsed.token->expires_at);
 
   const auto state_of = [&](const std::string& wanted) {
     const json::value list = stackctl_json({"cluster", "token", "list"});
@@ -397,29 +460,44 @@ TEST(NodeDaemon, UsersAreCreatedAndTheLastOneIsKept) {
   if (weak.output.find("too short") == std::string::npos) FAIL(weak.output.c_str());
   CHECK(user_names() == before);
 
-  const support::CommandResult created = stackctl({"user", "create", "ops", "--password", "ops password long"});
+  const support::CommandResult created =
+      stackctl({"user", "create", "ops", "--password", "ops password long"});
   LONGS_EQUAL_TEXT(0, created.status, created.output.c_str());
   CHECK((user_names() == std::vector<std::string>{"admin", "ops"}));
-  CHECK_EQUAL(1, stackctl({"user", "create", "ops", "--password", "ops password long"}).status);  // exists
-  // The stored password is the one given: ops can log in with it.
-  const std::string ops_session = session("ops", "ops password long");
+  CHECK_EQUAL(
+      1, stackctl({"user", "create", "ops", "--password", "ops password long"}).status);  // exists
 
-  // Deleting a user ends its sessions.
-  const std::string admin_session = session("admin", std::string(admin_password));
   const support::CommandResult deleted = stackctl({"user", "delete", "admin"});
   LONGS_EQUAL_TEXT(0, deleted.status, deleted.output.c_str());
   CHECK(user_names() == std::vector<std::string>{"ops"});
-  CHECK_EQUAL(401u, with_bearer(admin_session, bhttp::verb::get, "/api/v1/whoami").status);
+  CHECK_EQUAL(401u, login("admin", std::string(admin_password)).status);
 
   // The last user stays: nobody could log in any more.
-  const Reply refused = expect(409, as_node(bhttp::verb::delete_, "/api/v1/users/ops"), "delete the last user");
+  const Reply refused =
+      expect(409, as_node(bhttp::verb::delete_, "/api/v1/users/ops"), "delete the last user");
   STRCMP_EQUAL("conflict", refused.error_kind().c_str());
   const support::CommandResult last = stackctl({"user", "delete", "ops"});
   CHECK_EQUAL(1, last.status);
   if (last.output.find("last user") == std::string::npos) FAIL(last.output.c_str());
   CHECK(user_names() == std::vector<std::string>{"ops"});
-  // And the refused delete revoked nothing.
+  // Untouched by the refusals, with the password it was given.
+  expect(201, login("ops", "ops password long"), "login as ops");
+}
+
+// delete_user revokes the user's API tokens (control.hpp): a user who has logged in can be
+// deleted, and the session ends with it.
+TEST(NodeDaemon, DeletingAUserWhoLoggedInEndsItsSessions) {
+  LONGS_EQUAL(0, stackctl({"user", "create", "ops", "--password", "ops password long"}).status);
+  const std::string ops_session = session("ops", "ops password long");
   CHECK_EQUAL(200u, with_bearer(ops_session, bhttp::verb::get, "/api/v1/whoami").status);
+
+  const Reply deleted = as_node(bhttp::verb::delete_, "/api/v1/users/ops");
+  if (deleted.status != 200) {
+    FAIL(("DELETE /api/v1/users/ops: " + std::to_string(deleted.status) + " " + deleted.raw.body())
+             .c_str());
+  }
+  CHECK(user_names() == std::vector<std::string>{"admin"});
+  CHECK_EQUAL(401u, with_bearer(ops_session, bhttp::verb::get, "/api/v1/whoami").status);
 }
 
 TEST(NodeDaemon, SettingsAreSetListedAndDeletedAndBadNamesStoreNothing) {
@@ -428,18 +506,22 @@ TEST(NodeDaemon, SettingsAreSetListedAndDeletedAndBadNamesStoreNothing) {
   LONGS_EQUAL(0, stackctl({"setting", "set", "syslog_address", "198.18.0.2:514"}).status);
   LONGS_EQUAL(0, stackctl({"setting", "set", "ntp.server", "198.18.0.3"}).status);  // replaces
   const json::value listed = stackctl_json({"setting", "list"});
-  CHECK(listed.at("items") == (json::object{{"ntp.server", "198.18.0.3"}, {"syslog_address", "198.18.0.2:514"}}));
+  CHECK(listed.at("items") ==
+        (json::object{{"ntp.server", "198.18.0.3"}, {"syslog_address", "198.18.0.2:514"}}));
 
   LONGS_EQUAL(0, stackctl({"setting", "delete", "ntp.server"}).status);
   CHECK(settings() == (json::object{{"syslog_address", "198.18.0.2:514"}}));
   CHECK_EQUAL(1, stackctl({"setting", "delete", "ntp.server"}).status);  // gone already
 
   // Names outside a-z A-Z 0-9 - _ . are refused, however they arrive.
-  const Reply bang = expect(400, as_node(bhttp::verb::put, "/api/v1/settings/bad!name", "{\"value\":\"x\"}"), "bad!name");
+  const Reply bang = expect(
+      400, as_node(bhttp::verb::put, "/api/v1/settings/bad!name", "{\"value\":\"x\"}"), "bad!name");
   STRCMP_EQUAL("invalid", bang.error_kind().c_str());
   CHECK_EQUAL(1, stackctl({"setting", "set", "bad name", "x"}).status);
   CHECK_EQUAL(1, stackctl({"setting", "set", "bad/name", "x"}).status);
-  CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/" + std::string(65, 'a'), "{\"value\":\"x\"}").status);
+  CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/" + std::string(65, 'a'),
+                            "{\"value\":\"x\"}")
+                        .status);
   CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/ok", "{\"value\":5}").status);
   CHECK(settings() == (json::object{{"syslog_address", "198.18.0.2:514"}}));
 }
@@ -456,38 +538,48 @@ TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {
   STRCMP_EQUAL("admin", text_of(made.body.at("user")).c_str());
   CHECK(made.body.at("expires_at").is_null());  // a script's token does not expire
 
-  const Reply who = expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/whoami"), "whoami with API token");
+  const Reply who =
+      expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/whoami"), "whoami with API token");
   STRCMP_EQUAL("admin", text_of(who.body.at("principal")).c_str());
   // Listed by id and description, never by its text.
-  const Reply list = expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/api-tokens"), "list API tokens");
+  const Reply list =
+      expect(200, with_bearer(token, bhttp::verb::get, "/api/v1/api-tokens"), "list API tokens");
   CHECK(list.raw.body().find(id) != std::string::npos);
   CHECK(list.raw.body().find("ci pipeline") != std::string::npos);
   CHECK(list.raw.body().find(token) == std::string::npos);
 
-  expect(200, with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id), "revoke");
+  expect(200, with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id),
+         "revoke");
   const Reply after = with_bearer(token, bhttp::verb::get, "/api/v1/whoami");
   CHECK_EQUAL(401u, after.status);
   STRCMP_EQUAL("unauthenticated", after.error_kind().c_str());
   // Revoking one token leaves the session that did it working; revoking twice is refused.
   CHECK_EQUAL(200u, with_bearer(admin_session, bhttp::verb::get, "/api/v1/whoami").status);
-  CHECK_EQUAL(404u, with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id).status);
+  CHECK_EQUAL(404u,
+              with_bearer(admin_session, bhttp::verb::delete_, "/api/v1/api-tokens/" + id).status);
 
   // A node holds no tokens of its own: stackctl must name the user.
   CHECK_EQUAL(1, stackctl({"api-token", "create"}).status);
-  const json::value for_admin = stackctl_json({"api-token", "create", "--user", "admin", "--description", "backup"});
-  const Reply scripted = expect(200, with_bearer(text_of(for_admin.at("token")), bhttp::verb::get, "/api/v1/whoami"),
-                                "whoami with stackctl's token");
+  const json::value for_admin =
+      stackctl_json({"api-token", "create", "--user", "admin", "--description", "backup"});
+  const Reply scripted =
+      expect(200, with_bearer(text_of(for_admin.at("token")), bhttp::verb::get, "/api/v1/whoami"),
+             "whoami with stackctl's token");
   STRCMP_EQUAL("admin", text_of(scripted.body.at("principal")).c_str());
 }
 
 TEST(NodeDaemon, ABodyThatIsNotTheRightJsonIsRefusedAndChangesNothing) {
   const std::vector<std::string> before = user_names();
-  const Reply not_json = expect(400, as_node(bhttp::verb::post, "/api/v1/users", "name=ops&password=x"), "not JSON");
+  const Reply not_json =
+      expect(400, as_node(bhttp::verb::post, "/api/v1/users", "name=ops&password=x"), "not JSON");
   STRCMP_EQUAL("invalid", not_json.error_kind().c_str());
-  const Reply number = expect(400, as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":5}"), "name a number");
+  const Reply number =
+      expect(400, as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":5}"), "name a number");
   STRCMP_EQUAL("invalid", number.error_kind().c_str());
   CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users", "[\"ops\"]").status);
-  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":\"ops\"}").status);  // no password
+  CHECK_EQUAL(
+      400u,
+      as_node(bhttp::verb::post, "/api/v1/users", "{\"name\":\"ops\"}").status);  // no password
   CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/users",
                             "{\"name\":\"ops team\",\"password\":\"a long enough password\"}")
                         .status);  // a space in the name
@@ -500,12 +592,16 @@ TEST(NodeDaemon, ABodyThatIsNotTheRightJsonIsRefusedAndChangesNothing) {
 }
 
 TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
-  const std::string admin_session = session("admin", std::string(admin_password));  // audited: user.login
+  const std::string admin_session =
+      session("admin", std::string(admin_password));  // audited: user.login
   LONGS_EQUAL(0, stackctl({"setting", "set", "by_node", "1"}).status);
-  expect(200, with_bearer(admin_session, bhttp::verb::put, "/api/v1/settings/by_admin", "{\"value\":\"2\"}"),
+  expect(200,
+         with_bearer(admin_session, bhttp::verb::put, "/api/v1/settings/by_admin",
+                     "{\"value\":\"2\"}"),
          "setting by admin");
 
-  const Reply first = expect(200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2"), "audit page 1");
+  const Reply first =
+      expect(200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2"), "audit page 1");
   const json::array& newest = first.body.at("items").as_array();
   CHECK_EQUAL(2u, newest.size());
   STRCMP_EQUAL("admin", text_of(newest.at(0).at("actor")).c_str());
@@ -517,7 +613,8 @@ TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
   const json::value& next = first.body.at("next");
   CHECK(next.is_string());
 
-  const Reply second = expect(200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2&after=" + text_of(next)), "page 2");
+  const Reply second = expect(
+      200, as_node(bhttp::verb::get, "/api/v1/audit?limit=2&after=" + text_of(next)), "page 2");
   const json::array& older = second.body.at("items").as_array();
   CHECK(!older.empty());
   CHECK(older.at(0).at("id").as_int64() < newest.at(1).at("id").as_int64());
@@ -529,10 +626,13 @@ TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
   std::vector<std::int64_t> ids;
   std::string after;
   for (int page = 0; page < 10; ++page) {
-    const Reply reply = expect(200,
-                               as_node(bhttp::verb::get, "/api/v1/audit?limit=2" + (after.empty() ? "" : "&after=" + after)),
-                               "audit page");
-    for (const json::value& item : reply.body.at("items").as_array()) ids.push_back(item.at("id").as_int64());
+    const Reply reply =
+        expect(200,
+               as_node(bhttp::verb::get,
+                       "/api/v1/audit?limit=2" + (after.empty() ? "" : "&after=" + after)),
+               "audit page");
+    for (const json::value& item : reply.body.at("items").as_array())
+      ids.push_back(item.at("id").as_int64());
     if (reply.body.at("next").is_null()) break;
     after = text_of(reply.body.at("next"));
   }
@@ -546,7 +646,8 @@ TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
 }
 
 TEST(NodeDaemon, ANodeDoesNotRemoveItself) {
-  const Reply refused = expect(409, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn1"), "remove itself");
+  const Reply refused =
+      expect(409, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn1"), "remove itself");
   STRCMP_EQUAL("conflict", refused.error_kind().c_str());
   CHECK_EQUAL(1, stackctl({"cluster", "remove", "sn1"}).status);
   CHECK_EQUAL(404u, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn9").status);
@@ -565,7 +666,8 @@ TEST(NodeDaemon, TheHeartbeatAdvancesLastSeen) {
     return seen.as_int64();
   };
   std::optional<std::int64_t> first;
-  if (!support::poll_until([&] { return (first = last_seen()).has_value(); }, first_heartbeat_wait)) {
+  if (!support::poll_until([&] { return (first = last_seen()).has_value(); },
+                           first_heartbeat_wait)) {
     FAIL(("no heartbeat written:\n" + daemon->output()).c_str());
   }
   std::optional<std::int64_t> later;
@@ -575,7 +677,8 @@ TEST(NodeDaemon, TheHeartbeatAdvancesLastSeen) {
         return later && *later > *first;
       },
       heartbeat_wait);
-  if (!advanced) FAIL(("last_seen stayed at " + std::to_string(*first) + ":\n" + daemon->output()).c_str());
+  if (!advanced)
+    FAIL(("last_seen stayed at " + std::to_string(*first) + ":\n" + daemon->output()).c_str());
 }
 
 TEST(NodeDaemon, SigtermStopsTheDaemonCleanly) {

@@ -19,16 +19,27 @@ namespace {
 // The longest a convergence may take: one change per member and role, far more than needed.
 constexpr int max_convergence_rounds = 32;
 
-Member voter(std::uint64_t id, bool online = true, bool leader = false) { return {id, Role::voter, online, leader}; }
-Member leader(std::uint64_t id) { return {id, Role::voter, true, true}; }
-Member standby(std::uint64_t id, bool online = true) { return {id, Role::standby, online, false}; }
-Member spare(std::uint64_t id, bool online = true) { return {id, Role::spare, online, false}; }
+Member voter(std::uint64_t id, bool online = true, bool leader = false) {
+  return {id, Role::voter, online, leader};
+}
+Member leader(std::uint64_t id) {
+  return {id, Role::voter, true, true};
+}
+Member standby(std::uint64_t id, bool online = true) {
+  return {id, Role::standby, online, false};
+}
+Member spare(std::uint64_t id, bool online = true) {
+  return {id, Role::spare, online, false};
+}
 
 const char* role_text(Role role) {
   switch (role) {
-    case Role::voter: return "voter";
-    case Role::standby: return "standby";
-    case Role::spare: return "spare";
+    case Role::voter:
+      return "voter";
+    case Role::standby:
+      return "standby";
+    case Role::spare:
+      return "spare";
   }
   return "?";
 }
@@ -38,7 +49,9 @@ std::string describe(const std::optional<RoleChange>& change) {
   return std::to_string(change->id) + " -> " + role_text(change->role);
 }
 
-std::string next(const std::vector<Member>& members) { return describe(next_role_change(members)); }
+std::string next(const std::vector<Member>& members) {
+  return describe(next_role_change(members));
+}
 
 // Applies next_role_change until it has nothing to do; the changes made, in order.
 std::vector<std::string> converge(std::vector<Member>& members) {
@@ -57,12 +70,14 @@ std::vector<std::string> converge(std::vector<Member>& members) {
 
 std::size_t count_role(const std::vector<Member>& members, Role role) {
   return static_cast<std::size_t>(
-      std::count_if(members.begin(), members.end(), [role](const Member& member) { return member.role == role; }));
+      std::count_if(members.begin(), members.end(),
+                    [role](const Member& member) { return member.role == role; }));
 }
 
 // The same answer for every order of `members` (ties are by id, not by position).
 void check_every_order(std::vector<Member> members, const std::string& expected) {
-  std::sort(members.begin(), members.end(), [](const Member& a, const Member& b) { return a.id < b.id; });
+  std::sort(members.begin(), members.end(),
+            [](const Member& a, const Member& b) { return a.id < b.id; });
   int orders = 0;
   do {
     STRCMP_EQUAL(expected.c_str(), next(members).c_str());
@@ -105,10 +120,13 @@ TEST(NextRoleChange, AStandbyIsPromotedBeforeASpareAndASpareWhenNoStandbyIsOnlin
 
 TEST(NextRoleChange, EnoughOnlineVotersChangesNothing) {
   STRCMP_EQUAL("none", next({leader(1)}).c_str());
-  STRCMP_EQUAL("none", next({leader(1), standby(2)}).c_str());                     // 2 nodes: 1 voter
+  STRCMP_EQUAL("none", next({leader(1), standby(2)}).c_str());  // 2 nodes: 1 voter
   STRCMP_EQUAL("none", next({leader(1), voter(2), voter(3)}).c_str());
-  STRCMP_EQUAL("none", next({voter(1), leader(2), voter(3), standby(4)}).c_str());  // 4 nodes: 3 voters
-  STRCMP_EQUAL("none", next({leader(1), voter(2), voter(3), voter(4), voter(5), standby(6), standby(7)}).c_str());
+  STRCMP_EQUAL("none",
+               next({voter(1), leader(2), voter(3), standby(4)}).c_str());  // 4 nodes: 3 voters
+  STRCMP_EQUAL(
+      "none",
+      next({leader(1), voter(2), voter(3), voter(4), voter(5), standby(6), standby(7)}).c_str());
 }
 
 // Rule 2: enough voters are online without the lost one, so it is demoted to spare. The lost
@@ -148,18 +166,24 @@ TEST(NextRoleChange, AnOnlineSpareBecomesAStandby) {
 // to promote, nothing changes (the offline voter keeps its vote until it returns or is replaced).
 TEST(NextRoleChange, ALostVoterIsNotDemotedWhenNothingCanReplaceIt) {
   STRCMP_EQUAL("none", next({leader(1), voter(2), voter(3, false)}).c_str());
-  STRCMP_EQUAL("none", next({leader(1), voter(2), voter(3, false), standby(4, false), spare(5, false)}).c_str());
+  STRCMP_EQUAL(
+      "none",
+      next({leader(1), voter(2), voter(3, false), standby(4, false), spare(5, false)}).c_str());
 }
 
 TEST(NextRoleChange, TiesGoToTheLowestIdWhateverTheOrder) {
-  check_every_order({leader(1), standby(2), standby(3), standby(4)}, "2 -> voter");               // rule 1, standby
-  check_every_order({leader(1), spare(5), spare(3), spare(4)}, "3 -> voter");                    // rule 1, spare
-  check_every_order({leader(1), voter(2), voter(3), voter(4, false), voter(5, false), voter(6)}, "none");  // no candidate
+  check_every_order({leader(1), standby(2), standby(3), standby(4)},
+                    "2 -> voter");                                             // rule 1, standby
+  check_every_order({leader(1), spare(5), spare(3), spare(4)}, "3 -> voter");  // rule 1, spare
+  check_every_order({leader(1), voter(2), voter(3), voter(4, false), voter(5, false), voter(6)},
+                    "none");  // no candidate
   // 7 nodes want 5 voters: with 5 online, the lost ones go (rule 2), then spares become standbys.
-  check_every_order({leader(1), voter(2), voter(3), voter(4), voter(5), voter(7, false), voter(6, false)},
-                    "6 -> spare");
-  check_every_order({leader(1), voter(2), voter(3), voter(4), voter(5), spare(7), spare(6)}, "6 -> standby");
-  check_every_order({voter(1), voter(2), leader(4), voter(3)}, "3 -> standby");                 // rule 3, highest
+  check_every_order(
+      {leader(1), voter(2), voter(3), voter(4), voter(5), voter(7, false), voter(6, false)},
+      "6 -> spare");
+  check_every_order({leader(1), voter(2), voter(3), voter(4), voter(5), spare(7), spare(6)},
+                    "6 -> standby");
+  check_every_order({voter(1), voter(2), leader(4), voter(3)}, "3 -> standby");  // rule 3, highest
 }
 
 // From one voter and four online spares, rounds of one change reach five voters and stop.

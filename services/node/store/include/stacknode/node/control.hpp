@@ -179,7 +179,7 @@ class ControlStore {
   Checked<std::string> password_hash(const std::string& name);
   Checked<Done> create_user(const std::string& actor, const std::string& name, const std::string& hash, std::int64_t now);
   Checked<Done> set_password(const std::string& actor, const std::string& name, const std::string& hash, std::int64_t now);
-  // Refuses to delete the last user (nobody could log in any more); revokes the user's tokens.
+  // Refuses to delete the last user (nobody could log in any more); deletes the user's tokens.
   Checked<Done> delete_user(const std::string& actor, const std::string& name, std::int64_t now);
 
   // expires_at: nullopt for a token without expiry (scripts), a time for a login session.

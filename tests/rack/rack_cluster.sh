@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# tests/rack/rack_cluster.sh: the rack tier's end-to-end test of the cluster (issue 5), on a real
+# virtual rack (tools/rack: namespaces, stacknode-db and stacknoded per node, stackctl):
+#   - init plus two joins: 3 voters, all online;
+#   - kill a node: the cluster stays writable and shows it offline; remove it from a survivor;
+#     reset it;
+#   - bad tokens on that box (used, expired, tampered, another cluster's CA pin, garbage): each
+#     refused with a message naming its step, nothing changed on either side (member list, token
+#     states, the box's state dir);
+#   - a join whose first listed member is down goes through the next one;
+#   - a node cut off (svc0 down) cannot change cluster state; the majority can, and the node
+#     catches up when it is back;
+#   - the API refuses requests without valid credentials; a login works; the audit log records
+#     the changes with their actors.
+#
+#   tests/rack/rack_cluster.sh      (as root; binaries from $STACKNODE_RACK_BIN, default build/bin)
+#
+# Exit status: 0 all passed, 1 a check failed, 77 skipped (prints "SKIPPED: <reason>").
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+rack="$repo/tools/rack"
+
+# Limits of the waits below: each polls its condition, these only bound a failure.
+converge_seconds=40       # voters rebalanced, a rejoined node online (heartbeat 5 s, rounds 2 s)
+offline_seconds=30        # a killed node shown offline: 20 s without a heartbeat, plus one heartbeat
+catch_up_seconds=20       # a node back on the network sees what the majority wrote
+poll_seconds=0.5
+api_port=8443
+
+skip() { echo "SKIPPED: $*"; exit 77; }
+[[ $(id -u) -eq 0 ]] || skip "the virtual rack needs root (network namespaces)"
+command -v ip >/dev/null || skip "iproute2's ip is not installed (tools/bootstrap)"
+command -v jq >/dev/null || skip "jq is not installed (tools/bootstrap)"
+command -v curl >/dev/null || skip "curl is not installed (tools/bootstrap)"
+command -v python3 >/dev/null || skip "python3 is not installed (tools/bootstrap)"
+prefix="ct$$-"
+ip netns add "${prefix}probe" 2>/dev/null || skip "ip netns does not work here (the kernel refuses a namespace)"
+ip netns del "${prefix}probe"
+host_address="198.18.1.254"
+holder=$(ip -4 -o addr show to "$host_address/32" | awk '{print $2}')
+[[ -z "$holder" ]] || skip "another rack is up on this machine ($host_address is on $holder)"
+bin_dir="${STACKNODE_RACK_BIN:-$repo/build/bin}"
+for binary in stacknode-db stacknoded stackctl; do
+  [[ -x "$bin_dir/$binary" ]] || { echo "FAIL: $bin_dir/$binary is not built"; exit 1; }
+done
+
+work=$(mktemp -d)
+export STACKNODE_RACK_PREFIX="$prefix" STACKNODE_RACK_DIR="$work/rack" STACKNODE_RACK_BIN="$bin_dir"
+cleanup() {
+  local status=$?
+  if (( status != 0 )) && [[ -d "$STACKNODE_RACK_DIR" ]]; then
+    for log in "$STACKNODE_RACK_DIR"/sn*/log/*.log; do echo "--- $log"; tail -n 15 "$log"; done
+  fi
+  "$rack" down > /dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+passed=0
+failed=0
+check() {  # check "what" command...
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; passed=$((passed + 1)); else echo "FAIL: $what"; failed=$((failed + 1)); fi
+}
+# Polls "command..." until it succeeds or SECONDS pass.
+within() {
+  local seconds=$1
+  shift
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    (( SECONDS < deadline )) || return 1
+    sleep "$poll_seconds"
+  done
+}
+ctl() {  # ctl NODE ARGS...: stackctl on NODE with its node.cfg
+  local node=$1
+  shift
+  "$rack" exec "$node" stackctl --config "$STACKNODE_RACK_DIR/$node/node.cfg" "$@"
+}
+status_json() { ctl "$1" --json cluster status 2>/dev/null; }
+node_field() {  # node_field ASKED NODE FIELD: what ASKED's cluster status says of NODE
+  status_json "$1" | jq -r --arg n "$2" --arg f "$3" '.nodes[] | select(.name == $n) | .[$f]'
+}
+member_names() { ctl "$1" --json node list 2>/dev/null | jq -r '[.items[].name] | join(",")'; }
+token_states() { ctl sn1 --json cluster token list | jq -c '[.items[] | [.id, .state]]'; }
+state_dir_files() { find "$STACKNODE_RACK_DIR/$1/state" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tr '\n' ' '; }
+
+# ---- init plus two joins --------------------------------------------------------------------------
+check "tools/rack up 3 (init on sn1, sn2 and sn3 join with tokens)" "$rack" up 3
+three_voters_online() {
+  [[ "$(status_json sn1 | jq '[.nodes[] | select(.role == "voter" and .online)] | length')" == 3 ]]
+}
+check "status shows 3 voters, all online" within "$converge_seconds" three_voters_online
+same_cluster_everywhere() {
+  local id
+  id=$(status_json sn1 | jq -r .id)
+  [[ -n "$id" && "$(status_json sn2 | jq -r .id)" == "$id" && "$(status_json sn3 | jq -r .id)" == "$id" ]]
+}
+check "every node answers status for the same cluster" same_cluster_everywhere
+
+# ---- the API refuses requests without valid credentials -------------------------------------------
+api="https://198.18.1.11:$api_port/api/v1"
+http_status() { curl -sk -o /dev/null -w '%{http_code}' "$@"; }
+check "no credentials: 401" test "$(http_status "$api/cluster")" = 401
+check "an unknown bearer token: 401" \
+  test "$(http_status -H 'Authorization: Bearer snt1.0000000000000000000000000000000000000000000000000000000000000000' "$api/cluster")" = 401
+check "a wrong password: 401" \
+  test "$(http_status -X POST -d '{"user":"admin","password":"not the password"}' "$api/login")" = 401
+password=$(cat "$STACKNODE_RACK_DIR/admin-password")
+session=$(curl -sk -X POST -d "{\"user\":\"admin\",\"password\":\"$password\"}" "$api/login" | jq -r .token)
+check "the admin password logs in and its token reads the cluster" \
+  test "$(http_status -H "Authorization: Bearer $session" "$api/cluster")" = 200
+check "a change through the API with that token" \
+  test "$(http_status -X PUT -H "Authorization: Bearer $session" -d '{"value":"198.18.1.1"}' "$api/settings/ntp_server")" = 200
+
+# ---- kill a node: writable, shown offline, removed from a survivor, reset --------------------------
+check "kill sn3" "$rack" kill sn3
+check "the cluster stays writable without sn3" ctl sn1 setting set syslog 198.18.1.254:514
+sn3_offline() { [[ "$(node_field sn1 sn3 online)" == false ]]; }
+started=$SECONDS
+check "sn3 is shown offline" within "$offline_seconds" sn3_offline
+echo "  (offline after $((SECONDS - started)) s of polling)"
+check "remove sn3 from a survivor (sn2)" ctl sn2 cluster remove sn3
+check "the member list is sn1,sn2" test "$(member_names sn1)" = "sn1,sn2"
+check "start sn3's daemons again" "$rack" start sn3
+check "stackctl node reset on sn3 (the cluster no longer lists it)" ctl sn3 node reset
+check "sn3's state dir holds no membership" test "$(state_dir_files sn3)" = "db "
+
+# ---- bad tokens: refused, nothing changed on either side -------------------------------------------
+used_token=$(grep -o 'cluster join snj1\.[A-Za-z0-9_-]*' "$STACKNODE_RACK_DIR/up.log" | head -n 1 | cut -d' ' -f3)
+expiring=$(ctl sn1 --json cluster token create --validity 1)
+expired_token=$(jq -r .token <<< "$expiring")
+expires_at=$(jq -r .expires_at <<< "$expiring")
+good=$(ctl sn1 --json cluster token create)
+good_token=$(jq -r .token <<< "$good")
+good_id=$(jq -r .id <<< "$good")
+# The good token with one character in the middle changed: its check no longer matches.
+middle=$(( ${#good_token} / 2 ))
+flipped=$([[ "${good_token:$middle:1}" == A ]] && echo B || echo A)
+tampered_token="${good_token:0:$middle}$flipped${good_token:$((middle + 1))}"
+# The good token re-made with another CA pin and a correct check: passes parsing, fails the pin.
+wrong_pin_token=$(python3 - "$good_token" <<'PY'
+import base64, hashlib, sys
+text = sys.argv[1][len("snj1."):]
+raw = bytearray(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+raw[17:49] = hashlib.sha256(b"another cluster's CA").digest()   # version 1 byte, cluster id 16, pin 32
+body = bytes(raw[:-4])
+print("snj1." + base64.urlsafe_b64encode(body + hashlib.sha256(body).digest()[:4]).decode().rstrip("="))
+PY
+)
+past_expiry() { (( $(date +%s) >= expires_at )); }
+check "the 1-second token's expiry passes" within 5 past_expiry
+members_before=$(member_names sn1)
+tokens_before=$(token_states)
+refused_at_step() {  # refused_at_step STEP TOKEN: join refused naming STEP, nothing changed
+  local step=$1 token=$2 output
+  if output=$(ctl sn3 cluster join "$token" 2>&1); then echo "  joined with a bad token: $output"; return 1; fi
+  grep -q "failed at step '$step'" <<< "$output" || { echo "  $output"; return 1; }
+  [[ "$(state_dir_files sn3)" == "db " ]] || { echo "  sn3 state dir: $(state_dir_files sn3)"; return 1; }
+  [[ "$(member_names sn1)" == "$members_before" ]] || { echo "  members: $(member_names sn1)"; return 1; }
+  [[ "$(token_states)" == "$tokens_before" ]] || { echo "  tokens changed: $(token_states)"; return 1; }
+}
+check "a token used before is refused by the cluster (prepare)" refused_at_step prepare "$used_token"
+check "an expired token is refused (token)" refused_at_step token "$expired_token"
+check "a tampered token is refused as damaged (token)" refused_at_step token "$tampered_token"
+check "a token with another cluster's CA pin is refused before anything secret is sent (pin)" \
+  refused_at_step pin "$wrong_pin_token"
+check "garbage is refused (token)" refused_at_step token "not a token at all"
+
+# ---- a join whose first listed member is down goes through the next ------------------------------
+listed=$(python3 - "$good_token" <<'PY'
+import base64, sys
+text = sys.argv[1][len("snj1."):]
+raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+at, count, out = 1 + 16 + 32 + 32 + 8, 0, []
+count = raw[at]; at += 1
+for _ in range(count):
+    n = raw[at]; out.append(raw[at + 1:at + 1 + n].decode()); at += 1 + n
+print(",".join(out))
+PY
+)
+check "the token lists sn1 then sn2" test "$listed" = "198.18.1.11:$api_port,198.18.1.12:$api_port"
+check "stop sn1's stacknoded (its API is down, its database stays)" "$rack" kill sn1 stacknoded
+join_output=$(ctl sn3 --json cluster join "$good_token" 2>&1 || true)
+check "sn3 joins through sn2" test "$(jq -r .member <<< "$join_output" 2>/dev/null)" = "198.18.1.12:$api_port"
+check "start sn1's stacknoded again" "$rack" start sn1
+check "that token is used now" \
+  test "$(ctl sn1 --json cluster token list | jq -r --arg id "$good_id" '.items[] | select(.id == $id) | .state')" = used
+check "3 voters, all online again" within "$converge_seconds" three_voters_online
+
+# ---- a node cut off cannot change cluster state; the majority can ------------------------------------
+check "cut sn3 off (svc0 down)" "$rack" link sn3 down
+sn3_cannot_change() { ! ctl sn3 setting set cut-off yes; }
+check "sn3 cannot change cluster state (its stacknoded finds no leader)" sn3_cannot_change
+check "the majority can" ctl sn1 setting set majority yes
+check "sn3 back on the network" "$rack" link sn3 up
+sn3_sees_majority() { [[ "$(ctl sn3 --json setting list 2>/dev/null | jq -r '.items.majority')" == yes ]]; }
+check "sn3 catches up with the majority's change" within "$catch_up_seconds" sn3_sees_majority
+check "sn3's refused change was never applied" \
+  test "$(ctl sn1 --json setting list | jq -r '.items["cut-off"] // "absent"')" = absent
+
+# ---- the audit log ------------------------------------------------------------------------------
+audit=$(ctl sn1 --json audit --limit 100)
+has_entry() { jq -e --arg a "$1" --arg act "$2" --arg t "$3" \
+  '[.items[] | select(.actor == $a and .action == $act and .target == $t)] | length > 0' <<< "$audit" > /dev/null; }
+check "audit: cluster.init by admin" has_entry admin cluster.init rack
+check "audit: setting.put by the admin's session" has_entry admin setting.put ntp_server
+check "audit: setting.put by stackctl on sn1" has_entry node:sn1 setting.put syslog
+check "audit: node.remove of sn3 by sn2" has_entry node:sn2 node.remove sn3
+check "audit: node.join of sn3" has_entry node:sn3 node.join sn3
+logged_in() { jq -e '[.items[] | select(.action == "user.login" and .actor == "admin")] | length > 0' <<< "$audit" > /dev/null; }
+check "audit: the admin's login" logged_in
+
+check "tools/rack down" "$rack" down
+nothing_left() { ! ip netns list | grep -q "^$prefix" && ! ip link show "${prefix}rack0" > /dev/null 2>&1; }
+check "nothing of the rack is left" nothing_left
+
+echo "$passed passed, $failed failed"
+(( failed == 0 ))
