@@ -17,8 +17,6 @@
 #
 # Exit status: 0 all passed, 1 a check failed, 77 skipped (prints "SKIPPED: <reason>").
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-rack="$repo/tools/rack"
 
 # Limits of the waits below: each polls its condition, these only bound a failure.
 converge_seconds=40       # voters rebalanced, a rejoined node online (heartbeat 5 s, rounds 2 s)
@@ -27,25 +25,13 @@ catch_up_seconds=20       # a node back on the network sees what the majority wr
 poll_seconds=0.5
 api_port=8443
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-[[ $(id -u) -eq 0 ]] || skip "the virtual rack needs root (network namespaces)"
-command -v ip >/dev/null || skip "iproute2's ip is not installed (tools/bootstrap)"
-command -v jq >/dev/null || skip "jq is not installed (tools/bootstrap)"
-command -v curl >/dev/null || skip "curl is not installed (tools/bootstrap)"
-command -v python3 >/dev/null || skip "python3 is not installed (tools/bootstrap)"
-prefix="ct$$-"
-ip netns add "${prefix}probe" 2>/dev/null || skip "ip netns does not work here (the kernel refuses a namespace)"
-ip netns del "${prefix}probe"
-host_address="198.18.1.254"
-holder=$(ip -4 -o addr show to "$host_address/32" | awk '{print $2}')
-[[ -z "$holder" ]] || skip "another rack is up on this machine ($host_address is on $holder)"
-bin_dir="${STACKNODE_RACK_BIN:-$repo/build/bin}"
-for binary in stacknode-db stacknoded stackctl; do
-  [[ -x "$bin_dir/$binary" ]] || { echo "FAIL: $bin_dir/$binary is not built"; exit 1; }
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { echo "SKIPPED: $tool is not installed (tools/bootstrap)"; exit 77; }
 done
-
-work=$(mktemp -d)
-export STACKNODE_RACK_PREFIX="$prefix" STACKNODE_RACK_DIR="$work/rack" STACKNODE_RACK_BIN="$bin_dir"
+prefix_letters=ct
+required_binaries=(stacknode-db stacknoded stackctl)
+# shellcheck source=tests/rack/common.sh
+source "$(dirname "$0")/common.sh"
 cleanup() {
   local status=$?
   if (( status != 0 )) && [[ -d "$STACKNODE_RACK_DIR" ]]; then
@@ -58,13 +44,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passed=0
-failed=0
-check() {  # check "what" command...
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; passed=$((passed + 1)); else echo "FAIL: $what"; failed=$((failed + 1)); fi
-}
 # Polls "command..." until it succeeds or SECONDS pass.
 within() {
   local seconds=$1

@@ -10,55 +10,20 @@
 # Runs without stacknoded and without init/join (STACKNODE_RACK_SKIP_NODED=1,
 # STACKNODE_RACK_NO_CLUSTER=1): those are the rack tier's end-to-end tests' business.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-rack="$repo/tools/rack"
 
 nodes=3
 ping_attempts=5          # one ping each, up to 1 s: a fresh bridge forwards at once, ARP takes a moment
 ping_timeout_seconds=1
-host_address="198.18.1.254"
 fabric_front_address="198.18.0.1"
 client_address="198.18.0.2"
 node_address() { echo "198.18.1.$((10 + $1))"; }
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-
-[[ $(id -u) -eq 0 ]] || skip "the virtual rack needs root (network namespaces)"
-command -v ip >/dev/null || skip "iproute2's ip is not installed (tools/bootstrap)"
-command -v ping >/dev/null || skip "ping is not installed (iputils-ping; tools/bootstrap)"
-command -v jq >/dev/null || skip "jq is not installed (tools/bootstrap)"
-# A unique prefix: "rs" + pid + "-" keeps "<prefix>rack0" within Linux's 15-character names.
-prefix="rs$$-"
-ip netns add "${prefix}probe" 2>/dev/null || skip "ip netns does not work here (the kernel refuses a namespace)"
-ip netns del "${prefix}probe"
-holder=$(ip -4 -o addr show to "$host_address/32" | awk '{print $2}')
-[[ -z "$holder" ]] || skip "another rack is up on this machine ($host_address is on $holder)"
-
-bin_dir="${STACKNODE_RACK_BIN:-$repo/build/bin}"
-for binary in stacknode-db stackctl; do
-  if [[ ! -x "$bin_dir/$binary" ]]; then
-    echo "FAIL: $bin_dir/$binary is not built (set STACKNODE_RACK_BIN or build the dev preset)"
-    exit 1
-  fi
-done
-
-work=$(mktemp -d)
-export STACKNODE_RACK_PREFIX="$prefix" STACKNODE_RACK_DIR="$work/rack" STACKNODE_RACK_BIN="$bin_dir"
+command -v ping >/dev/null || { echo "SKIPPED: ping is not installed (iputils-ping; tools/bootstrap)"; exit 77; }
+prefix_letters=rs
+required_binaries=(stacknode-db stackctl)
+# shellcheck source=tests/rack/common.sh
+source "$(dirname "$0")/common.sh"
 export STACKNODE_RACK_SKIP_NODED=1 STACKNODE_RACK_NO_CLUSTER=1
-
-passed=0
-failed=0
-check() {  # check "what" command...: one verdict line per check
-  local what=$1
-  shift
-  if "$@"; then
-    echo "ok: $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL: $what"
-    failed=$((failed + 1))
-  fi
-}
 
 # What a rack under this prefix leaves on the machine: empty when it is all gone.
 leftovers() {

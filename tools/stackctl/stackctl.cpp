@@ -110,6 +110,17 @@ struct Global {
   bool json = false;
 };
 
+// This box's node.cfg; nullopt (and the message on stderr) when it does not load.
+std::optional<node::NodeConfig> load_config(const Global& global) {
+  try {
+    const auto document = config::Document::load_file(global.config);
+    return node::load_node_config(document->root());
+  } catch (const config::ConfigError& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return std::nullopt;
+  }
+}
+
 int usage_error(std::string_view message, std::string_view usage) {
   std::cerr << "stackctl: " << message << "\n\n" << usage;
   return exit_usage;
@@ -164,18 +175,13 @@ int cluster_init(const Global& global, const std::vector<std::string>& args, std
     }
     options.token_validity = std::chrono::seconds(seconds);
   }
-  try {
-    const auto document = config::Document::load_file(global.config);
-    const node::NodeConfig config = node::load_node_config(document->root());
-    options.node_name = config.name;
-    options.api_address = config.api_address;
-    options.state_dir = config.state_dir;
-    options.db_address = config.db.address;
-    options.db_identity_file = config.db.identity_file;
-  } catch (const config::ConfigError& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_usage;
-  }
+  const std::optional<node::NodeConfig> config = load_config(global);
+  if (!config) return exit_usage;
+  options.node_name = config->name;
+  options.api_address = config->api_address;
+  options.state_dir = config->state_dir;
+  options.db_address = config->db.address;
+  options.db_identity_file = config->db.identity_file;
 
   const auto now = std::chrono::system_clock::now();
   const node::InitResult result = node::init_cluster(options, now);
@@ -216,19 +222,14 @@ int cluster_join(const Global& global, const std::vector<std::string>& args, std
   }
   if (args.size() != first + 1) return usage_error("cluster join takes one argument: the token", join_usage);
   node::JoinOptions options;
-  try {
-    const auto document = config::Document::load_file(global.config);
-    const node::NodeConfig config = node::load_node_config(document->root());
-    options.node_name = config.name;
-    options.api_address = config.api_address;
-    options.db_address = config.db.address;
-    options.state_dir = config.state_dir;
-    options.db_identity_file = config.db.identity_file;
-    options.db_data_dir = config.db.data_dir;
-  } catch (const config::ConfigError& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_usage;
-  }
+  const std::optional<node::NodeConfig> config = load_config(global);
+  if (!config) return exit_usage;
+  options.node_name = config->name;
+  options.api_address = config->api_address;
+  options.db_address = config->db.address;
+  options.state_dir = config->state_dir;
+  options.db_identity_file = config->db.identity_file;
+  options.db_data_dir = config->db.data_dir;
   const node::JoinResult result = node::join_cluster(options, args[first], std::chrono::system_clock::now());
   if (!result.ok()) {
     if (global.json) {
@@ -546,14 +547,9 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
     if (args[index] != "--force") return usage_error("unknown option " + args[index], reset_usage);
     force = true;
   }
-  node::NodeConfig config;
-  try {
-    const auto document = config::Document::load_file(global.config);
-    config = node::load_node_config(document->root());
-  } catch (const config::ConfigError& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_usage;
-  }
+  const std::optional<node::NodeConfig> loaded = load_config(global);
+  if (!loaded) return exit_usage;
+  const node::NodeConfig& config = *loaded;
   const fs::path pki = config.pki_dir();
   if (!fs::exists(pki) && !fs::exists(config.db.identity_file)) {
     std::cout << (global.json ? R"({"reset":false,"reason":"not a member"})" : "This box is not a cluster member: nothing to reset.")

@@ -76,16 +76,11 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   const std::int64_t now_seconds = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
 
   // check
-  if (fs::exists(pki_dir)) {
-    return fail("check", "this box is already a cluster member (" + pki_dir.string() +
-                             " exists): 'stackctl node reset' first to start a new cluster here");
-  }
-  if (fs::exists(options.db_identity_file)) {
-    return fail("check", "stacknode-db already has an identity (" + options.db_identity_file.string() +
-                             "): 'stackctl node reset' first");
-  }
-  for (const std::string* address : {&options.api_address, &options.db_address}) {
-    if (!valid_member_address(*address)) return fail("check", "'" + *address + "' is not IP:port (no DNS in a rack)");
+  if (const std::string problem = not_ready_to_become_member(options.state_dir, options.db_identity_file,
+                                                             options.api_address, options.db_address,
+                                                             "to start a new cluster here");
+      !problem.empty()) {
+    return fail("check", problem);
   }
   if (!init_credentials()) return fail("check", "libsodium cannot start (no entropy source?)");
   InitResult result;

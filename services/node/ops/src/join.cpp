@@ -91,16 +91,11 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
   if (token.expired(now_seconds)) {
     return fail("token", "this token has expired: ask for a new one with 'stackctl cluster token create' on a member");
   }
-  if (fs::exists(pki_dir)) {
-    return fail("token", "this box is already a cluster member (" + pki_dir.string() +
-                             " exists): 'stackctl node reset' first to join another cluster");
-  }
-  if (fs::exists(options.db_identity_file)) {
-    return fail("token", "stacknode-db already has an identity (" + options.db_identity_file.string() +
-                             "): 'stackctl node reset' first");
-  }
-  for (const std::string* address : {&options.api_address, &options.db_address}) {
-    if (!valid_member_address(*address)) return fail("token", "'" + *address + "' is not IP:port (no DNS in a rack)");
+  if (const std::string problem = not_ready_to_become_member(options.state_dir, options.db_identity_file,
+                                                             options.api_address, options.db_address,
+                                                             "to join another cluster");
+      !problem.empty()) {
+    return fail("token", problem);
   }
   pki::Made<std::string> key = pki::generate_private_key();
   if (!key.ok()) return fail("token", key.error);

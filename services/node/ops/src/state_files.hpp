@@ -7,6 +7,8 @@
 #include <string>
 #include <system_error>
 
+#include "stacknode/node/join_token.hpp"
+
 namespace stacknode::node {
 
 inline constexpr std::filesystem::perms private_file =
@@ -43,6 +45,25 @@ inline bool write_pki(const std::filesystem::path& dir, const std::string& ca_pe
     return false;
   }
   return true;
+}
+
+// Why this box cannot become a member now (it is one already: pki/ or the db identity exists;
+// an address is not IP:port), or empty if it can. `then` ends the "already" messages.
+inline std::string not_ready_to_become_member(const std::filesystem::path& state_dir,
+                                              const std::filesystem::path& db_identity_file,
+                                              const std::string& api_address, const std::string& db_address,
+                                              const std::string& then) {
+  const std::filesystem::path pki_dir = state_dir / "pki";
+  if (std::filesystem::exists(pki_dir)) {
+    return "this box is already a cluster member (" + pki_dir.string() + " exists): 'stackctl node reset' first " + then;
+  }
+  if (std::filesystem::exists(db_identity_file)) {
+    return "stacknode-db already has an identity (" + db_identity_file.string() + "): 'stackctl node reset' first";
+  }
+  for (const std::string* address : {&api_address, &db_address}) {
+    if (!valid_member_address(*address)) return "'" + *address + "' is not IP:port (no DNS in a rack)";
+  }
+  return {};
 }
 
 }  // namespace stacknode::node
