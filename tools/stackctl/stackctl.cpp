@@ -27,11 +27,13 @@
 #include <sstream>
 
 #include "stacknode/common/config.hpp"
+#include "stacknode/node/control.hpp"
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/pinned_https.hpp"
+#include "stacknode/node/state_files.hpp"
 
 namespace {
 
@@ -43,7 +45,7 @@ constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
 constexpr std::string_view default_config = "/etc/stacknode/node.cfg";
-constexpr long max_token_validity_s = 7L * 24 * 3600;  // a week: tokens are for joining now
+constexpr long max_token_validity_s = node::max_join_token_validity.count();
 // One API call: the local stacknoded answers in milliseconds; a password check takes ~0.1 s.
 constexpr std::chrono::milliseconds api_timeout{30'000};
 
@@ -257,12 +259,6 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
 
 // ---- Commands that call this box's REST API ----
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 struct ApiReply {
   unsigned status = 0;
@@ -285,8 +281,8 @@ ApiReply call_api(const Global& global, bhttp::verb method, const std::string& t
     throw std::runtime_error("this box is not a cluster member (no " + (pki / "node.crt").string() +
                              "): 'stackctl cluster init' or 'stackctl cluster join' first");
   }
-  node::pki::Credentials identity{read_text(pki / "node.crt"), read_text(pki / "node.key")};
-  const node::pki::Made<node::pki::Pin> pin = node::pki::public_key_pin(read_text(pki / "ca.crt"));
+  node::pki::Credentials identity{node::read_whole(pki / "node.crt"), node::read_whole(pki / "node.key")};
+  const node::pki::Made<node::pki::Pin> pin = node::pki::public_key_pin(node::read_whole(pki / "ca.crt"));
   if (!pin.ok()) throw std::runtime_error((pki / "ca.crt").string() + ": " + pin.error);
   bhttp::request<bhttp::string_body> request{method, target, 11};
   if (address.empty()) address = config.api_address;
@@ -571,7 +567,11 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
     for (const std::string& member : members) {
       try {
         const ApiReply reply = call_api(global, bhttp::verb::get, "/api/v1/nodes", nullptr, member);
-        if (reply.status == 401) {
+        // 401 "not_a_member": this box's certificate is revoked or held by no member. Any other
+        // refusal (an expired certificate, say) says nothing about membership.
+        const json::value* error = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
+        if (reply.status == 401 && error && error->is_object() &&
+            scalar_text(error->as_object().at("kind")) == "not_a_member") {
           answered = true;
           break;
         }
@@ -598,9 +598,10 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
     }
   }
   std::error_code error;
-  fs::remove_all(config.state_dir / "pki.staging", error);
-  fs::remove_all(pki, error);
-  fs::remove(config.db.identity_file, error);
+  for (const fs::path& path : {config.state_dir / "pki.staging", pki, fs::path(config.db.identity_file)}) {
+    fs::remove_all(path, error);
+    if (error) break;
+  }
   if (error) {
     std::cerr << "stackctl: cannot remove " << pki.string() << " or " << config.db.identity_file << ": " << error.message()
               << "\n";

@@ -41,6 +41,10 @@ std::shared_ptr<ssl::context> TlsContext::build() const {
     SSL_CTX_set_client_CA_list(context->native_handle(), names);
     // Ask for a certificate, verify one that comes, accept a client that sends none.
     context->set_verify_mode(ssl::verify_peer);
+    // With peer verification on, OpenSSL refuses to resume a session that has no session id
+    // context: a returning browser or client would fail its handshake.
+    static constexpr unsigned char session_context[] = "stacknode";
+    SSL_CTX_set_session_id_context(context->native_handle(), session_context, sizeof session_context - 1);
   }
   return context;
 }

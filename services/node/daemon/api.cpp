@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "stacknode/node/credentials.hpp"
+#include "stacknode/node/membership.hpp"
 #include "stacknode/node/pki.hpp"
 
 namespace stacknode::node {
@@ -48,14 +50,12 @@ Answer problem_answer(const Problem& problem) {
   return error_answer(500, "failed", problem.message);
 }
 
-Answer unauthenticated(std::string message) {
-  Answer answer = error_answer(401, "unauthenticated", std::move(message));
+// `kind` tells a removed node ("not_a_member": its certificate is revoked or no member holds it)
+// from any other failed authentication ("unauthenticated"); `stackctl node reset` relies on it.
+Answer unauthenticated(std::string message, std::string_view kind = "unauthenticated") {
+  Answer answer = error_answer(401, kind, std::move(message));
   answer.headers.emplace_back(bhttp::field::www_authenticate, "Bearer");
   return answer;
-}
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
 }
 
 json::value optional_json(const std::optional<std::int64_t>& value) {
@@ -97,15 +97,6 @@ json::object api_token_json(const ApiTokenRow& row) {
           {"revoked_at", optional_json(row.revoked_at)}};
 }
 
-std::string_view role_name(db::wire::Role role) {
-  switch (role) {
-    case db::wire::Role::voter: return "voter";
-    case db::wire::Role::standby: return "standby";
-    case db::wire::Role::spare: break;
-  }
-  return "spare";
-}
-
 // The request as the routes see it.
 struct Call {
   bhttp::verb method = bhttp::verb::get;
@@ -114,6 +105,7 @@ struct Call {
   std::string body;
   std::string remote;
   std::string principal;   // "admin", "node:sn2"; empty before authentication
+  std::chrono::steady_clock::time_point admitted;  // a login's place in the LoginLimiter
   std::string token_id;    // the API token the principal used, if any
   bool is_node = false;
 };
@@ -178,20 +170,10 @@ using Route = std::function<Answer(Call&)>;
 
 }  // namespace
 
-std::chrono::seconds LoginLimiter::wait(const std::string& address, Clock::time_point now) {
-  std::lock_guard lock(mutex_);
-  const auto found = failures_.find(address);
-  if (found == failures_.end()) return std::chrono::seconds(0);
-  forget_old(found->second, now);
-  if (found->second.size() < login_failures_allowed) return std::chrono::seconds(0);
-  const auto free_at = found->second.front() + login_window;
-  return std::chrono::ceil<std::chrono::seconds>(free_at - now);
-}
-
-void LoginLimiter::failed(const std::string& address, Clock::time_point now) {
+std::chrono::seconds LoginLimiter::admit(const std::string& address, Clock::time_point now) {
   std::lock_guard lock(mutex_);
   if (!failures_.contains(address) && failures_.size() >= login_tracked_addresses) {
-    // Forget the address whose last failure is oldest.
+    // Forget the address whose last attempt is oldest.
     auto oldest = failures_.begin();
     for (auto entry = failures_.begin(); entry != failures_.end(); ++entry) {
       if (entry->second.empty() || (!oldest->second.empty() && entry->second.back() < oldest->second.back())) {
@@ -202,12 +184,21 @@ void LoginLimiter::failed(const std::string& address, Clock::time_point now) {
   }
   std::deque<Clock::time_point>& failures = failures_[address];
   forget_old(failures, now);
-  failures.push_back(now);
+  if (failures.size() >= login_failures_allowed) {
+    return std::chrono::ceil<std::chrono::seconds>(failures.front() + login_window - now);
+  }
+  failures.push_back(now);  // counted as a failure until it succeeds
+  return std::chrono::seconds(0);
 }
 
-void LoginLimiter::succeeded(const std::string& address) {
+void LoginLimiter::release(const std::string& address, Clock::time_point admitted) {
   std::lock_guard lock(mutex_);
-  failures_.erase(address);
+  const auto found = failures_.find(address);
+  if (found == failures_.end()) return;
+  std::deque<Clock::time_point>& failures = found->second;
+  if (const auto entry = std::find(failures.begin(), failures.end(), admitted); entry != failures.end()) {
+    failures.erase(entry);
+  }
 }
 
 void LoginLimiter::forget_old(std::deque<Clock::time_point>& failures, Clock::time_point now) const {
@@ -215,6 +206,12 @@ void LoginLimiter::forget_old(std::deque<Clock::time_point>& failures, Clock::ti
 }
 
 namespace {
+
+// The argon2id string a login is checked against when the user does not exist (made once).
+const std::string& unknown_user_hash() {
+  static const std::string hash = hash_password("no user has this password!").value_or("");
+  return hash;
+}
 
 // Everything that needs the store: runs on a worker.
 class Routes {
@@ -233,12 +230,15 @@ class Routes {
     const auto& password_text = std::get<0>(password);
     if (!user_name || !password_text) return error_answer(400, "invalid", "a login needs 'user' and 'password'");
     Checked<std::string> stored = store_.password_hash(*user_name);
-    if (!stored && stored.problem().kind != ProblemKind::not_found) return problem_answer(stored.problem());
-    if (!stored || !verify_password(*password_text, *stored)) {
-      limiter_.failed(call.remote, std::chrono::steady_clock::now());
-      return unauthenticated("wrong user name or password");
+    if (!stored && stored.problem().kind != ProblemKind::not_found) {
+      limiter_.release(call.remote, call.admitted);  // not a guess: the database did not answer
+      return problem_answer(stored.problem());
     }
-    limiter_.succeeded(call.remote);
+    // An unknown user costs the same argon2id check as a wrong password: the time of the answer
+    // does not tell which user names exist.
+    const bool verified = verify_password(*password_text, stored ? *stored : unknown_user_hash());
+    if (!stored || !verified) return unauthenticated("wrong user name or password");  // the attempt stays counted
+    limiter_.release(call.remote, call.admitted);
     const std::int64_t now = unix_now();
     Checked<CreatedApiToken> token = store_.create_api_token({*user_name, "user.login", "", "from " + call.remote},
                                                              *user_name, "login from " + call.remote,
@@ -298,8 +298,8 @@ class Routes {
       return done(desk.commit(fields["secret"], node_id, fields["certificate"], fields["api_address"],
                               fields["db_address"], now));
     }
-    if (auto missing = need({"secret"})) return *missing;
-    return done(desk.abandon(fields["secret"], node_id, now));
+    if (auto missing = need({"secret", "db_address"})) return *missing;
+    return done(desk.abandon(fields["secret"], node_id, fields["db_address"], now));
   }
 
   // Fills call.principal from the bearer token or the node certificate; an Answer if neither.
@@ -311,10 +311,12 @@ class Routes {
       const auto serial = static_cast<std::int64_t>(info.value->serial);
       Checked<bool> revoked = store_.certificate_revoked(serial);
       if (!revoked) return problem_answer(revoked.problem());
-      if (*revoked) return unauthenticated("client certificate " + std::to_string(serial) + " is revoked (node removed)");
+      if (*revoked) {
+        return unauthenticated("client certificate " + std::to_string(serial) + " is revoked (node removed)", "not_a_member");
+      }
       Checked<NodeRow> node = store_.node_with_serial(serial);
       if (!node) {
-        if (node.problem().kind == ProblemKind::not_found) return unauthenticated(node.problem().message);
+        if (node.problem().kind == ProblemKind::not_found) return unauthenticated(node.problem().message, "not_a_member");
         return problem_answer(node.problem());
       }
       if (node->name != info.value->node_name) {
@@ -425,14 +427,13 @@ class Routes {
           if (static_cast<std::int64_t>(info.id) == node.id) role = role_name(info.role);
         }
       }
-      const bool online = node.last_seen && now - *node.last_seen <= offline_after.count();
       items.push_back(json::object{{"name", node.name},
                                    {"id", node.id},
                                    {"api_address", node.api_address},
                                    {"db_address", node.db_address},
                                    {"role", role},
                                    {"leader", static_cast<std::int64_t>(leader) == node.id},
-                                   {"online", online},
+                                   {"online", online(node, now)},
                                    {"last_seen", optional_json(node.last_seen)},
                                    {"joined_at", node.joined_at},
                                    {"certificate_serial", node.certificate_serial}});
@@ -455,8 +456,8 @@ class Routes {
     if (!node) return problem_answer(node.problem());
     // Out of Raft first, so that a node that is removed cannot vote; a node that was already
     // gone from Raft (an earlier attempt) is fine.
-    db::Outcome<db::wire::Empty> removed = store_.client().remove(static_cast<db::wire::NodeId>(node->id));
-    if (!removed && removed.error().kind != db::ErrorKind::sqlite) return problem_answer(problem_from(removed.error()));
+    Checked<Done> removed = remove_db_member(store_.client(), static_cast<db::wire::NodeId>(node->id));
+    if (!removed) return problem_answer(removed.problem());
     Checked<NodeRow> forgotten = store_.forget_node(call.principal, name, unix_now());
     if (!forgotten) return problem_answer(forgotten.problem());
     return {200,
@@ -643,7 +644,8 @@ void ApiHandler::handle(const http::RequestContext& context, http::Request& requ
   const bool is_join = call.method == bhttp::verb::post && call.path.size() == 2 && call.path[0] == "join" &&
                        (call.path[1] == "prepare" || call.path[1] == "commit" || call.path[1] == "abort");
   if (is_login) {
-    if (const std::chrono::seconds wait = limiter_.wait(call.remote, std::chrono::steady_clock::now()); wait.count() > 0) {
+    call.admitted = std::chrono::steady_clock::now();
+    if (const std::chrono::seconds wait = limiter_.admit(call.remote, call.admitted); wait.count() > 0) {
       Answer answer = error_answer(429, "rate_limited", "too many failed logins from " + call.remote + ": try again in " +
                                                             std::to_string(wait.count()) + " s");
       answer.headers.emplace_back(bhttp::field::retry_after, std::to_string(wait.count()));

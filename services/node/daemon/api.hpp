@@ -36,16 +36,16 @@ inline constexpr std::chrono::seconds login_window{60};
 inline constexpr std::size_t login_tracked_addresses = 4096;
 // Jobs waiting for a worker before the API answers 503.
 inline constexpr std::size_t max_pending_api_jobs = 256;
-// Join tokens are for joining now: at most a week.
-inline constexpr std::chrono::seconds max_join_token_validity{std::chrono::hours(24 * 7)};
 
 class LoginLimiter {
  public:
   using Clock = std::chrono::steady_clock;
-  // How long `address` must wait before trying again; zero if it may try now.
-  std::chrono::seconds wait(const std::string& address, Clock::time_point now);
-  void failed(const std::string& address, Clock::time_point now);
-  void succeeded(const std::string& address);
+  // Admits a login attempt from `address` at `now`, counting it as a failure until release():
+  // attempts in flight count too, so concurrent guesses cannot slip past the limit. Returns how
+  // long the address must wait instead (and counts nothing) when it is over the limit.
+  std::chrono::seconds admit(const std::string& address, Clock::time_point now);
+  // The attempt admitted at `admitted` succeeded (or was not a guess): it no longer counts.
+  void release(const std::string& address, Clock::time_point admitted);
 
  private:
   void forget_old(std::deque<Clock::time_point>& failures, Clock::time_point now) const;

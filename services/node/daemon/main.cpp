@@ -19,6 +19,7 @@
 #include "stacknode/node/membership.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/schema.hpp"
+#include "stacknode/node/state_files.hpp"
 
 namespace stacknode::node {
 namespace {
@@ -33,17 +34,6 @@ constexpr std::chrono::milliseconds startup_retry_interval{1'000};
 constexpr std::string_view members_file_name = "members";
 // How often the membership loop looks at roles and member addresses.
 constexpr std::chrono::milliseconds membership_interval{2'000};
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Retries `step` until it gives a value, logging each failure once per distinct message.
 template <typename T, typename Step>
@@ -67,15 +57,8 @@ void write_members_file(const fs::path& pki_dir, const std::vector<NodeRow>& nod
   std::string text;
   for (const NodeRow& node : nodes) text += node.api_address + "\n";
   const fs::path path = pki_dir / members_file_name;
-  if (read_file(path) == text) return;
-  const fs::path aside = path.string() + ".tmp";
-  {
-    std::ofstream out(aside, std::ios::trunc);
-    out << text;
-  }
-  std::error_code error;
-  fs::rename(aside, path, error);
-  if (error) log::warn("cannot write ", path.string(), ": ", error.message());
+  if (read_whole(path) == text) return;
+  if (!write_whole(path, text, public_file)) log::warn("cannot write ", path.string());
 }
 
 // The membership loop: follow every member's stacknode-db; where this node's leads, balance roles.
@@ -100,7 +83,7 @@ void balance_members(ControlStore& store, const Self& self, const fs::path& pki_
     Member member{info.id, info.role, false, info.id == leader};
     for (const NodeRow& node : *nodes) {
       if (node.id == static_cast<std::int64_t>(info.id)) {
-        member.online = node.last_seen && now - *node.last_seen <= offline_after.count();
+        member.online = online(node, now);
       }
     }
     if (member.leader) member.online = true;  // it is answering this
@@ -108,9 +91,7 @@ void balance_members(ControlStore& store, const Self& self, const fs::path& pki_
   }
   const std::optional<RoleChange> change = next_role_change(members);
   if (!change) return;
-  const char* role = change->role == db::wire::Role::voter     ? "voter"
-                     : change->role == db::wire::Role::standby ? "standby"
-                                                               : "spare";
+  const std::string role(role_name(change->role));
   db::Outcome<db::wire::Empty> assigned = store.client().assign(change->id, change->role);
   if (!assigned) {
     log::warn("membership: cannot make node ", change->id, " a ", role, ": ", assigned.error().message);
@@ -138,7 +119,7 @@ MemberEnd run_member(const NodeConfig& config) {
   }
   Self self;
   self.name = config.name;
-  self.ca_certificate_pem = read_file(config.pki_dir() / "ca.crt");
+  self.ca_certificate_pem = read_whole(config.pki_dir() / "ca.crt");
 
   // This box's stacknode-db first, then the members it joined through: a fresh standby's own
   // dqlite node may not know the leader yet (observed on libdqlite 1.11 right after a join).
@@ -159,7 +140,10 @@ MemberEnd run_member(const NodeConfig& config) {
     return *migrated;
   });
   log::info("control database at schema version ", version);
-  self.node_id = until_done<NodeRow>("this node's record", [&] { return store.node_named(config.name); }).id;
+  self.node_id = until_done<NodeRow>("this node's record (if this box was removed from the cluster: "
+                                     "'stackctl node reset', then join again)",
+                                     [&] { return store.node_named(config.name); })
+                     .id;
 
   std::shared_ptr<http::TlsContext> tls;
   try {

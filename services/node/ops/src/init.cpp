@@ -11,7 +11,7 @@
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pki.hpp"
 #include "stacknode/node/schema.hpp"
-#include "state_files.hpp"
+#include "stacknode/node/state_files.hpp"
 
 namespace stacknode::node {
 namespace {

@@ -11,7 +11,7 @@
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
-#include "state_files.hpp"
+#include "stacknode/node/state_files.hpp"
 
 namespace stacknode::node {
 namespace {
@@ -64,13 +64,13 @@ std::string string_of(const json::object& object, std::string_view key) {
   return value && value->is_string() ? std::string(value->as_string()) : std::string();
 }
 
-// True once node `id` is in the cluster's configuration as a standby or voter (it caught up),
-// as the members answer.
-bool joined(db::Client& cluster, db::wire::NodeId id) {
+// True once node `id` at `address` is in the cluster's configuration as a standby or voter (it
+// caught up), as the members answer.
+bool joined(db::Client& cluster, db::wire::NodeId id, const std::string& address) {
   db::Outcome<db::wire::Nodes> nodes = cluster.cluster();
   if (!nodes) return false;
   for (const db::wire::NodeInfo& node : nodes->nodes) {
-    if (node.id == id && node.role != db::wire::Role::spare) return true;
+    if (node.id == id && node.address == address && node.role != db::wire::Role::spare) return true;
   }
   return false;
 }
@@ -164,7 +164,7 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
 
   // From here on, a failure undoes the join on both sides.
   const auto undo = [&](std::string step, std::string reason) {
-    const json::object body{{"secret", secret}, {"node_id", node_id}};
+    const json::object body{{"secret", secret}, {"node_id", node_id}, {"db_address", options.db_address}};
     PinnedAnswer answer = pinned_https_request(member, token.ca_pin, post(member, "/api/v1/join/abort", body),
                                                std::chrono::system_clock::now(), join_request_timeout);
     const std::string forgotten = answer.ok() && answer.response.result_int() == 200
@@ -197,12 +197,13 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
   cluster_options.leader_timeout = std::chrono::milliseconds(2'000);
   db::Client cluster(cluster_options);
   const auto deadline = std::chrono::steady_clock::now() + options.db_timeout;
-  while (!joined(cluster, static_cast<db::wire::NodeId>(node_id))) {
+  while (!joined(cluster, static_cast<db::wire::NodeId>(node_id), options.db_address)) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return undo("database", "this box's stacknode-db (" + options.db_address + ") did not join as node " +
                                   std::to_string(node_id) + " within " +
-                                  std::to_string(options.db_timeout.count() / 1000) + " s: is it running, and can it reach " +
-                                  db_members.front() + "?");
+                                  std::to_string(options.db_timeout.count() / 1000) +
+                                  " s: is it running, can it reach " + db_members.front() +
+                                  ", and what does its log say?");
     }
     std::this_thread::sleep_for(join_poll_interval);
   }
@@ -213,9 +214,21 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
                                  {"certificate", certificate},
                                  {"api_address", options.api_address},
                                  {"db_address", options.db_address}};
-  PinnedAnswer committed = pinned_https_request(member, token.ca_pin, post(member, "/api/v1/join/commit", commit_body),
-                                                std::chrono::system_clock::now(), join_request_timeout);
-  if (!committed.ok()) return undo("commit", committed.error);
+  // A commit whose answer is lost is sent again: the member treats a repeat of a commit that
+  // happened as done. Only a refusal undoes the join; an outcome still unknown leaves it be.
+  PinnedAnswer committed;
+  for (int attempt = 0; attempt < join_commit_attempts; ++attempt) {
+    committed = pinned_https_request(member, token.ca_pin, post(member, "/api/v1/join/commit", commit_body),
+                                     std::chrono::system_clock::now(), join_request_timeout);
+    if (committed.ok() && committed.response.result_int() < 500) break;
+  }
+  if (!committed.ok() || committed.response.result_int() >= 500) {
+    return fail("commit", "no answer from " + member + " to the commit (" +
+                              (committed.ok() ? member_message(committed) : committed.error) +
+                              "): whether this box was let in is not known. Nothing was undone: if 'stackctl cluster "
+                              "status' on a member lists " + options.node_name + ", rename " + staging.string() +
+                              " to " + pki_dir.string() + "; if not, 'stackctl node reset --force' and join again");
+  }
   if (committed.response.result_int() != 200) return undo("commit", member + " refused: " + member_message(committed));
 
   // finish

@@ -3,6 +3,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "stacknode/node/credentials.hpp"
@@ -100,13 +101,39 @@ Problem problem_from(const db::Error& error) {
     case db::ErrorKind::not_leader:
     case db::ErrorKind::timeout:
     case db::ErrorKind::connection_lost:
-      return {ProblemKind::unavailable, "the control database is unavailable: " + error.message};
+      return {ProblemKind::unavailable, "the control database is unavailable: " + error.message, error};
     case db::ErrorKind::sqlite:
+      if (db::refused_busy(error)) {
+        return {ProblemKind::unavailable, "the control database is busy with other writers: try again", error};
+      }
+      break;
     case db::ErrorKind::protocol:
     case db::ErrorKind::invalid_request:
       break;
   }
-  return {ProblemKind::failed, "the control database refused: " + error.message};
+  return {ProblemKind::failed, "the control database refused: " + error.message, error};
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool online(const NodeRow& node, std::int64_t now) {
+  return node.last_seen && now - *node.last_seen <= offline_after.count();
+}
+
+Checked<Done> remove_db_member(db::Client& client, db::wire::NodeId id) {
+  db::Outcome<db::wire::Empty> removed = client.remove(id);
+  if (removed) return Done{};
+  db::Outcome<db::wire::Nodes> members = client.cluster();
+  if (!members) return problem_from(members.error());
+  for (const db::wire::NodeInfo& member : members->nodes) {
+    if (member.id == id) {
+      return Problem{ProblemKind::unavailable,
+                     "dqlite member " + std::to_string(id) + " could not be removed: " + removed.error().message};
+    }
+  }
+  return Done{};
 }
 
 std::optional<std::size_t> page_limit(std::string_view text) {
@@ -123,6 +150,8 @@ Checked<Done> ControlStore::change(const AuditNote& note, std::int64_t now, cons
       client_.transaction(database_, [&](db::Client::Transaction& transaction) -> std::optional<db::Error> {
         refused.reset();
         if ((refused = body(transaction))) {
+          // The database's own errors go back as they are, so that BUSY is retried (rule 7).
+          if (refused->database_error) return refused->database_error;
           return db::Error{db::ErrorKind::invalid_request, 0, refused->message};
         }
         db::Outcome<db::wire::Result> noted = transaction.exec(
@@ -131,8 +160,10 @@ Checked<Done> ControlStore::change(const AuditNote& note, std::int64_t now, cons
         if (!noted) return noted.error();
         return std::nullopt;
       });
-  if (refused) return *refused;
-  if (!done) return problem_from(done.error());
+  if (!done) {
+    if (refused && !refused->database_error) return *refused;  // the body's own refusal
+    return problem_from(done.error());
+  }
   return Done{};
 }
 
@@ -438,16 +469,21 @@ std::optional<Problem> token_unusable(const db::wire::RowSet& rows, std::int64_t
 constexpr std::string_view token_state_query =
     "SELECT used_at, revoked_at, expires_at FROM join_tokens WHERE secret_hash = ?";
 
-// A random certificate serial in 1..2^63-1: unique without coordination (a prepared join that
-// never commits leaves no row to count from).
-std::int64_t random_serial() {
+// A random number in 1..limit-1 (limit a power of two), 0 if the random source fails. Serials and
+// node ids are random: unique without coordination between members or joins in flight.
+std::int64_t random_below(std::uint64_t limit) {
   std::uint64_t value = 0;
   while (value == 0) {
     if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof value) != 1) return 0;
-    value &= static_cast<std::uint64_t>(INT64_MAX);
+    value &= limit - 1;
   }
   return static_cast<std::int64_t>(value);
 }
+// Node ids stay below 2^31: the identity file is libconfig, which reads a larger integer without
+// an L suffix wrongly (observed: truncated to 32 bits), and a browser's JSON numbers hold them
+// exactly. Serials use 63 bits.
+constexpr std::uint64_t max_joined_node_id = std::uint64_t{1} << 31;
+constexpr std::uint64_t max_serial = std::uint64_t{1} << 63;
 
 std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
 
@@ -466,7 +502,6 @@ Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t no
 
   Checked<std::vector<NodeRow>> members = store_.nodes();
   if (!members) return members.problem();
-  std::int64_t highest_id = 0;
   JoinOffer offer;
   for (const NodeRow& member : *members) {
     if (member.name == request.name) {
@@ -476,28 +511,32 @@ Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t no
     if (member.api_address == request.api_address || member.db_address == request.db_address) {
       return conflict("node '" + member.name + "' already uses " + member.api_address + " / " + member.db_address);
     }
-    highest_id = std::max(highest_id, member.id);
     offer.db_members.push_back(member.db_address);
   }
-  // Ids are never reused: not those of Raft members without a row (a join in progress), nor
-  // those of removed nodes (every joined node's id stays in its token's used_by_node), so a
-  // removed box that comes back with its old data cannot pass for a new member.
+  // A random id, not the highest + 1: two joins at once never get the same one, and a removed
+  // node's id never comes back (a removed box with its old data cannot pass for a new member).
   db::Outcome<db::wire::Nodes> raft = client.cluster();
   if (!raft) return problem_from(raft.error());
-  for (const db::wire::NodeInfo& info : raft->nodes) highest_id = std::max(highest_id, static_cast<std::int64_t>(info.id));
-  db::Outcome<db::wire::RowSet> used =
-      client.query(store_.database(), "SELECT coalesce(max(used_by_node), 0) FROM join_tokens");
-  if (!used) return problem_from(used.error());
-  highest_id = std::max(highest_id, integer(used->rows[0][0]));
-  offer.node_id = highest_id + 1;
-
+  const auto taken = [&](std::int64_t id) {
+    for (const db::wire::NodeInfo& info : raft->nodes) {
+      if (static_cast<std::int64_t>(info.id) == id) return true;
+    }
+    for (const NodeRow& member : *members) {
+      if (member.id == id) return true;
+    }
+    return false;
+  };
+  do {
+    offer.node_id = random_below(max_joined_node_id);
+    if (offer.node_id == 0) return Problem{ProblemKind::failed, "no randomness for a node id"};
+  } while (offer.node_id == 1 || taken(offer.node_id));
   Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
   if (!ca) return ca.problem();
   Checked<ClusterRow> cluster = store_.cluster();
   if (!cluster) return cluster.problem();
   std::vector<std::string> addresses = {host_of(request.api_address)};
   if (host_of(request.db_address) != addresses.front()) addresses.push_back(host_of(request.db_address));
-  const std::int64_t serial = random_serial();
+  const std::int64_t serial = random_below(max_serial);
   if (serial == 0) return Problem{ProblemKind::failed, "no randomness for a certificate serial"};
   pki::Made<std::string> certificate = pki::sign_node_certificate(
       {ca->first, ca->second}, request.csr_pem,
@@ -515,12 +554,37 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
                                const std::string& api_address, const std::string& db_address, std::int64_t now) {
   const std::optional<std::string> hash = hash_of_secret(secret_hex);
   if (!hash) return invalid("'secret' must be the token's secret: 64 hex digits");
+  if (!valid_member_address(api_address) || !valid_member_address(db_address)) {
+    return invalid("'api_address' and 'db_address' must be IP:port");
+  }
   Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
   if (!ca) return ca.problem();
   pki::Made<pki::CertificateInfo> info = pki::verify_node_certificate(
       ca->first, certificate_pem, std::chrono::system_clock::time_point(std::chrono::seconds(now)));
   if (!info.ok()) return invalid("the certificate is not one this cluster issued: " + info.error);
+  const std::vector<std::string>& certified = info.value->ip_addresses;
+  for (const std::string* address : {&api_address, &db_address}) {
+    if (std::find(certified.begin(), certified.end(), host_of(*address)) == certified.end()) {
+      return invalid("the certificate was not issued for " + *address);
+    }
+  }
   const std::string name = info.value->node_name;
+  const auto serial = static_cast<std::int64_t>(info.value->serial);
+  // Exactly this box must be in Raft under that id: the join's database step happened.
+  db::Outcome<db::wire::Nodes> raft = store_.client().cluster();
+  if (!raft) return problem_from(raft.error());
+  const bool in_raft = std::any_of(raft->nodes.begin(), raft->nodes.end(), [&](const db::wire::NodeInfo& member) {
+    return static_cast<std::int64_t>(member.id) == node_id && member.address == db_address;
+  });
+  if (!in_raft) return conflict("database node " + std::to_string(node_id) + " at " + db_address + " is not in the cluster");
+  // A commit sent again after a lost answer: done already if this node holds the token.
+  db::Outcome<db::wire::RowSet> earlier = store_.client().query(
+      store_.database(),
+      "SELECT count(*) FROM join_tokens t JOIN nodes n ON n.id = t.used_by_node "
+      "WHERE t.secret_hash = ? AND n.id = ? AND n.certificate_serial = ?",
+      {*hash, node_id, serial});
+  if (!earlier) return problem_from(earlier.error());
+  if (integer(earlier->rows[0][0]) == 1) return Done{};
   return store_.change({"node:" + name, "node.join", name, api_address}, now,
                        [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
     db::Outcome<db::wire::RowSet> state = transaction.query(std::string(token_state_query), {*hash});
@@ -535,9 +599,9 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
     db::Outcome<db::wire::Result> inserted = transaction.exec(
         "INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        {node_id, name, api_address, db_address, static_cast<std::int64_t>(info.value->serial), now, now});
+        {node_id, name, api_address, db_address, serial, now, now});
     if (!inserted) {
-      if (inserted.error().kind == db::ErrorKind::sqlite) {
+      if (inserted.error().kind == db::ErrorKind::sqlite && !db::refused_busy(inserted.error())) {
         return conflict("node id " + std::to_string(node_id) + ", name '" + name + "' or its addresses are taken: " +
                         inserted.error().message);
       }
@@ -547,23 +611,32 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
   });
 }
 
-Checked<Done> JoinDesk::abandon(const std::string& secret_hex, std::int64_t node_id, std::int64_t now) {
+Checked<Done> JoinDesk::abandon(const std::string& secret_hex, std::int64_t node_id, const std::string& db_address,
+                                std::int64_t now) {
   const std::optional<std::string> hash = hash_of_secret(secret_hex);
   if (!hash) return invalid("'secret' must be the token's secret: 64 hex digits");
   db::Client& client = store_.client();
-  db::Outcome<db::wire::RowSet> known =
-      client.query(store_.database(), "SELECT count(*) FROM join_tokens WHERE secret_hash = ?", {*hash});
-  if (!known) return problem_from(known.error());
-  if (integer(known->rows[0][0]) == 0) return forbidden("the cluster does not know this token");
+  // Only the holder of a token that can still join may undo a join, and only of a member that
+  // has no node row (a committed node is removed with 'cluster remove') at the address it names.
+  db::Outcome<db::wire::RowSet> state = client.query(store_.database(), std::string(token_state_query), {*hash});
+  if (!state) return problem_from(state.error());
+  if (std::optional<Problem> refused = token_unusable(*state, now)) return *refused;
   db::Outcome<db::wire::RowSet> row = client.query(store_.database(), "SELECT count(*) FROM nodes WHERE id = ?", {node_id});
   if (!row) return problem_from(row.error());
   if (integer(row->rows[0][0]) != 0) {
     return conflict("node " + std::to_string(node_id) + " is a committed member: use 'stackctl cluster remove'");
   }
-  db::Outcome<db::wire::Empty> removed = client.remove(static_cast<db::wire::NodeId>(node_id));
-  // A SQLite-kind refusal here is dqlite's "no such node": the join never got that far.
-  if (!removed && removed.error().kind != db::ErrorKind::sqlite) return problem_from(removed.error());
-  store_.record({"join", "node.join-abandoned", std::to_string(node_id), ""}, now);
+  db::Outcome<db::wire::Nodes> raft = client.cluster();
+  if (!raft) return problem_from(raft.error());
+  for (const db::wire::NodeInfo& member : raft->nodes) {
+    if (static_cast<std::int64_t>(member.id) != node_id) continue;
+    if (member.address != db_address) {
+      return conflict("database node " + std::to_string(node_id) + " is at " + member.address + ", not " + db_address);
+    }
+    Checked<Done> removed = remove_db_member(client, member.id);
+    if (!removed) return removed.problem();
+    store_.record({"join", "node.join-abandoned", std::to_string(node_id), db_address}, now);
+  }
   return Done{};
 }
 

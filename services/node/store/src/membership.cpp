@@ -20,6 +20,15 @@ const Member* first(const std::vector<Member>& members, Predicate wanted) {
 
 }  // namespace
 
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::voter: return "voter";
+    case Role::standby: return "standby";
+    case Role::spare: break;
+  }
+  return "spare";
+}
+
 std::size_t desired_voters(std::size_t members) {
   if (members >= nodes_for_large) return voters_large;
   if (members >= nodes_for_medium) return voters_medium;

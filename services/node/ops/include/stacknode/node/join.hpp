@@ -14,7 +14,9 @@
 //   finish    pki.staging/ renamed to pki/: stacknoded starts serving
 // A failure up to `prepare` changes nothing anywhere. From `database` on, join undoes itself: it
 // asks the member to remove its dqlite id, and removes pki.staging/ and the identity file; the
-// token stays unused and the member list unchanged. A stacknode-db that had joined meanwhile keeps
+// token stays unused and the member list unchanged. A commit without an answer is sent again
+// (the member treats a repeat as done); if none comes, nothing is undone and the error says how
+// to finish or reset by hand. A stacknode-db that had joined meanwhile keeps
 // that data dir until stopped and cleared (the error says so).
 #pragma once
 
@@ -27,6 +29,8 @@ namespace stacknode::node {
 inline constexpr std::chrono::milliseconds default_join_db_timeout{60'000};
 // Each HTTPS exchange with a member (prepare signs a certificate; commit is one transaction).
 inline constexpr std::chrono::milliseconds join_request_timeout{15'000};
+// A commit whose answer is lost is sent this many times in all before its outcome is "unknown".
+inline constexpr int join_commit_attempts = 3;
 
 struct JoinOptions {
   std::string node_name;

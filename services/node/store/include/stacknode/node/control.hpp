@@ -24,6 +24,8 @@ namespace stacknode::node {
 inline constexpr std::chrono::seconds offline_after{20};
 // How often stacknoded writes its heartbeat: four chances within offline_after.
 inline constexpr std::chrono::seconds heartbeat_interval{5};
+// Join tokens are for joining now: at most a week.
+inline constexpr std::chrono::seconds max_join_token_validity{std::chrono::hours(24 * 7)};
 // A login's API token (a session) lasts this long.
 inline constexpr std::chrono::seconds session_validity{std::chrono::hours(12)};
 // Lists come in pages: at most this many items, this many when the caller does not say.
@@ -45,8 +47,13 @@ enum class ProblemKind : std::uint8_t {
 };
 
 struct Problem {
+  Problem(ProblemKind kind_, std::string message_, std::optional<db::Error> database_error_ = std::nullopt)
+      : kind(kind_), message(std::move(message_)), database_error(std::move(database_error_)) {}
   ProblemKind kind = ProblemKind::failed;
   std::string message;
+  // The database's own error, when that is what this is: ControlStore::change hands it back to
+  // the client's transaction(), so that SQLITE_BUSY and not-leader are retried (rule 7).
+  std::optional<db::Error> database_error;
 };
 
 // A value or the Problem that kept it from being made.
@@ -248,21 +255,35 @@ class JoinDesk {
   // Step 4: checks the token (known, unused, not revoked, not expired at `now`) WITHOUT using it,
   // checks that the name and addresses are free, picks a dqlite id, signs the CSR.
   Checked<JoinOffer> prepare(const JoinRequest& request, std::int64_t now);
-  // Step 6: in one transaction, the token is marked used only if it still is unused (exactly one
-  // row, else conflict: another join won), the node row is inserted (name and serial from the
-  // certificate, which must be this cluster's), and the join is audited.
+  // Step 6: the certificate must be this cluster's and name both addresses, and Raft must hold
+  // `node_id` at `db_address`; then, in one transaction, the token is marked used only if it
+  // still is unused (exactly one row, else forbidden: another join won), the node row is
+  // inserted (name and serial from the certificate), and the join is audited. Sent again after
+  // a lost answer, a commit that happened is done (idempotent).
   Checked<Done> commit(const std::string& secret_hex, std::int64_t node_id, const std::string& certificate_pem,
                        const std::string& api_address, const std::string& db_address, std::int64_t now);
-  // Undo of a failed join: removes dqlite member `node_id` if the secret is a token of this
-  // cluster and no node row holds that id (a committed node is removed with 'cluster remove').
-  Checked<Done> abandon(const std::string& secret_hex, std::int64_t node_id, std::int64_t now);
+  // Undo of a failed join: removes dqlite member `node_id` at `db_address`, if the secret is a
+  // token that can still join and no node row holds that id (a committed node is removed with
+  // 'cluster remove'). Done also when that member is not in Raft (the join never got there).
+  Checked<Done> abandon(const std::string& secret_hex, std::int64_t node_id, const std::string& db_address,
+                        std::int64_t now);
 
  private:
   ControlStore& store_;
 };
 
-// A database error as a Problem: no leader / timeout / lost connection are `unavailable`.
+std::int64_t unix_now();  // the wall clock in Unix seconds, as the tables keep time
+// Whether `node` wrote its heartbeat within offline_after of `now`.
+bool online(const NodeRow& node, std::int64_t now);
+
+// A database error as a Problem: no leader / timeout / lost connection / SQLITE_BUSY are
+// `unavailable` (try again), the rest `failed`.
 Problem problem_from(const db::Error& error);
+
+// Takes dqlite member `id` out of the cluster's configuration. Done also when it was not in it;
+// a refusal is checked against the configuration read back (dqlite answers every refusal as a
+// SQLite-kind error, "no such node" and "configuration change in progress" alike).
+Checked<Done> remove_db_member(db::Client& client, db::wire::NodeId id);
 
 // The page size a caller asked for, within 1..max_page_items; nullopt if it is not a number.
 std::optional<std::size_t> page_limit(std::string_view text);

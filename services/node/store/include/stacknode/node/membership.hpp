@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "stacknode/db/wire.hpp"
@@ -33,6 +34,8 @@ struct RoleChange {
 };
 
 std::size_t desired_voters(std::size_t members);
+// "voter", "standby", "spare": as the API and the audit log name roles.
+std::string_view role_name(db::wire::Role role);
 
 // The one change that brings `members` closest to the target, or nothing when it is met:
 //  1. fewer online voters than desired: promote an online standby (else an online spare);

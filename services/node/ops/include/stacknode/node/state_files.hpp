@@ -1,9 +1,11 @@
-// Writing the files of a box's membership (pki/, the db identity) safely: whole or not at all,
-// with the permissions a key or a certificate needs. Shared by init and join.
+// Reading and writing the files of a box's membership (pki/, the db identity, pki/members)
+// safely: whole or not at all, with the permissions a key or a certificate needs. Shared by
+// init, join, stacknoded and stackctl.
 #pragma once
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
 
@@ -15,6 +17,12 @@ inline constexpr std::filesystem::perms private_file =
     std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
 inline constexpr std::filesystem::perms public_file =
     private_file | std::filesystem::perms::group_read | std::filesystem::perms::others_read;
+
+// The whole text of `path` ("" if it cannot be read).
+inline std::string read_whole(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 // Writes `text` to `path` whole or not at all (written aside, then renamed), with `perms`.
 inline bool write_whole(const std::filesystem::path& path, const std::string& text, std::filesystem::perms perms) {
