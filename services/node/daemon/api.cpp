@@ -322,6 +322,12 @@ class Routes {
       if (node->name != info.value->node_name) {
         return unauthenticated("client certificate names '" + info.value->node_name + "', not the node holding it");
       }
+      // Any member holds the CA key and could sign a certificate with this serial and name; only
+      // the node itself holds the key pair it joined with.
+      pki::Made<pki::Pin> presented = pki::public_key_pin(peer_pem);
+      if (!node->public_key_pin.empty() && (!presented.ok() || pki::to_hex(*presented.value) != node->public_key_pin)) {
+        return unauthenticated("client certificate for " + node->name + " has another key than the node joined with");
+      }
       call.principal = "node:" + node->name;
       call.is_node = true;
       return std::nullopt;

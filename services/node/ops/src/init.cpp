@@ -40,15 +40,15 @@ std::unique_ptr<db::Client> database_client(const InitOptions& options) {
 // The rows of a new cluster, in one transaction. Empty on success, else the reason.
 std::string write_records(db::Client& client, const InitOptions& options, const std::string& cluster_id,
                           const pki::Credentials& ca, const std::string& password_hash, const JoinToken& token,
-                          std::int64_t now) {
+                          const std::string& node_pin, std::int64_t now) {
   const std::string token_name = token_id(token.secret);
   const std::vector<std::pair<std::string, std::vector<db::wire::Value>>> statements = {
       {"INSERT INTO cluster VALUES (1, ?, ?, ?, ?, ?)",
        {cluster_id, options.cluster_name, ca.certificate_pem, ca.private_key_pem, now}},
-      {"INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+      {"INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen, "
+       "public_key_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
        {static_cast<std::int64_t>(first_node_id), options.node_name, options.api_address, options.db_address,
-        static_cast<std::int64_t>(first_certificate_serial), now, now}},
+        static_cast<std::int64_t>(first_certificate_serial), now, now, node_pin}},
       {"INSERT INTO users VALUES (?, ?, ?)", {std::string(admin_user), password_hash, now}},
       {"INSERT INTO join_tokens (id, secret_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
        {token_name, secret_hash(token.secret), std::string(admin_user), now, static_cast<std::int64_t>(token.expires_at)}},
@@ -102,6 +102,8 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   if (!certificate.ok()) return fail("pki", certificate.error);
   pki::Made<pki::Pin> pin = pki::public_key_pin(ca.value->certificate_pem);
   if (!pin.ok()) return fail("pki", pin.error);
+  pki::Made<pki::Pin> node_pin = pki::public_key_pin(*certificate.value);
+  if (!node_pin.ok()) return fail("pki", node_pin.error);
   const std::optional<std::string> password_hash = hash_password(password);
   if (!password_hash) return fail("pki", "cannot hash the admin password (out of memory?)");
   ClusterId cluster_id{};
@@ -141,7 +143,7 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   }
   // records
   if (const std::string problem = write_records(*client, options, to_hex(cluster_id), *ca.value, *password_hash,
-                                                *token, now_seconds);
+                                                *token, pki::to_hex(*node_pin.value), now_seconds);
       !problem.empty()) {
     return undo("records", problem);
   }

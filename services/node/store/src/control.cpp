@@ -39,10 +39,10 @@ Value optional_value(const std::optional<std::int64_t>& value) {
 }
 
 constexpr std::string_view node_columns =
-    "id, name, api_address, db_address, certificate_serial, joined_at, last_seen";
+    "id, name, api_address, db_address, certificate_serial, joined_at, last_seen, coalesce(public_key_pin, '')";
 NodeRow node_row(const db::wire::Row& row) {
   return {integer(row[0]), text(row[1]), text(row[2]), text(row[3]), integer(row[4]), integer(row[5]),
-          optional_integer(row[6])};
+          optional_integer(row[6]), text(row[7])};
 }
 constexpr std::string_view join_token_columns =
     "id, created_by, created_at, expires_at, used_at, used_by_node, revoked_at";
@@ -570,6 +570,9 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
   }
   const std::string name = info.value->node_name;
   const auto serial = static_cast<std::int64_t>(info.value->serial);
+  pki::Made<pki::Pin> pin = pki::public_key_pin(certificate_pem);
+  if (!pin.ok()) return invalid("the certificate's public key does not read: " + pin.error);
+  const std::string key_pin = pki::to_hex(*pin.value);
   // Exactly this box must be in Raft under that id: the join's database step happened.
   db::Outcome<db::wire::Nodes> raft = store_.client().cluster();
   if (!raft) return problem_from(raft.error());
@@ -597,9 +600,9 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
     if (!used) return problem_from(used.error());
     if (used->rows_affected != 1) return forbidden("this token was used already: another box joined with it");
     db::Outcome<db::wire::Result> inserted = transaction.exec(
-        "INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        {node_id, name, api_address, db_address, serial, now, now});
+        "INSERT INTO nodes (id, name, api_address, db_address, certificate_serial, joined_at, last_seen, "
+        "public_key_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        {node_id, name, api_address, db_address, serial, now, now, key_pin});
     if (!inserted) {
       if (inserted.error().kind == db::ErrorKind::sqlite && !db::refused_busy(inserted.error())) {
         return conflict("node id " + std::to_string(node_id) + ", name '" + name + "' or its addresses are taken: " +

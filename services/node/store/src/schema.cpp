@@ -44,6 +44,10 @@ const std::vector<Migration> migrations_list = {
     // Version 2: a login gives the user an API token that expires (a session); tokens made for
     // scripts have no expiry (NULL).
     {2, "API tokens may expire (sessions from login)", {"ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER"}},
+    // Version 3: the pin (SHA-256 of the public key) of each node's certificate. Every member
+    // holds the CA key, so a certificate alone does not prove which box presents it; the key
+    // pair the node joined with does.
+    {3, "nodes are bound to their key pair", {"ALTER TABLE nodes ADD COLUMN public_key_pin TEXT"}},
 };
 
 std::optional<std::int64_t> integer_of(const db::wire::RowSet& rows) {

@@ -348,7 +348,8 @@ TEST(NodeDaemon, TheNodeCertificateAuthenticatesAndAnotherCAsDoesNot) {
 }
 
 // Certificates the cluster's CA really signed, but that no member holds, are refused with 401:
-// one naming sn1 with a serial no node has, one naming another node with sn1's serial.
+// one naming sn1 with a serial no node has, one naming another node with sn1's serial, and one
+// with sn1's name and serial on another key pair (what a member holding the CA key could make).
 TEST(NodeDaemon, AClusterCertificateThatNoMemberHoldsIsRefused) {
   db::ClientOptions client_options;
   client_options.addresses = {db_address};
@@ -380,6 +381,11 @@ TEST(NodeDaemon, AClusterCertificateThatNoMemberHoldsIsRefused) {
   const Reply other_name = present("sn2", serial);
   CHECK_EQUAL(401u, other_name.status);
   STRCMP_EQUAL("unauthenticated", other_name.error_kind().c_str());
+  // sn1's very name and serial, signed by the cluster CA, on another key pair: a member (which
+  // holds the CA key) passing for sn1.
+  const Reply impostor = present("sn1", serial);
+  CHECK_EQUAL(401u, impostor.status);
+  STRCMP_EQUAL("unauthenticated", impostor.error_kind().c_str());
 }
 
 TEST(NodeDaemon, ClusterStatusShowsTheOneOnlineVoterThatLeads) {

@@ -101,6 +101,7 @@ struct NodeRow {
   std::int64_t certificate_serial = 0;
   std::int64_t joined_at = 0;
   std::optional<std::int64_t> last_seen;
+  std::string public_key_pin;  // 64 hex of its certificate's public key; "" for rows before v3
 };
 
 struct JoinTokenRow {
