@@ -11,7 +11,9 @@
 #   - a node cut off (svc0 down) cannot change cluster state; the majority can, and the node
 #     catches up when it is back;
 #   - the API refuses requests without valid credentials; a login works; the audit log records
-#     the changes with their actors.
+#     the changes with their actors;
+#   - quorum lost for good: `cluster recover` reports each survivor's last log index, rebuilds the
+#     cluster from sn1 after copying its data dir aside, and the lost nodes are removed.
 #
 #   tests/rack/rack_cluster.sh      (as root; binaries from $STACKNODE_RACK_BIN, default build/bin)
 #
@@ -192,6 +194,30 @@ check "audit: node.remove of sn3 by sn2" has_entry node:sn2 node.remove sn3
 check "audit: node.join of sn3" has_entry node:sn3 node.join sn3
 logged_in() { jq -e '[.items[] | select(.action == "user.login" and .actor == "admin")] | length > 0' <<< "$audit" > /dev/null; }
 check "audit: the admin's login" logged_in
+
+# ---- quorum lost for good: cluster recover on the survivor with the most recent log ---------------
+check "kill sn2 and sn3 (2 of 3 voters)" bash -c "'$rack' kill sn2 && '$rack' kill sn3"
+no_quorum_write_refused() { ! ctl sn1 setting set lost-quorum yes; }
+check "without quorum sn1 cannot change cluster state" no_quorum_write_refused
+check "stop sn1's stacknode-db (recover works on a stopped node)" "$rack" kill sn1 stacknode-db
+last_index() { ctl "$1" --json cluster recover | jq -r .last_log_index; }
+survivor_most_recent() {
+  local sn1_index
+  sn1_index=$(last_index sn1)
+  echo "  (last log index: sn1 $sn1_index, sn2 $(last_index sn2), sn3 $(last_index sn3))"
+  (( sn1_index > 0 && sn1_index >= $(last_index sn2) && sn1_index >= $(last_index sn3) ))
+}
+check "cluster recover (without --yes) reports each survivor's last log index; sn1's is the highest" survivor_most_recent
+check "stackctl cluster recover --yes on sn1" ctl sn1 cluster recover --yes
+backed_up() { compgen -G "$STACKNODE_RACK_DIR/sn1/state/db.before-recover-*" > /dev/null; }
+check "the data dir was copied aside first" backed_up
+check "start sn1's stacknode-db" "$rack" start sn1
+check "sn1 alone takes changes again" within "$converge_seconds" ctl sn1 setting set recovered yes
+check "the lost nodes are removed from sn1" bash -c "'$rack' exec sn1 stackctl --config '$STACKNODE_RACK_DIR/sn1/node.cfg' cluster remove sn2 &&
+  '$rack' exec sn1 stackctl --config '$STACKNODE_RACK_DIR/sn1/node.cfg' cluster remove sn3"
+check "the member list is sn1" test "$(member_names sn1)" = "sn1"
+check "the data from before the loss is there" \
+  test "$(ctl sn1 --json setting list | jq -r .items.majority)" = yes
 
 check "tools/rack down" "$rack" down
 nothing_left() { ! ip netns list | grep -q "^$prefix" && ! ip link show "${prefix}rack0" > /dev/null 2>&1; }

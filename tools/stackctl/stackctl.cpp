@@ -20,12 +20,17 @@
 
 #include <boost/json.hpp>
 
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <charconv>
 #include <functional>
 #include <thread>
 
 #include <fstream>
 #include <sstream>
 
+#include "db_config.hpp"
 #include "stacknode/common/config.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/init.hpp"
@@ -57,6 +62,8 @@ Commands (run as root on a member; API commands use this box's node certificate)
   cluster join TOKEN                   make this box a member of the token's cluster
   node reset [--force]                 leave: forget this box's membership and database (after
                                        'cluster remove' on another member), so it can join again
+  cluster recover [--yes]              quorum lost for good: make this box a cluster of one
+                                       (console use; stacknode-db stopped; backs up first)
   cluster status                       the cluster, its nodes, roles, who is online
   cluster token create [--validity S]  a join token for the next box (shown once)
   cluster token list | revoke ID       join tokens and their state
@@ -102,6 +109,18 @@ file; stacknoded stops serving and stacknode-db leaves and clears its data dir, 
 for a new init or join. Refused while the cluster still lists this box (remove it first), unless
 --force (the cluster is gone for good, or this box cannot reach it).
 )";
+constexpr std::string_view recover_usage = R"(usage: stackctl [--config FILE] [--json] cluster recover [--yes]
+
+For a cluster that lost quorum for good (a majority of voters will not come back), at the console
+of a survivor: rebuilds the cluster as this box alone, from this box's copy of the database.
+Pick the survivor whose copy is the most recent: without --yes, this prints the last Raft index
+in this box's log files, for comparing survivors. Stop stacknode-db on every survivor first.
+With --yes: copies the data dir aside (<data_dir>.before-recover-<unix time>), rewrites the Raft
+configuration to this node alone (stacknode-db-recover), and says what to do next: start
+stacknode-db here, then 'stackctl cluster remove' each lost node, and on every other survivor
+'stackctl node reset --force' and join again.
+)";
+
 // How long reset waits for stacknode-db to clear its data dir before clearing it itself (the
 // daemon looks for its identity every 2 s; a stopped daemon never will).
 constexpr std::chrono::seconds reset_wait{10};
@@ -256,6 +275,7 @@ int cluster_join(const Global& global, const std::vector<std::string>& args, std
 }
 
 int node_reset(const Global& global, const std::vector<std::string>& args, std::size_t first);
+int cluster_recover(const Global& global, const std::vector<std::string>& args, std::size_t first);
 
 // ---- Commands that call this box's REST API ----
 
@@ -629,6 +649,137 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
   return exit_ok;
 }
 
+// The entries in one of libraft's open segments: an 8-byte format version (1), then batches of
+// [2 x 4-byte checksums][8-byte entry count][16-byte header per entry: term, type, length]
+// [each entry's data, padded to 8 bytes], until a batch with no entries (the preallocated rest).
+// Little-endian, as libraft writes it on x86 and ARM.
+std::uint64_t open_segment_entries(const std::filesystem::path& path) {
+  constexpr std::uint64_t format_version = 1;
+  constexpr std::uint64_t max_batch_entries = 1 << 20;  // far above any batch libraft writes
+  std::ifstream in(path, std::ios::binary);
+  const auto read_u64 = [&](std::uint64_t& value) {
+    unsigned char bytes[8];
+    if (!in.read(reinterpret_cast<char*>(bytes), sizeof bytes)) return false;
+    value = 0;
+    for (int index = 7; index >= 0; --index) value = value << 8 | bytes[index];
+    return true;
+  };
+  std::uint64_t version = 0, entries = 0, checksums = 0, count = 0;
+  if (!read_u64(version) || version != format_version) return 0;
+  while (read_u64(checksums) && read_u64(count) && count > 0 && count <= max_batch_entries) {
+    std::uint64_t data_bytes = 0;
+    for (std::uint64_t entry = 0; entry < count; ++entry) {
+      std::uint64_t term = 0, type_and_length = 0;
+      if (!read_u64(term) || !read_u64(type_and_length)) return entries;
+      const std::uint64_t length = type_and_length >> 32;
+      data_bytes += (length + 7) / 8 * 8;
+    }
+    if (!in.seekg(static_cast<std::streamoff>(data_bytes), std::ios::cur)) return entries;
+    entries += count;
+  }
+  return entries;
+}
+
+// The last Raft index in this data dir, as its log files tell: the highest end of a closed
+// segment ("FIRST-LAST") or snapshot ("snapshot-TERM-INDEX-TIME"), plus the entries in the open
+// segments, which follow them.
+std::uint64_t last_log_index(const std::filesystem::path& data_dir) {
+  std::uint64_t last = 0, open = 0;
+  std::error_code error;
+  for (const std::filesystem::directory_entry& entry : std::filesystem::directory_iterator(data_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    std::uint64_t value = 0;
+    if (name.starts_with("open-")) {
+      open += open_segment_entries(entry.path());
+    } else if (name.starts_with("snapshot-") && !name.ends_with(".meta")) {
+      const std::size_t second = name.find('-', std::string("snapshot-").size());
+      if (second != std::string::npos) std::from_chars(name.data() + second + 1, name.data() + name.size(), value);
+    } else if (const std::size_t dash = name.find('-'); dash == 16 && name.size() == 33) {
+      std::from_chars(name.data() + dash + 1, name.data() + name.size(), value);
+    }
+    last = std::max(last, value);
+  }
+  return last + open;
+}
+
+int cluster_recover(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  namespace fs = std::filesystem;
+  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(first), args.end(), "--help") != args.end()) {
+    std::cout << recover_usage;
+    return exit_ok;
+  }
+  bool yes = false;
+  for (std::size_t index = first; index < args.size(); ++index) {
+    if (args[index] != "--yes") return usage_error("unknown option " + args[index], recover_usage);
+    yes = true;
+  }
+  const std::optional<node::NodeConfig> loaded = load_config(global);
+  if (!loaded) return exit_usage;
+  node::NodeConfig config = *loaded;
+  if (!fs::exists(config.pki_dir() / "node.crt")) {
+    std::cerr << "stackctl: this box is not a cluster member: there is nothing to recover here\n";
+    return exit_failed;
+  }
+  if (config.db.node_id == 0) {
+    try {
+      db::read_identity(config.db);
+    } catch (const config::ConfigError& error) {
+      std::cerr << "stackctl: " << error.what() << "\n";
+      return exit_failed;
+    }
+  }
+  const std::uint64_t last = last_log_index(config.db.data_dir);
+  const std::string member = std::to_string(config.db.node_id) + "=" + config.db.address;
+  if (!yes) {
+    if (global.json) {
+      std::cout << json::serialize(json::object{
+                       {"node", config.name}, {"node_id", config.db.node_id}, {"last_log_index", last}})
+                << "\n";
+    } else {
+      std::cout << "This box (" << config.name << ", database node " << config.db.node_id
+                << ") holds the Raft log up to index " << last
+                << ".\nCompare with the other survivors; on the one with the highest index, with every "
+                   "stacknode-db stopped:\n\n  stackctl cluster recover --yes\n";
+    }
+    return exit_ok;
+  }
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const fs::path backup =
+      config.db.data_dir + ".before-recover-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now).count());
+  std::error_code error;
+  fs::copy(config.db.data_dir, backup, fs::copy_options::recursive, error);
+  if (error) {
+    std::cerr << "stackctl: cluster recover: cannot copy " << config.db.data_dir << " to " << backup.string() << ": "
+              << error.message() << "; nothing changed\n";
+    return exit_failed;
+  }
+  // stacknode-db-recover beside this binary, run without a shell: the paths are passed as they are.
+  std::error_code self_error;
+  const fs::path tool = fs::read_symlink("/proc/self/exe", self_error).parent_path() / "stacknode-db-recover";
+  std::vector<std::string> argv_text = {tool.string(), "--config", global.config, "--member", member};
+  std::vector<char*> argv_pointers;
+  for (std::string& argument : argv_text) argv_pointers.push_back(argument.data());
+  argv_pointers.push_back(nullptr);
+  pid_t child = 0;
+  int status = -1;
+  if (posix_spawn(&child, argv_pointers[0], nullptr, nullptr, argv_pointers.data(), environ) == 0) {
+    waitpid(child, &status, 0);
+  }
+  if (status != 0) {
+    std::cerr << "stackctl: cluster recover: stacknode-db-recover refused (above); the data dir is unchanged, a copy is in "
+              << backup.string() << "\n";
+    return exit_failed;
+  }
+  if (global.json) {
+    std::cout << json::serialize(json::object{{"recovered", true}, {"backup", backup.string()}, {"member", member}}) << "\n";
+  } else {
+    std::cout << "The cluster is now " << config.name << " alone (database node " << member << "); the data dir before "
+              << "this is in " << backup.string() << ".\nNext: start stacknode-db here; then 'stackctl cluster remove "
+              << "NODE' for each lost node, and on every other survivor 'stackctl node reset --force' and join again.\n";
+  }
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -653,6 +804,9 @@ int main(int argc, char** argv) {
   if (index >= args.size()) return usage_error("a command is needed", main_usage);
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "init") {
     return cluster_init(global, args, index + 2);
+  }
+  if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "recover") {
+    return cluster_recover(global, args, index + 2);
   }
   if (args[index] == "node" && index + 1 < args.size() && args[index + 1] == "reset") {
     return node_reset(global, args, index + 2);

@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
   try {
     const auto document = config::Document::load_file(config_path);
     config = db::load_db_config(document->root());
+    if (config.node_id == 0) db::read_identity(config);  // a box that joined through stackctl
   } catch (const std::exception& error) {
     return usage(error.what());
   }
