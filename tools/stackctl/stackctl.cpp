@@ -147,6 +147,24 @@ int usage_error(std::string_view message, std::string_view usage) {
   return exit_usage;
 }
 
+// The arguments of a command whose only option is the switch `name`: --help prints `usage`
+// (exit 0), anything else is a usage error (exit 2); the exit status to end with, or nullopt to
+// go on with `given` telling whether the switch came.
+std::optional<int> only_switch(const std::vector<std::string>& args, std::size_t first, std::string_view name,
+                               std::string_view usage, bool& given) {
+  for (std::size_t index = first; index < args.size(); ++index) {
+    if (args[index] == "--help") {
+      std::cout << usage;
+      return exit_ok;
+    }
+  }
+  for (std::size_t index = first; index < args.size(); ++index) {
+    if (args[index] != name) return usage_error("unknown option " + args[index], usage);
+    given = true;
+  }
+  return std::nullopt;
+}
+
 // `--flag VALUE` pairs after the command words; nullopt (and a message) on anything else.
 std::optional<std::map<std::string, std::string>> flags(const std::vector<std::string>& args, std::size_t first,
                                                          const std::vector<std::string>& known, std::string& problem) {
@@ -554,15 +572,8 @@ std::optional<int> run_api_command(const Global& global, const std::vector<std::
 
 int node_reset(const Global& global, const std::vector<std::string>& args, std::size_t first) {
   namespace fs = std::filesystem;
-  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(first), args.end(), "--help") != args.end()) {
-    std::cout << reset_usage;
-    return exit_ok;
-  }
   bool force = false;
-  for (std::size_t index = first; index < args.size(); ++index) {
-    if (args[index] != "--force") return usage_error("unknown option " + args[index], reset_usage);
-    force = true;
-  }
+  if (const std::optional<int> done = only_switch(args, first, "--force", reset_usage, force)) return *done;
   const std::optional<node::NodeConfig> loaded = load_config(global);
   if (!loaded) return exit_usage;
   const node::NodeConfig& config = *loaded;
@@ -704,15 +715,8 @@ std::uint64_t last_log_index(const std::filesystem::path& data_dir) {
 
 int cluster_recover(const Global& global, const std::vector<std::string>& args, std::size_t first) {
   namespace fs = std::filesystem;
-  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(first), args.end(), "--help") != args.end()) {
-    std::cout << recover_usage;
-    return exit_ok;
-  }
   bool yes = false;
-  for (std::size_t index = first; index < args.size(); ++index) {
-    if (args[index] != "--yes") return usage_error("unknown option " + args[index], recover_usage);
-    yes = true;
-  }
+  if (const std::optional<int> done = only_switch(args, first, "--yes", recover_usage, yes)) return *done;
   const std::optional<node::NodeConfig> loaded = load_config(global);
   if (!loaded) return exit_usage;
   node::NodeConfig config = *loaded;
