@@ -336,13 +336,15 @@ MemberEnd run_member(DbConfig& config, bool identity_mode) {
   metrics::Registry registry;
   metrics::register_build_info(registry, "stacknode_db");
 
+  const auto still_member = [&] { return !identity_mode || fs::exists(config.identity_file); };
   std::unique_ptr<DbNode> node;
   try {
     node = std::make_unique<DbNode>(config);
-    if (node->needs_join()) node->join();
+    if (node->needs_join()) node->join(still_member);
   } catch (const NodeError& error) {
     log::error("db: ", error.what());
-    return MemberEnd::failed;
+    // A join undone by stackctl while this node was still trying: leave, like after a reset.
+    return still_member() ? MemberEnd::failed : MemberEnd::left;
   }
 
   ClientOptions client_options;

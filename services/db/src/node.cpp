@@ -138,12 +138,13 @@ DbNode::~DbNode() {
   dqlite_node_destroy(node_);
 }
 
-void DbNode::join() {
+void DbNode::join(const std::function<bool()>& go_on) {
   const auto deadline = std::chrono::steady_clock::now() + join_timeout;
   std::string answers;
   for (;;) {
     answers.clear();
     for (const std::string& member : config_.join) {
+      if (!go_on()) throw NodeError("the join was called off (identity removed) before it succeeded");
       const std::string problem = try_join(config_, member);
       if (problem.empty()) {
         std::ofstream marker(fs::path(config_.data_dir) / join_marker_name);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -38,8 +39,9 @@ class DbNode {
   // True when this start has to join a cluster (invariant 2); call join() then.
   bool needs_join() const { return needs_join_; }
   // ADD then ASSIGN through the leader found from config.join, retried until join_timeout.
-  // Throws NodeError naming what every member answered.
-  void join();
+  // Throws NodeError naming what every member answered. Between attempts it asks `go_on`; when
+  // that says no (the identity file was removed: the join was undone), it stops and throws.
+  void join(const std::function<bool()>& go_on = [] { return true; });
 
  private:
   const DbConfig& config_;

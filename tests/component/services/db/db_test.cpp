@@ -85,6 +85,7 @@ class DbNodeProcess {
   }
   void wipe_data() { fs::remove_all(dir_ / "data"); }
   fs::path identity_path() const { return dir_ / "db-identity.cfg"; }
+  fs::path data_dir() const { return dir_ / "data"; }
   // As stacknoded does: the whole file appears at once (written aside, then renamed).
   void write_identity(const std::string& text) {
     support::write_file(dir_ / "db-identity.cfg.tmp", text);
@@ -523,6 +524,48 @@ TEST(StacknodeDbIdentity, ABrokenIdentityFileStopsTheNodeWithItsName) {
   CHECK(*status != 0);
   const std::string output = node.output();
   if (output.find("identity file") == std::string::npos || output.find("nodeid") == std::string::npos) FAIL(output.c_str());
+  CHECK_FALSE(node.serving());
+}
+
+// `stackctl node reset` removes the identity file: the node leaves, clears its data (it belongs
+// to a cluster this box is no longer in) and waits for a new identity, without exiting.
+TEST(StacknodeDbIdentity, ARemovedIdentityMakesTheNodeLeaveClearItsDataAndWaitAgain) {
+  DbNodeProcess& node = start_waiting(1);
+  node.write_identity("node_id = 1;\n");
+  node.wait_until_serving();
+  ok_json(node.http("POST", "/db/execute", execute_body(R"J([{"sql":"CREATE TABLE kept (v TEXT)"}])J")), "write");
+  fs::remove(node.identity_path());
+  const auto waiting_again = [&] {
+    const std::string output = node.output();
+    const std::size_t first = output.find("waiting for " + node.identity_path().string());
+    return output.find("waiting for " + node.identity_path().string(), first + 1) != std::string::npos;
+  };
+  if (!support::poll_until(waiting_again, eventually)) FAIL(("did not leave and wait again:\n" + node.output()).c_str());
+  CHECK(node.process().running());
+  CHECK(fs::is_empty(node.data_dir()));
+  // A new identity starts from nothing: the old cluster's table is gone.
+  node.write_identity("node_id = 1;\n");
+  node.wait_until_serving();
+  const json::value tables = ok_json(
+      node.http("POST", "/db/query", R"({"database":"app","sql":"SELECT count(*) FROM sqlite_master WHERE name = 'kept'"})"),
+      "query");
+  CHECK(tables.at("rows") == json::value(json::array{json::array{0}}));
+}
+
+// A join that stackctl undid (identity removed) while this node still retried it: the node stops
+// trying at once, instead of adding itself to the cluster after the undo, and waits again.
+TEST(StacknodeDbIdentity, AJoinCalledOffStopsTryingAndWaitsAgain) {
+  DbNodeProcess& node = start_waiting(2);
+  const std::string nobody = support::loopback_address(support::unused_port());
+  node.write_identity("node_id = 2;\njoin = [\"" + nobody + "\"];\nrole = \"standby\";\n");
+  const bool trying = support::poll_until(
+      [&] { return node.output().find("identity from") != std::string::npos; }, eventually);
+  CHECK(trying);
+  fs::remove(node.identity_path());
+  const bool called_off = support::poll_until(
+      [&] { return node.output().find("the join was called off") != std::string::npos; }, eventually);
+  if (!called_off) FAIL(("the join went on:\n" + node.output()).c_str());
+  CHECK(node.process().running());
   CHECK_FALSE(node.serving());
 }
 
