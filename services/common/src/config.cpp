@@ -4,8 +4,12 @@
 
 #include <libconfig.h++>
 
+#include <cctype>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <sstream>
+#include <string>
 
 namespace stacknode::config {
 namespace {
@@ -31,6 +35,63 @@ const char* type_name(libconfig::Setting::Type type) {
       break;
   }
   return "nothing";
+}
+
+// libconfig 1.5 (Debian bookworm) reads an integer literal that does not fit 32 bits and has no
+// L suffix as a 32-bit value, silently (8245050306693139 became 1588561939). Such a literal is
+// refused here, before parsing, with file:line and what to write instead. Strings and comments
+// (#, //, /* */) are skipped; a number followed by '.', 'e' or 'E' is a float and left alone.
+void refuse_wide_unsuffixed_integers(std::string_view text, const std::string& name) {
+  constexpr long long int32_max = 2147483647LL;
+  int line = 1;
+  for (std::size_t at = 0; at < text.size(); ++at) {
+    const char c = text[at];
+    if (c == '\n') {
+      ++line;
+    } else if (c == '"') {
+      for (++at; at < text.size() && text[at] != '"'; ++at) {
+        if (text[at] == '\\') ++at;
+        else if (text[at] == '\n') ++line;
+      }
+    } else if (c == '#' || (c == '/' && at + 1 < text.size() && text[at + 1] == '/')) {
+      while (at + 1 < text.size() && text[at + 1] != '\n') ++at;
+    } else if (c == '/' && at + 1 < text.size() && text[at + 1] == '*') {
+      for (at += 2; at + 1 < text.size() && !(text[at] == '*' && text[at + 1] == '/'); ++at) {
+        if (text[at] == '\n') ++line;
+      }
+      ++at;
+    } else if (std::isdigit(static_cast<unsigned char>(c)) &&
+               (at == 0 || !(std::isalnum(static_cast<unsigned char>(text[at - 1])) || text[at - 1] == '_' ||
+                             text[at - 1] == '.'))) {
+      const std::size_t start = at;
+      const bool hex = c == '0' && at + 1 < text.size() && (text[at + 1] == 'x' || text[at + 1] == 'X');
+      if (hex) at += 2;
+      while (at < text.size() && std::isxdigit(static_cast<unsigned char>(text[at])) &&
+             (hex || std::isdigit(static_cast<unsigned char>(text[at])))) {
+        ++at;
+      }
+      const std::string_view literal = text.substr(start, at - start);
+      const char next = at < text.size() ? text[at] : ' ';
+      const bool is_float = !hex && (next == '.' || next == 'e' || next == 'E');
+      const bool suffixed = next == 'L';
+      if (!is_float && !suffixed) {
+        // Hex literals of up to 8 digits are 32-bit patterns (libconfig's own rule); decimal
+        // ones must not exceed INT32_MAX.
+        const std::string digits(hex ? literal.substr(2) : literal);
+        const std::size_t first = std::min(digits.find_first_not_of('0'), digits.size());
+        const std::size_t significant = digits.size() - first;
+        const bool wide = hex ? significant > 8
+                              : significant > 10 || (significant > 0 && std::stoull(digits.substr(first)) >
+                                                                              static_cast<unsigned long long>(int32_max));
+        if (wide) {
+          throw ConfigError(name + ':' + std::to_string(line) + ": integer " + std::string(literal) +
+                            " does not fit 32 bits: write it as " + std::string(literal) +
+                            "L (without the L, libconfig reads another number)");
+        }
+      }
+      --at;  // the loop's ++at looks at the character after the literal
+    }
+  }
 }
 
 // libconfig++ insists that the C++ type matches the stored width exactly.
@@ -73,6 +134,10 @@ Document::~Document() = default;
 
 std::unique_ptr<Document> Document::load_file(const std::filesystem::path& file) {
   auto parsed = std::make_unique<libconfig::Config>();
+  {
+    std::ifstream in(file);
+    if (in) refuse_wide_unsuffixed_integers(std::string(std::istreambuf_iterator<char>(in), {}), file.string());
+  }
   try {
     parsed->readFile(file.c_str());
   } catch (const libconfig::FileIOException&) {
@@ -91,6 +156,7 @@ std::unique_ptr<Document> Document::load_file(const std::filesystem::path& file)
 
 std::unique_ptr<Document> Document::load_string(std::string_view text, std::string name) {
   auto parsed = std::make_unique<libconfig::Config>();
+  refuse_wide_unsuffixed_integers(text, name);
   try {
     parsed->readString(std::string(text));
   } catch (const libconfig::ParseException& parse) {

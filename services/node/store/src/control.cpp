@@ -479,9 +479,9 @@ std::int64_t random_below(std::uint64_t limit) {
   }
   return static_cast<std::int64_t>(value);
 }
-// Node ids stay below 2^31: the identity file is libconfig, which reads a larger integer without
-// an L suffix wrongly (observed: truncated to 32 bits), and a browser's JSON numbers hold them
-// exactly. Serials use 63 bits.
+// Node ids stay below 2^31: they are written into the identity file as plain libconfig integers
+// (32 bits without an L suffix; the config reader refuses wider ones), and are short to read.
+// Serials use 63 bits.
 constexpr std::uint64_t max_joined_node_id = std::uint64_t{1} << 31;
 constexpr std::uint64_t max_serial = std::uint64_t{1} << 63;
 

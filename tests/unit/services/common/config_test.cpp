@@ -64,6 +64,23 @@ TEST(Config, SyntaxErrorNamesLine) {
   CHECK_TRUE(contains(message, "bad.cfg:2: syntax error"));
 }
 
+TEST(Config, AWideIntegerWithoutLSuffixIsRefusedNotTruncated) {
+  // libconfig 1.5 would read this as 1588561939 without a word.
+  const auto message = error_of([] { Document::load_string("a = 1;\nnode_id = 8245050306693139;\n", "id.cfg"); });
+  CHECK_TRUE(contains(message, "id.cfg:2: integer 8245050306693139 does not fit 32 bits"));
+  CHECK_TRUE(contains(message, "8245050306693139L"));
+  CHECK_TRUE(contains(error_of([] { Document::load_string("x = 0x1FFFFFFFF;", "h.cfg"); }), "h.cfg:1: integer 0x1FFFFFFFF"));
+  CHECK_TRUE(contains(error_of([] { Document::load_string("x = 2147483648;", "e.cfg"); }), "e.cfg:1:"));
+  // With the suffix it is read whole; 32-bit values, floats, strings and comments are left alone.
+  auto document = Document::load_string(
+      "wide = 8245050306693139L;\nmax = 2147483647;\nhex = 0xFFFFFFFF;\nf = 12345678901.5;\ne = 1e12;\n"
+      "s = \"99999999999\";\n# 99999999999\n// 99999999999\n/* 99999999999 */\nname_99999999999 = 1;\n",
+      "ok.cfg");
+  CHECK_EQUAL(8245050306693139LL, document->root().get_int("wide", 0, 0, INT64_MAX));
+  CHECK_EQUAL(2147483647LL, document->root().get_int("max", 0, 0, INT64_MAX));
+  STRCMP_EQUAL("99999999999", document->root().get_string("s", "").c_str());
+}
+
 TEST(Config, MissingFileIsAClearError) {
   const auto message = error_of([] { Document::load_file("/nonexistent/stacknode/node.cfg"); });
   CHECK_TRUE(contains(message, "cannot read /nonexistent/stacknode/node.cfg: no such file"));
