@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "stacknode/node/api_target.hpp"
 #include "stacknode/node/credentials.hpp"
 #include "stacknode/node/membership.hpp"
 #include "stacknode/node/pki.hpp"
@@ -25,7 +26,6 @@ namespace json = boost::json;
 namespace bhttp = boost::beast::http;
 using Clock = std::chrono::system_clock;
 
-constexpr std::string_view api_prefix = "/api/v1/";
 constexpr std::string_view bearer_prefix = "Bearer ";
 
 struct Answer {
@@ -109,33 +109,6 @@ struct Call {
   std::string token_id;    // the API token the principal used, if any
   bool is_node = false;
 };
-
-// "a=1&b=x" (no percent-escapes: every parameter of this API is a number or a plain name).
-std::optional<std::map<std::string, std::string>> parse_query(std::string_view text) {
-  std::map<std::string, std::string> values;
-  while (!text.empty()) {
-    const std::size_t amp = text.find('&');
-    const std::string_view pair = text.substr(0, amp);
-    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
-    if (pair.empty()) continue;
-    const std::size_t equals = pair.find('=');
-    if (equals == std::string_view::npos || pair.find('%') != std::string_view::npos) return std::nullopt;
-    values[std::string(pair.substr(0, equals))] = std::string(pair.substr(equals + 1));
-  }
-  return values;
-}
-
-std::optional<std::vector<std::string>> split_path(std::string_view path) {
-  std::vector<std::string> segments;
-  while (!path.empty()) {
-    const std::size_t slash = path.find('/');
-    const std::string_view segment = path.substr(0, slash);
-    if (segment.empty() || segment.find('%') != std::string_view::npos) return std::nullopt;
-    segments.emplace_back(segment);
-    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
-  }
-  return segments;
-}
 
 // The request body as a JSON object (an empty body is an empty object); an Answer if it is not.
 std::variant<json::object, Answer> body_object(const std::string& body) {
@@ -629,22 +602,16 @@ std::string peer_certificate(const http::RequestContext& context) {
 
 void ApiHandler::handle(const http::RequestContext& context, http::Request& request, http::Respond respond) {
   const unsigned version = request.version();
-  const std::string_view target = request.target();
-  const std::string_view path = target.substr(0, target.find('?'));
-  if (!path.starts_with(api_prefix)) {
-    return respond(to_response(error_answer(404, "not_found", "the API is under /api/v1/"), version));
-  }
   Call call;
   call.method = request.method();
   call.remote = http::format_address(context.remote.address());
-  const std::optional<std::vector<std::string>> segments = split_path(path.substr(api_prefix.size()));
-  const std::optional<std::map<std::string, std::string>> query =
-      parse_query(target.size() > path.size() ? target.substr(path.size() + 1) : "");
-  if (!segments || !query) {
-    return respond(to_response(error_answer(400, "invalid", "a path or query this API cannot read"), version));
+  if (!request.target().starts_with(api_prefix)) {
+    return respond(to_response(error_answer(404, "not_found", "the API is under /api/v1/"), version));
   }
-  call.path = *segments;
-  call.query = *query;
+  std::optional<ApiTarget> target = parse_api_target(request.target());
+  if (!target) return respond(to_response(error_answer(400, "invalid", "a path or query this API cannot read"), version));
+  call.path = std::move(target->segments);
+  call.query = std::move(target->query);
   call.body = std::move(request.body());
   const bool is_login = call.method == bhttp::verb::post && call.path == std::vector<std::string>{"login"};
   const bool is_join = call.method == bhttp::verb::post && call.path.size() == 2 && call.path[0] == "join" &&
