@@ -236,25 +236,25 @@ class DbHandler final : public http::Handler {
       }
       return {200, api::render_results(results)};
     }
-    // One transaction on one leader connection: all statements or none.
-    Outcome<Client::Lease> lease = client_.write_lease(request.database);
-    if (!lease) return failed(lease.error());
-    Connection& connection = lease->connection();
-    const wire::DatabaseId db = lease->database_id();
-    if (Outcome<wire::Result> begun = connection.exec_sql(db, "BEGIN"); !begun) return failed(begun.error());
-    for (std::size_t index = 0; index < request.statements.size(); ++index) {
-      const api::Statement& statement = request.statements[index];
-      Outcome<wire::Result> result = connection.exec_sql(db, statement.sql, statement.parameters);
-      if (!result) {
-        if (connection.is_open()) connection.exec_sql(db, "ROLLBACK");  // best effort: a lost
-        // connection ends the transaction on the node anyway
-        return failed(result.error(), index);
-      }
-      results.push_back(result.value());
-    }
-    if (Outcome<wire::Result> committed = connection.exec_sql(db, "COMMIT"); !committed) {
-      return failed(committed.error());
-    }
+    // One transaction on one leader connection: all statements or none. Refused BUSY by another
+    // node's writer before COMMIT, it runs again from BEGIN (client rule 7).
+    std::optional<std::size_t> failed_at;
+    Outcome<wire::Empty> done =
+        client_.transaction(request.database, [&](Client::Transaction& transaction) -> std::optional<Error> {
+          results.clear();
+          failed_at.reset();
+          for (std::size_t index = 0; index < request.statements.size(); ++index) {
+            const api::Statement& statement = request.statements[index];
+            Outcome<wire::Result> result = transaction.exec(statement.sql, statement.parameters);
+            if (!result) {
+              failed_at = index;
+              return result.error();
+            }
+            results.push_back(result.value());
+          }
+          return std::nullopt;
+        });
+    if (!done) return failed(done.error(), failed_at);
     return {200, api::render_results(results)};
   }
 
