@@ -196,7 +196,8 @@ logged_in() { jq -e '[.items[] | select(.action == "user.login" and .actor == "a
 check "audit: the admin's login" logged_in
 
 # ---- quorum lost for good: cluster recover on the survivor with the most recent log ---------------
-check "kill sn2 and sn3 (2 of 3 voters)" bash -c "'$rack' kill sn2 && '$rack' kill sn3"
+kill_two() { "$rack" kill sn2 && "$rack" kill sn3; }
+check "kill sn2 and sn3 (2 of 3 voters)" kill_two
 no_quorum_write_refused() { ! ctl sn1 setting set lost-quorum yes; }
 check "without quorum sn1 cannot change cluster state" no_quorum_write_refused
 check "stop sn1's stacknode-db (recover works on a stopped node)" "$rack" kill sn1 stacknode-db
@@ -213,8 +214,8 @@ backed_up() { compgen -G "$STACKNODE_RACK_DIR/sn1/state/db.before-recover-*" > /
 check "the data dir was copied aside first" backed_up
 check "start sn1's stacknode-db" "$rack" start sn1
 check "sn1 alone takes changes again" within "$converge_seconds" ctl sn1 setting set recovered yes
-check "the lost nodes are removed from sn1" bash -c "'$rack' exec sn1 stackctl --config '$STACKNODE_RACK_DIR/sn1/node.cfg' cluster remove sn2 &&
-  '$rack' exec sn1 stackctl --config '$STACKNODE_RACK_DIR/sn1/node.cfg' cluster remove sn3"
+remove_lost() { ctl sn1 cluster remove sn2 && ctl sn1 cluster remove sn3; }
+check "the lost nodes are removed from sn1" remove_lost
 check "the member list is sn1" test "$(member_names sn1)" = "sn1"
 check "the data from before the loss is there" \
   test "$(ctl sn1 --json setting list | jq -r .items.majority)" = yes

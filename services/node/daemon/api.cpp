@@ -339,20 +339,28 @@ class Routes {
     if (is(verb::get, {"cluster"})) return cluster();
     if (is(verb::get, {"nodes"})) return nodes();
     if (is(verb::delete_, {"nodes", "*"})) return remove_node(call, path[1]);
-    if (is(verb::get, {"join-tokens"})) return join_tokens(call);
+    if (is(verb::get, {"join-tokens"})) {
+      return paged<JoinTokenRow>(call, [&](const PageRequest& page) { return store_.join_tokens(page); }, join_token_json);
+    }
     if (is(verb::post, {"join-tokens"})) return create_join_token(call);
     if (is(verb::delete_, {"join-tokens", "*"})) return done(store_.revoke_join_token(call.principal, path[1], unix_now()));
-    if (is(verb::get, {"users"})) return users(call);
+    if (is(verb::get, {"users"})) {
+      return paged<UserRow>(call, [&](const PageRequest& page) { return store_.users(page); }, user_json);
+    }
     if (is(verb::post, {"users"})) return create_user(call);
     if (is(verb::delete_, {"users", "*"})) return done(store_.delete_user(call.principal, path[1], unix_now()));
     if (is(verb::put, {"users", "*", "password"})) return set_password(call, path[1]);
-    if (is(verb::get, {"api-tokens"})) return api_tokens(call);
+    if (is(verb::get, {"api-tokens"})) {
+      return paged<ApiTokenRow>(call, [&](const PageRequest& page) { return store_.api_tokens(page); }, api_token_json);
+    }
     if (is(verb::post, {"api-tokens"})) return create_api_token(call);
     if (is(verb::delete_, {"api-tokens", "*"})) return done(store_.revoke_api_token(call.principal, path[1], unix_now()));
     if (is(verb::get, {"settings"})) return settings();
     if (is(verb::put, {"settings", "*"})) return put_setting(call, path[1]);
     if (is(verb::delete_, {"settings", "*"})) return done(store_.delete_setting(call.principal, path[1], unix_now()));
-    if (is(verb::get, {"audit"})) return audit(call);
+    if (is(verb::get, {"audit"})) {
+      return paged<AuditRow>(call, [&](const PageRequest& page) { return store_.audit(page); }, audit_json);
+    }
     return error_answer(404, "not_found", "no such endpoint: see services/node/README.md for the API");
   }
 
@@ -446,12 +454,23 @@ class Routes {
             {}};
   }
 
-  Answer join_tokens(Call& call) {
+  // A paged list: the page asked for in the query, `fetch` from the store, each row as JSON.
+  template <typename Row, typename Fetch, typename Convert>
+  Answer paged(const Call& call, Fetch fetch, Convert convert) {
     const auto page = page_request(call);
     if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
-    Checked<Page<JoinTokenRow>> rows = store_.join_tokens(std::get<PageRequest>(page));
+    Checked<Page<Row>> rows = fetch(std::get<PageRequest>(page));
     if (!rows) return problem_answer(rows.problem());
-    return {200, page_json(*rows, join_token_json), {}};
+    return {200, page_json(*rows, convert), {}};
+  }
+
+  static json::object user_json(const UserRow& row) {
+    return {{"name", row.name}, {"created_at", row.created_at}};
+  }
+
+  static json::object audit_json(const AuditRow& row) {
+    return {{"id", row.id},         {"at", row.at},         {"actor", row.actor},
+            {"action", row.action}, {"target", row.target}, {"detail", row.detail}};
   }
 
   Answer create_join_token(Call& call) {
@@ -471,16 +490,6 @@ class Routes {
     json::object out = join_token_json(token->row);
     out["token"] = token->text;
     return {201, std::move(out), {}};
-  }
-
-  Answer users(Call& call) {
-    const auto page = page_request(call);
-    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
-    Checked<Page<UserRow>> rows = store_.users(std::get<PageRequest>(page));
-    if (!rows) return problem_answer(rows.problem());
-    return {200, page_json(*rows, [](const UserRow& row) {
-              return json::object{{"name", row.name}, {"created_at", row.created_at}};
-            }), {}};
   }
 
   // The argon2id string of a new password from the body's "password"; an Answer if unusable.
@@ -519,14 +528,6 @@ class Routes {
     return done(store_.set_password(call.principal, name, std::get<std::string>(hash), unix_now()));
   }
 
-  Answer api_tokens(Call& call) {
-    const auto page = page_request(call);
-    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
-    Checked<Page<ApiTokenRow>> rows = store_.api_tokens(std::get<PageRequest>(page));
-    if (!rows) return problem_answer(rows.problem());
-    return {200, page_json(*rows, api_token_json), {}};
-  }
-
   Answer create_api_token(Call& call) {
     const auto parsed = body_object(call.body);
     if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
@@ -561,17 +562,6 @@ class Routes {
     if (const Answer* bad = std::get_if<Answer>(&value)) return *bad;
     if (!std::get<0>(value)) return error_answer(400, "invalid", "'value' is required (a string)");
     return done(store_.put_setting(call.principal, name, *std::get<0>(value), unix_now()));
-  }
-
-  Answer audit(Call& call) {
-    const auto page = page_request(call);
-    if (const Answer* bad = std::get_if<Answer>(&page)) return *bad;
-    Checked<Page<AuditRow>> rows = store_.audit(std::get<PageRequest>(page));
-    if (!rows) return problem_answer(rows.problem());
-    return {200, page_json(*rows, [](const AuditRow& row) {
-              return json::object{{"id", row.id},         {"at", row.at},         {"actor", row.actor},
-                                  {"action", row.action}, {"target", row.target}, {"detail", row.detail}};
-            }), {}};
   }
 
   ControlStore& store_;
