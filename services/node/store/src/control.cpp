@@ -208,15 +208,10 @@ Checked<NodeRow> ControlStore::node_with_serial(std::int64_t serial) {
   db::Outcome<db::wire::RowSet> rows = client_.query(
       database_, "SELECT " + std::string(node_columns) + " FROM nodes WHERE certificate_serial = ?", {serial});
   if (!rows) return problem_from(rows.error());
-  if (rows->rows.empty()) return not_found("no node holds certificate " + std::to_string(serial));
+  if (rows->rows.empty()) {
+    return not_found("no member holds certificate " + std::to_string(serial) + " (its node was removed, or never joined)");
+  }
   return node_row(rows->rows[0]);
-}
-
-Checked<bool> ControlStore::certificate_revoked(std::int64_t serial) {
-  db::Outcome<db::wire::RowSet> rows =
-      client_.query(database_, "SELECT count(*) FROM revoked_certificates WHERE serial = ?", {serial});
-  if (!rows) return problem_from(rows.error());
-  return !rows->rows.empty() && integer(rows->rows[0][0]) > 0;
 }
 
 Checked<Done> ControlStore::heartbeat(std::int64_t node_id, std::int64_t now) {

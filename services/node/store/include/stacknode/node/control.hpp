@@ -171,9 +171,9 @@ class ControlStore {
 
   Checked<std::vector<NodeRow>> nodes();
   Checked<NodeRow> node_named(const std::string& name);
-  // The node whose certificate has this serial; not_found if none (or the node was removed).
+  // The node whose certificate has this serial; not_found if none (never issued, or the node was
+  // removed: forget_node deletes the row and records the serial in revoked_certificates together).
   Checked<NodeRow> node_with_serial(std::int64_t serial);
-  Checked<bool> certificate_revoked(std::int64_t serial);
   // This node is alive at `now` (Unix seconds); not audited (it is not a change anyone made).
   Checked<Done> heartbeat(std::int64_t node_id, std::int64_t now);
 
