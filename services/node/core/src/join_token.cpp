@@ -279,4 +279,11 @@ std::string secret_hash(const TokenSecret& secret) { return to_hex(sha256(secret
 
 std::string token_id(const TokenSecret& secret) { return secret_hash(secret).substr(0, token_id_chars); }
 
+std::vector<std::string> node_certificate_hosts(std::string_view api_address, std::string_view db_address) {
+  std::vector<std::string> hosts = {parse_member_address(api_address)->host};
+  std::string db_host = parse_member_address(db_address)->host;
+  if (db_host != hosts.front()) hosts.push_back(std::move(db_host));
+  return hosts;
+}
+
 }  // namespace stacknode::node

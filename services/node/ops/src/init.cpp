@@ -27,9 +27,6 @@ InitResult fail(std::string step, std::string error) {
   return result;
 }
 
-// The host part of an address valid_member_address accepted.
-std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
-
 std::unique_ptr<db::Client> database_client(const InitOptions& options) {
   db::ClientOptions client_options;
   client_options.addresses = {options.db_address};
@@ -95,8 +92,7 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   if (!key.ok()) return fail("pki", key.error);
   pki::Made<std::string> csr = pki::create_csr(*key.value, options.node_name);
   if (!csr.ok()) return fail("pki", csr.error);
-  std::vector<std::string> addresses = {host_of(options.api_address)};
-  if (host_of(options.db_address) != addresses.front()) addresses.push_back(host_of(options.db_address));
+  const std::vector<std::string> addresses = node_certificate_hosts(options.api_address, options.db_address);
   pki::Made<std::string> certificate = pki::sign_node_certificate(
       *ca.value, *csr.value, {options.node_name, addresses, first_certificate_serial, node_certificate_validity}, now);
   if (!certificate.ok()) return fail("pki", certificate.error);

@@ -480,8 +480,6 @@ std::int64_t random_below(std::uint64_t limit) {
 constexpr std::uint64_t max_joined_node_id = std::uint64_t{1} << 31;
 constexpr std::uint64_t max_serial = std::uint64_t{1} << 63;
 
-std::string host_of(const std::string& address) { return parse_member_address(address)->host; }
-
 }  // namespace
 
 Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t now) {
@@ -529,8 +527,7 @@ Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t no
   if (!ca) return ca.problem();
   Checked<ClusterRow> cluster = store_.cluster();
   if (!cluster) return cluster.problem();
-  std::vector<std::string> addresses = {host_of(request.api_address)};
-  if (host_of(request.db_address) != addresses.front()) addresses.push_back(host_of(request.db_address));
+  const std::vector<std::string> addresses = node_certificate_hosts(request.api_address, request.db_address);
   const std::int64_t serial = random_below(max_serial);
   if (serial == 0) return Problem{ProblemKind::failed, "no randomness for a certificate serial"};
   pki::Made<std::string> certificate = pki::sign_node_certificate(
@@ -558,9 +555,9 @@ Checked<Done> JoinDesk::commit(const std::string& secret_hex, std::int64_t node_
       ca->first, certificate_pem, std::chrono::system_clock::time_point(std::chrono::seconds(now)));
   if (!info.ok()) return invalid("the certificate is not one this cluster issued: " + info.error);
   const std::vector<std::string>& certified = info.value->ip_addresses;
-  for (const std::string* address : {&api_address, &db_address}) {
-    if (std::find(certified.begin(), certified.end(), host_of(*address)) == certified.end()) {
-      return invalid("the certificate was not issued for " + *address);
+  for (const std::string& host : node_certificate_hosts(api_address, db_address)) {
+    if (std::find(certified.begin(), certified.end(), host) == certified.end()) {
+      return invalid("the certificate was not issued for " + host);
     }
   }
   const std::string name = info.value->node_name;

@@ -103,6 +103,9 @@ struct MemberAddress {
 // for anything else (names included: no DNS in a rack).
 std::optional<MemberAddress> parse_member_address(std::string_view address);
 inline bool valid_member_address(std::string_view address) { return parse_member_address(address).has_value(); }
+// The IP addresses a node certificate names for a node reached at these two valid member
+// addresses (its API and its database): the distinct hosts, the API's first.
+std::vector<std::string> node_certificate_hosts(std::string_view api_address, std::string_view db_address);
 
 // A fresh token: random secret (OpenSSL's RAND_bytes), the given facts. Empty if the random
 // source fails or an address is invalid.
