@@ -104,7 +104,7 @@ db.data_dir, paths.state_dir.
 constexpr std::string_view reset_usage = R"(usage: stackctl [--config FILE] [--json] node reset [--force]
 
 Makes this box a non-member again, so that it can join a cluster (the same one after
-'stackctl cluster remove NODE' on another member, or another). Removes pki/ and the db identity
+'stackctl cluster remove NODE' on another member, or another). Removes pki/, db-tls/ and the db identity
 file; stacknoded stops serving and stacknode-db leaves and clears its data dir, and both wait
 for a new init or join. Refused while the cluster still lists this box (remove it first), unless
 --force (the cluster is gone for good, or this box cannot reach it).
@@ -629,13 +629,14 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
     }
   }
   std::error_code error;
-  for (const fs::path& path : {config.state_dir / "pki.staging", pki, fs::path(config.db.identity_file)}) {
+  for (const fs::path& path : {config.state_dir / "pki.staging", pki}) {
     fs::remove_all(path, error);
     if (error) break;
   }
+  if (!error) node::remove_db_identity(config.state_dir, config.db.identity_file, error);
   if (error) {
-    std::cerr << "stackctl: cannot remove " << pki.string() << " or " << config.db.identity_file << ": " << error.message()
-              << "\n";
+    std::cerr << "stackctl: cannot remove " << pki.string() << ", " << config.db.identity_file << " or "
+              << node::db_tls_dir(config.state_dir).string() << ": " << error.message() << "\n";
     return exit_failed;
   }
   const auto data_empty = [&] {

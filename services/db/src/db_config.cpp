@@ -45,6 +45,7 @@ void read_identity(DbConfig& config) {
   if (!root.has("node_id")) root.fail("node_id", "required: this node's dqlite id");
   config.node_id = static_cast<wire::NodeId>(root.get_int("node_id", 0, 1, max_node_id));
   read_membership(root, config);
+  config.tls_dir = root.get_string("tls_dir", config.tls_dir);
   const std::vector<std::string> unread = document->unread_settings();
   if (!unread.empty()) throw config::ConfigError(unread.front() + ": not a setting of an identity file");
 }
@@ -66,6 +67,7 @@ DbConfig load_db_config(const config::Section& root) {
   db.data_dir = section.get_string("data_dir", state_dir + "/db");
   if (db.data_dir.empty()) section.fail("data_dir", "must not be empty");
   read_membership(section, db);
+  db.tls_dir = section.get_string("tls_dir", "");
   db.failure_domain = static_cast<std::uint64_t>(section.get_int("failure_domain", 0, 0, INT64_MAX));
   db.network_latency_ms = static_cast<unsigned>(
       section.get_int("network_latency_ms", default_network_latency_ms, 1, max_network_latency_ms));

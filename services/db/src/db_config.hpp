@@ -45,6 +45,9 @@ struct DbConfig {
   std::string address;      // "host:port" other nodes and clients reach this node's dqlite at
   std::string bind;         // where it listens (default: address)
   std::string data_dir;     // Raft log and snapshots
+  // With ca.crt, node.crt and node.key (and revoked): the wire port runs mutual TLS
+  // (tls_gateway.hpp). db.tls_dir in node.cfg, or tls_dir in the identity file; "": plain TCP.
+  std::string tls_dir;
   std::vector<std::string> join;  // members of an existing cluster, tried in turn on first start
   wire::Role role = wire::Role::voter;  // asked for when joining
   std::uint64_t failure_domain = 0;
@@ -64,7 +67,8 @@ DbConfig load_db_config(const config::Section& root);
 
 // The identity file stackctl writes when this box inits or joins a cluster (services/node
 // README, "Design of init and join"), libconfig syntax:
-//   node_id = 2;  join = ["198.18.1.11:7000"];  role = "standby";   (join and role optional)
+//   node_id = 2;  join = ["198.18.1.11:7000"];  role = "standby";
+//   tls_dir = "/var/lib/stacknode/db-tls";                           (all but node_id optional)
 // Sets node_id, join and role in `config`; throws config::ConfigError naming the file and key.
 void read_identity(DbConfig& config);
 

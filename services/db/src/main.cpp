@@ -350,6 +350,7 @@ MemberEnd run_member(DbConfig& config, bool identity_mode) {
   ClientOptions client_options;
   client_options.addresses = {config.address};
   for (const std::string& member : config.join) client_options.addresses.push_back(member);
+  client_options.tls = node->client_tls();
   Client client(client_options);
   Metrics metrics(registry);
   registry.gauge_callback("stacknode_db_node_id", "This node's dqlite id",

@@ -59,13 +59,13 @@ bool directory_is_empty(const fs::path& path) {
 
 // One attempt through `member`: its leader adds and assigns this node. Empty on success, else
 // what went wrong, for the final message.
-std::string try_join(const DbConfig& config, const std::string& member) {
-  Outcome<Connection> first = Connection::open(member, join_request_timeout);
+std::string try_join(const DbConfig& config, const TlsContext* tls, const std::string& member) {
+  Outcome<Connection> first = Connection::open(member, join_request_timeout, tls);
   if (!first) return first.error().message;
   Outcome<wire::Node> leader = first->leader();
   if (!leader) return leader.error().message;
   if (leader->id == 0) return member + ": no leader known";
-  Outcome<Connection> connection = Connection::open(leader->address, join_request_timeout);
+  Outcome<Connection> connection = Connection::open(leader->address, join_request_timeout, tls);
   if (!connection) return connection.error().message;
   Outcome<wire::Nodes> nodes = connection->cluster();
   if (!nodes) return nodes.error().message;
@@ -107,6 +107,13 @@ DbNode::DbNode(const DbConfig& config) : config_(config) {
   if (error) throw NodeError("cannot create db.data_dir " + config.data_dir + ": " + error.message());
   fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, error);
   needs_join_ = config.node_id != 1 && !fs::exists(data_dir / join_marker_name);
+  if (!config.tls_dir.empty()) {
+    try {
+      gateway_ = std::make_unique<TlsGateway>(config.tls_dir);
+    } catch (const GatewayError& failure) {
+      throw NodeError(failure.what());
+    }
+  }
 
   if (dqlite_node_create(config.node_id, config.address.c_str(), config.data_dir.c_str(), &node_) != 0) {
     const std::string reason = node_ != nullptr ? dqlite_node_errmsg(node_) : "out of memory";
@@ -121,13 +128,28 @@ DbNode::DbNode(const DbConfig& config) : config_(config) {
     node_ = nullptr;
     throw NodeError(what + ": " + (reason.empty() ? "dqlite error " + std::to_string(status) : reason));
   };
-  check(dqlite_node_set_bind_address(node_, config.bind.c_str()), "cannot bind " + config.bind);
-  check(dqlite_node_set_connect_func(node_, connect_without_delay, nullptr), "dqlite connect function");
+  if (gateway_) {  // invariant 3: "@" lets dqlite pick an unused abstract name
+    check(dqlite_node_set_bind_address(node_, "@"), "cannot bind an abstract socket");
+    check(dqlite_node_set_connect_func(node_, TlsGateway::connect_function, gateway_.get()), "dqlite connect function");
+  } else {
+    check(dqlite_node_set_bind_address(node_, config.bind.c_str()), "cannot bind " + config.bind);
+    check(dqlite_node_set_connect_func(node_, connect_without_delay, nullptr), "dqlite connect function");
+  }
   check(dqlite_node_set_network_latency_ms(node_, config.network_latency_ms), "db.network_latency_ms");
   check(dqlite_node_set_failure_domain(node_, config.failure_domain), "db.failure_domain");
   check(dqlite_node_set_snapshot_params(node_, config.snapshot_threshold, config.snapshot_trailing),
         "db.snapshot_threshold/snapshot_trailing");
   check(dqlite_node_start(node_), "cannot start the dqlite node at " + config.bind);
+  if (gateway_) {
+    try {
+      gateway_->start(config.bind, dqlite_node_get_bind_address(node_));
+    } catch (const GatewayError& failure) {
+      dqlite_node_stop(node_);
+      dqlite_node_destroy(node_);
+      node_ = nullptr;
+      throw NodeError(failure.what());
+    }
+  }
   log::info("db: dqlite node ", config.node_id, " at ", config.address, " (data ", config.data_dir,
             fresh ? ", new" : "", ")");
 }
@@ -145,7 +167,7 @@ void DbNode::join(const std::function<bool()>& go_on) {
     answers.clear();
     for (const std::string& member : config_.join) {
       if (!go_on()) throw NodeError("the join was called off (identity removed) before it succeeded");
-      const std::string problem = try_join(config_, member);
+      const std::string problem = try_join(config_, client_tls().get(), member);
       if (problem.empty()) {
         std::ofstream marker(fs::path(config_.data_dir) / join_marker_name);
         marker << "joined through " << member << "\n";

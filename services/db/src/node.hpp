@@ -5,14 +5,18 @@
 //  2. Any other node joins on first start: ADD through the leader, then ASSIGN its role
 //     (join()). The step is idempotent (a node already listed is only assigned), and its end is
 //     recorded in the data dir (join_marker_name), so a restart never joins again.
+//  3. With config.tls_dir, the node itself listens only on an abstract socket of this process
+//     and every byte on the wire port goes through the TLS gateway (tls_gateway.hpp), both ways.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "db_config.hpp"
+#include "tls_gateway.hpp"
 
 struct dqlite_node;
 
@@ -42,9 +46,12 @@ class DbNode {
   // Throws NodeError naming what every member answered. Between attempts it asks `go_on`; when
   // that says no (the identity file was removed: the join was undone), it stops and throws.
   void join(const std::function<bool()>& go_on = [] { return true; });
+  // The client TLS context this process's own clients use (invariant 3); null without TLS.
+  std::shared_ptr<const TlsContext> client_tls() const { return gateway_ ? gateway_->client_context() : nullptr; }
 
  private:
   const DbConfig& config_;
+  std::unique_ptr<TlsGateway> gateway_;  // outlives the node's connections (stopped after it)
   dqlite_node* node_ = nullptr;
   bool needs_join_ = false;
 };

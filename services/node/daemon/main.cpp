@@ -5,6 +5,8 @@
 // membership). Exit statuses as every daemon: 0 stopped, 1 failed, 2 bad node.cfg.
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -15,6 +17,7 @@
 #include "stacknode/common/log.hpp"
 #include "stacknode/common/metrics.hpp"
 #include "stacknode/db/client.hpp"
+#include "stacknode/db/tls.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/membership.hpp"
 #include "stacknode/node/node_config.hpp"
@@ -35,11 +38,12 @@ constexpr std::string_view members_file_name = "members";
 // How often the membership loop looks at roles and member addresses.
 constexpr std::chrono::milliseconds membership_interval{2'000};
 
-// Retries `step` until it gives a value, logging each failure once per distinct message.
+// Retries `step` until it gives a value, logging each failure once per distinct message; nullopt
+// as soon as `go_on` says no (this box's membership changed meanwhile).
 template <typename T, typename Step>
-T until_done(std::string_view what, Step step) {
+std::optional<T> until_done(std::string_view what, const std::function<bool()>& go_on, Step step) {
   std::string last;
-  for (;;) {
+  while (go_on()) {
     Checked<T> result = step();
     if (result) return std::move(*result);
     if (result.problem().message != last) {
@@ -48,6 +52,7 @@ T until_done(std::string_view what, Step step) {
     }
     std::this_thread::sleep_for(startup_retry_interval);
   }
+  return std::nullopt;
 }
 
 // Keeps `<pki>/members` (one API address per line) equal to the cluster's members, for
@@ -57,6 +62,22 @@ void write_members_file(const fs::path& pki_dir, const std::vector<NodeRow>& nod
   std::string text;
   for (const NodeRow& node : nodes) text += node.api_address + "\n";
   const fs::path path = pki_dir / members_file_name;
+  if (read_whole(path) == text) return;
+  if (!write_whole(path, text, public_file)) log::warn("cannot write ", path.string());
+}
+
+// Keeps `<db tls dir>/revoked` equal to the serials of removed nodes' certificates, which this
+// box's stacknode-db refuses on its wire port (services/db/src/tls_gateway.hpp).
+void write_revoked_file(ControlStore& store, const std::string& tls_dir) {
+  if (tls_dir.empty()) return;
+  Checked<std::vector<std::int64_t>> serials = store.revoked_serials();
+  if (!serials) {
+    log::warn("revocations: ", serials.problem().message);
+    return;
+  }
+  std::string text;
+  for (const std::int64_t serial : *serials) text += std::to_string(serial) + "\n";
+  const fs::path path = fs::path(tls_dir) / db::revoked_file_name;
   if (read_whole(path) == text) return;
   if (!write_whole(path, text, public_file)) log::warn("cannot write ", path.string());
 }
@@ -117,6 +138,10 @@ MemberEnd run_member(const NodeConfig& config) {
               " ('stackctl cluster init' or 'stackctl cluster join' writes it)");
     while (!fs::exists(certificate)) std::this_thread::sleep_for(membership_poll_interval);
   }
+  // The membership this run serves: it ends when node.crt is removed (node reset) or replaced
+  // (reset and joined again: new credentials, which the next run loads).
+  const std::string certificate_pem = read_whole(certificate);
+  const std::function<bool()> same_membership = [&] { return read_whole(certificate) == certificate_pem; };
   Self self;
   self.name = config.name;
   self.ca_certificate_pem = read_whole(config.pki_dir() / "ca.crt");
@@ -132,18 +157,33 @@ MemberEnd run_member(const NodeConfig& config) {
     log::warn("db identity: ", error.what());
   }
   for (const std::string& member : identity.join) client_options.addresses.push_back(member);
+  if (!identity.tls_dir.empty()) {  // the wire port runs TLS: speak it with this box's certificate
+    std::string problem;
+    client_options.tls = db::TlsContext::from_dir(db::TlsContext::Side::client, identity.tls_dir, problem);
+    if (!client_options.tls) {
+      log::error("db TLS: ", problem);
+      return MemberEnd::failed;
+    }
+  }
   db::Client client(client_options);
   ControlStore store(client, std::string(control_database));
-  const std::int64_t version = until_done<std::int64_t>("control database schema", [&]() -> Checked<std::int64_t> {
-    db::Outcome<std::int64_t> migrated = migrate(client, std::string(control_database), control_schema(), unix_now());
-    if (!migrated) return problem_from(migrated.error());
-    return *migrated;
-  });
-  log::info("control database at schema version ", version);
-  self.node_id = until_done<NodeRow>("this node's record (if this box was removed from the cluster: "
-                                     "'stackctl node reset', then join again)",
-                                     [&] { return store.node_named(config.name); })
-                     .id;
+  const std::optional<std::int64_t> version =
+      until_done<std::int64_t>("control database schema", same_membership, [&]() -> Checked<std::int64_t> {
+        db::Outcome<std::int64_t> migrated = migrate(client, std::string(control_database), control_schema(), unix_now());
+        if (!migrated) return problem_from(migrated.error());
+        return *migrated;
+      });
+  const std::optional<NodeRow> own_row =
+      version ? until_done<NodeRow>("this node's record (if this box was removed from the cluster: "
+                                    "'stackctl node reset', then join again)",
+                                    same_membership, [&] { return store.node_named(config.name); })
+              : std::nullopt;
+  if (!own_row) {
+    log::info(certificate.string(), " was removed or replaced before this node started serving: starting over");
+    return MemberEnd::left;
+  }
+  log::info("control database at schema version ", *version);
+  self.node_id = own_row->id;
 
   std::shared_ptr<http::TlsContext> tls;
   try {
@@ -178,11 +218,14 @@ MemberEnd run_member(const NodeConfig& config) {
       log::warn("heartbeat: ", done.problem().message);
     }
   });
-  reconciler.add("membership", membership_interval, [&] { balance_members(store, self, config.pki_dir()); });
+  reconciler.add("membership", membership_interval, [&] {
+    balance_members(store, self, config.pki_dir());
+    write_revoked_file(store, identity.tls_dir);
+  });
   bool left = false;
   reconciler.add("still a member", membership_poll_interval, [&] {
-    if (fs::exists(certificate)) return;
-    log::info(certificate.string(), " was removed (node reset): leaving");
+    if (same_membership()) return;
+    log::info(certificate.string(), " was removed or replaced (node reset): leaving");
     left = true;
     server.stop();
   });

@@ -243,7 +243,7 @@ Outcome<wire::Node> Client::discover(Clock::time_point deadline) {
   auto ask = [&](const std::string& address) -> Outcome<wire::Node> {
     const milliseconds timeout =
         std::min(std::max(left_until(deadline), leader_probe_min_timeout), probe_cap);
-    Outcome<Connection> connection = Connection::open(address, timeout);
+    Outcome<Connection> connection = Connection::open(address, timeout, options_.tls.get());
     if (!connection) return connection.error();
     return connection->leader();
   };
@@ -308,7 +308,7 @@ Outcome<Client::Lease> Client::acquire(const std::string& database, Clock::time_
     }
     // Closed by the node while idle (it stopped, or dropped us): try the next one.
   }
-  Outcome<Connection> opened = Connection::open(address, options_.request_timeout);
+  Outcome<Connection> opened = Connection::open(address, options_.request_timeout, options_.tls.get());
   if (!opened) {
     shared_->forget_leader(address);
     return opened.error();

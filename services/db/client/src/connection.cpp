@@ -79,7 +79,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view address) {
   return endpoint;
 }
 
-Outcome<Connection> Connection::open(std::string_view address, std::chrono::milliseconds timeout) {
+Outcome<Connection> Connection::open(std::string_view address, std::chrono::milliseconds timeout,
+                                     const TlsContext* tls) {
   const std::optional<Endpoint> endpoint = parse_endpoint(address);
   if (!endpoint) {
     return Error{ErrorKind::invalid_request, 0,
@@ -113,6 +114,15 @@ Outcome<Connection> Connection::open(std::string_view address, std::chrono::mill
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   Connection connection(fd, where, timeout);
+  if (tls != nullptr) {
+    std::string problem;
+    connection.tls_ = TlsSession::handshake(fd, *tls, endpoint->host, deadline, problem);
+    if (!connection.tls_) {
+      return connection.fail(problem.find("timed out") != std::string::npos ? ErrorKind::timeout
+                                                                            : ErrorKind::connection_lost,
+                             problem);
+    }
+  }
   const auto handshake = wire::encode_handshake();
   if (auto error = connection.send_all(handshake.data(), handshake.size())) return std::move(*error);
   return connection;
@@ -125,6 +135,7 @@ Connection::~Connection() { close(); }
 
 Connection::Connection(Connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
+      tls_(std::move(other.tls_)),
       address_(std::move(other.address_)),
       statements_(std::move(other.statements_)),
       timeout_(other.timeout_) {}
@@ -133,6 +144,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
     close();
     fd_ = std::exchange(other.fd_, -1);
+    tls_ = std::move(other.tls_);
     address_ = std::move(other.address_);
     statements_ = std::move(other.statements_);
     timeout_ = other.timeout_;
@@ -147,12 +159,18 @@ bool Connection::verify_idle() {
   do {
     ready = ::poll(&idle, 1, 0);
   } while (ready < 0 && errno == EINTR);
-  if (ready == 0) return true;
+  if (ready == 0 && (!tls_ || tls_->pending() == 0)) return true;
+  if (ready > 0 && tls_ && tls_->pending() == 0) {
+    // A TLS record that carries no data (a key update) leaves the connection idle.
+    std::uint8_t stray = 0;
+    if (tls_->read(&stray, 1).status == TlsSession::Status::want_read) return true;
+  }
   close();
   return false;
 }
 
 void Connection::close() {
+  tls_.reset();  // before the socket it runs on
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   statements_.clear();  // they died with the connection on the node
@@ -164,44 +182,43 @@ Error Connection::fail(ErrorKind kind, std::string message) {
 }
 
 std::optional<Error> Connection::send_all(const std::uint8_t* bytes, std::size_t size) {
-  const auto deadline = Clock::now() + timeout_;
-  while (size > 0) {
-    const ssize_t sent = ::send(fd_, bytes, size, MSG_NOSIGNAL);
-    if (sent > 0) {
-      bytes += sent;
-      size -= static_cast<std::size_t>(sent);
-      continue;
-    }
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      const int ready = wait_for(fd_, POLLOUT, deadline);
-      if (ready == 0) return fail(ErrorKind::timeout, "sending timed out");
-      if (ready < 0) return fail(ErrorKind::connection_lost, std::strerror(errno));
-      continue;
-    }
-    return fail(ErrorKind::connection_lost, std::string("send: ") + std::strerror(errno));
-  }
-  return std::nullopt;
+  return move_all(const_cast<std::uint8_t*>(bytes), size, true);  // sending only reads them
 }
 
 std::optional<Error> Connection::receive_exactly(std::uint8_t* bytes, std::size_t size) {
+  return move_all(bytes, size, false);
+}
+
+std::optional<Error> Connection::move_all(std::uint8_t* bytes, std::size_t size, bool sending) {
   const auto deadline = Clock::now() + timeout_;
   while (size > 0) {
-    const ssize_t got = ::recv(fd_, bytes, size, 0);
-    if (got > 0) {
-      bytes += got;
-      size -= static_cast<std::size_t>(got);
-      continue;
+    short wait_events = sending ? POLLOUT : POLLIN;
+    if (tls_) {
+      const TlsSession::Io io = sending ? tls_->write(bytes, size) : tls_->read(bytes, size);
+      if (io.status == TlsSession::Status::done) {
+        bytes += io.bytes;
+        size -= io.bytes;
+        continue;
+      }
+      if (io.status == TlsSession::Status::closed) return fail(ErrorKind::connection_lost, "the node closed the connection");
+      if (io.status == TlsSession::Status::failed) return fail(ErrorKind::connection_lost, tls_->error());
+      wait_events = io.status == TlsSession::Status::want_write ? POLLOUT : POLLIN;
+    } else {
+      const ssize_t moved = sending ? ::send(fd_, bytes, size, MSG_NOSIGNAL) : ::recv(fd_, bytes, size, 0);
+      if (moved > 0) {
+        bytes += moved;
+        size -= static_cast<std::size_t>(moved);
+        continue;
+      }
+      if (moved == 0 && !sending) return fail(ErrorKind::connection_lost, "the node closed the connection");
+      if (moved < 0 && errno == EINTR) continue;
+      if (moved < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        return fail(ErrorKind::connection_lost, std::string(sending ? "send: " : "receive: ") + std::strerror(errno));
+      }
     }
-    if (got == 0) return fail(ErrorKind::connection_lost, "the node closed the connection");
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      const int ready = wait_for(fd_, POLLIN, deadline);
-      if (ready == 0) return fail(ErrorKind::timeout, "no answer in time");
-      if (ready < 0) return fail(ErrorKind::connection_lost, std::strerror(errno));
-      continue;
-    }
-    return fail(ErrorKind::connection_lost, std::string("receive: ") + std::strerror(errno));
+    const int ready = wait_for(fd_, wait_events, deadline);
+    if (ready == 0) return fail(ErrorKind::timeout, sending ? "sending timed out" : "no answer in time");
+    if (ready < 0) return fail(ErrorKind::connection_lost, std::strerror(errno));
   }
   return std::nullopt;
 }

@@ -27,10 +27,11 @@ InitResult fail(std::string step, std::string error) {
   return result;
 }
 
-std::unique_ptr<db::Client> database_client(const InitOptions& options) {
+std::unique_ptr<db::Client> database_client(const InitOptions& options, std::shared_ptr<const db::TlsContext> tls) {
   db::ClientOptions client_options;
   client_options.addresses = {options.db_address};
   client_options.leader_timeout = options.db_timeout;
+  client_options.tls = std::move(tls);
   return std::make_unique<db::Client>(client_options);
 }
 
@@ -117,17 +118,24 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   const auto undo = [&](std::string step, std::string reason) {
     std::error_code ignored;
     fs::remove_all(staging, ignored);
-    fs::remove(options.db_identity_file, ignored);
+    remove_db_identity(options.state_dir, options.db_identity_file, ignored);
     return fail(std::move(step), std::move(reason) +
                                      "; if stacknode-db started a cluster meanwhile, stop it and clear its data dir "
                                      "before trying again");
   };
 
   // database
-  if (!write_whole(options.db_identity_file, "node_id = " + std::to_string(first_node_id) + ";\n", private_file)) {
-    return undo("database", "cannot write " + options.db_identity_file.string());
+  if (!write_db_identity(options.state_dir, options.db_identity_file, first_node_id, {}, {},
+                         ca.value->certificate_pem, *certificate.value, *key.value)) {
+    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
+                                db_tls_dir(options.state_dir).string());
   }
-  std::unique_ptr<db::Client> client = database_client(options);
+  std::string tls_problem;
+  std::shared_ptr<const db::TlsContext> tls = db::TlsContext::make(
+      db::TlsContext::Side::client,
+      {ca.value->certificate_pem, *certificate.value + ca.value->certificate_pem, *key.value}, tls_problem);
+  if (!tls) return undo("database", tls_problem);
+  std::unique_ptr<db::Client> client = database_client(options, tls);
   if (db::Outcome<db::wire::Node> leader = client->find_leader(); !leader) {
     return undo("database", "stacknode-db at " + options.db_address + " did not elect itself within " +
                                 std::to_string(options.db_timeout.count() / 1000) + " s: " + leader.error().message);

@@ -174,7 +174,7 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
                                             (answer.ok() ? member_message(answer) : answer.error) + ")";
     std::error_code ignored;
     fs::remove_all(staging, ignored);
-    fs::remove(options.db_identity_file, ignored);
+    remove_db_identity(options.state_dir, options.db_identity_file, ignored);
     return fail(std::move(step), std::move(reason) + "; " + forgotten + "; the token is still unused. If stacknode-db " +
                                      "joined meanwhile, stop it and clear " + options.db_data_dir +
                                      " before trying again");
@@ -184,17 +184,18 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
   if (!write_pki(staging, ca_certificate, certificate, *key.value)) {
     return undo("database", "cannot write " + staging.string());
   }
-  std::string identity = "node_id = " + std::to_string(node_id) + ";\njoin = [";
-  for (std::size_t index = 0; index < db_members.size(); ++index) {
-    identity += (index ? ", \"" : "\"") + db_members[index] + "\"";
+  if (!write_db_identity(options.state_dir, options.db_identity_file, node_id, db_members, "standby", ca_certificate,
+                         certificate, *key.value)) {
+    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
+                                db_tls_dir(options.state_dir).string());
   }
-  identity += "];\nrole = \"standby\";\n";
-  if (!write_whole(options.db_identity_file, identity, private_file)) {
-    return undo("database", "cannot write " + options.db_identity_file.string());
-  }
+  std::string tls_problem;
   db::ClientOptions cluster_options;
   cluster_options.addresses = db_members;
   cluster_options.leader_timeout = std::chrono::milliseconds(2'000);
+  cluster_options.tls = db::TlsContext::make(db::TlsContext::Side::client,
+                                             {ca_certificate, certificate + ca_certificate, *key.value}, tls_problem);
+  if (!cluster_options.tls) return undo("database", tls_problem);
   db::Client cluster(cluster_options);
   const auto deadline = std::chrono::steady_clock::now() + options.db_timeout;
   while (!joined(cluster, static_cast<db::wire::NodeId>(node_id), options.db_address)) {

@@ -196,6 +196,15 @@ Checked<std::vector<NodeRow>> ControlStore::nodes() {
   return nodes;
 }
 
+Checked<std::vector<std::int64_t>> ControlStore::revoked_serials() {
+  db::Outcome<db::wire::RowSet> rows =
+      client_.query(database_, "SELECT serial FROM revoked_certificates ORDER BY serial");
+  if (!rows) return problem_from(rows.error());
+  std::vector<std::int64_t> serials;
+  for (const db::wire::Row& row : rows->rows) serials.push_back(integer(row[0]));
+  return serials;
+}
+
 Checked<NodeRow> ControlStore::node_named(const std::string& name) {
   db::Outcome<db::wire::RowSet> rows =
       client_.query(database_, "SELECT " + std::string(node_columns) + " FROM nodes WHERE name = ?", {name});

@@ -27,6 +27,7 @@
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
+#include "stacknode/node/state_files.hpp"
 
 using namespace stacknode;
 using namespace stacknode::node;
@@ -353,6 +354,9 @@ TEST(NodeDaemon, TheNodeCertificateAuthenticatesAndAnotherCAsDoesNot) {
 TEST(NodeDaemon, AClusterCertificateThatNoMemberHoldsIsRefused) {
   db::ClientOptions client_options;
   client_options.addresses = {db_address};
+  std::string tls_problem;
+  client_options.tls = db::TlsContext::from_dir(db::TlsContext::Side::client, db_tls_dir(state_dir).string(), tls_problem);
+  if (!client_options.tls) FAIL(tls_problem.c_str());
   db::Client client(client_options);
   db::Outcome<db::wire::RowSet> rows =
       client.query("cluster", "SELECT ca_certificate, ca_private_key FROM cluster");

@@ -22,6 +22,7 @@
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pki.hpp"
+#include "stacknode/node/state_files.hpp"
 
 using namespace stacknode;
 using namespace stacknode::node;
@@ -92,8 +93,9 @@ TEST_GROUP(ClusterInit) {
     args.insert(args.begin(), (support::binary_dir() / "stackctl").string());
     return support::run_command(args);
   }
-  // Nothing of init is left: no pki/, no staging, no identity file.
+  // Nothing of init is left: no pki/, no staging, no identity file, no db TLS files.
   void check_nothing_left() {
+    CHECK_FALSE(fs::exists(db_tls_dir(options.state_dir)));
     CHECK_FALSE(fs::exists(options.state_dir / "pki"));
     CHECK_FALSE(fs::exists(options.state_dir / "pki.staging"));
     CHECK_FALSE(fs::exists(options.db_identity_file));
@@ -130,6 +132,10 @@ TEST(ClusterInit, MakesTheFirstMemberAndAJoinTokenForTheNext) {
   // The control database, read back through the db client.
   db::ClientOptions client_options;
   client_options.addresses = {options.db_address};
+  std::string tls_problem;
+  client_options.tls = db::TlsContext::from_dir(db::TlsContext::Side::client,
+                                                db_tls_dir(options.state_dir).string(), tls_problem);
+  if (!client_options.tls) FAIL(tls_problem.c_str());
   db::Client client(client_options);
   const auto one = [&](const std::string& sql) {
     const db::wire::RowSet rows = ok(client.query("cluster", sql), sql.c_str());

@@ -114,6 +114,8 @@ struct ClientOptions {
   // How long to keep looking for a leader (a new election), and the retry budget of one call.
   std::chrono::milliseconds leader_timeout{10'000};
   std::size_t max_idle_connections = 16;  // per (leader, database)
+  // A client TLS context when the cluster's wire port runs TLS (tls.hpp); null for plain TCP.
+  std::shared_ptr<const TlsContext> tls;
 };
 
 class Client {

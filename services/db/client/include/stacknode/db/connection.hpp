@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
+#include "stacknode/db/tls.hpp"
 #include "stacknode/db/wire.hpp"
 
 namespace stacknode::db {
@@ -71,9 +73,11 @@ std::optional<Endpoint> parse_endpoint(std::string_view address);
 
 class Connection {
  public:
-  // Connects to `address` ("198.18.1.11:9001") and sends the handshake.
+  // Connects to `address` ("198.18.1.11:9001") and sends the handshake; with `tls` (a client
+  // context), first runs a TLS handshake that checks the node's certificate (tls.hpp).
   static Outcome<Connection> open(std::string_view address,
-                                  std::chrono::milliseconds timeout = default_request_timeout);
+                                  std::chrono::milliseconds timeout = default_request_timeout,
+                                  const TlsContext* tls = nullptr);
   ~Connection();
   Connection(Connection&& other) noexcept;
   Connection& operator=(Connection&& other) noexcept;
@@ -121,6 +125,8 @@ class Connection {
 
  private:
   Connection(int fd, std::string address, std::chrono::milliseconds timeout);
+  // Sends or receives all `size` bytes, over TLS or the bare socket, within the timeout.
+  std::optional<Error> move_all(std::uint8_t* bytes, std::size_t size, bool sending);
   Error fail(ErrorKind kind, std::string message);  // closes the connection
   std::optional<Error> send_all(const std::uint8_t* bytes, std::size_t size);
   std::optional<Error> receive_exactly(std::uint8_t* bytes, std::size_t size);
@@ -132,6 +138,7 @@ class Connection {
   void close();
 
   int fd_ = -1;
+  std::unique_ptr<TlsSession> tls_;  // over fd_, when the connection is TLS
   std::string address_;
   std::vector<wire::StatementId> statements_;  // prepared here and not finalized
   std::chrono::milliseconds timeout_;

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "stacknode/node/join_token.hpp"
 
@@ -53,6 +54,39 @@ inline bool write_pki(const std::filesystem::path& dir, const std::string& ca_pe
     return false;
   }
   return true;
+}
+
+// stacknode-db's copy of the PKI files, for mutual TLS on its wire port (services/db README,
+// "TLS on the wire port"). A copy, not pki/ itself: a joining box's database starts before its
+// pki/ exists (join moves pki.staging into place at its last step).
+inline std::filesystem::path db_tls_dir(const std::filesystem::path& state_dir) { return state_dir / "db-tls"; }
+
+// Makes this box's stacknode-db member `node_id` (db_config.hpp, read_identity): its TLS files
+// first, then the identity file that names them and, when joining, the members to join through
+// and the role to ask for. False, with nothing left behind, when either cannot be written.
+inline bool write_db_identity(const std::filesystem::path& state_dir, const std::filesystem::path& identity_file,
+                              std::int64_t node_id, const std::vector<std::string>& join, const std::string& role,
+                              const std::string& ca_pem, const std::string& certificate_pem,
+                              const std::string& key_pem) {
+  const std::filesystem::path tls_dir = db_tls_dir(state_dir);
+  if (!write_pki(tls_dir, ca_pem, certificate_pem, key_pem)) return false;
+  std::string identity = "node_id = " + std::to_string(node_id) + ";\ntls_dir = \"" + tls_dir.string() + "\";\n";
+  if (!join.empty()) {
+    identity += "join = [";
+    for (std::size_t index = 0; index < join.size(); ++index) identity += (index ? ", \"" : "\"") + join[index] + "\"";
+    identity += "];\nrole = \"" + role + "\";\n";
+  }
+  if (write_whole(identity_file, identity, private_file)) return true;
+  std::error_code ignored;
+  std::filesystem::remove_all(tls_dir, ignored);
+  return false;
+}
+
+// Undoes write_db_identity (the identity file first: stacknode-db leaves when it goes).
+inline void remove_db_identity(const std::filesystem::path& state_dir, const std::filesystem::path& identity_file,
+                               std::error_code& error) {
+  std::filesystem::remove(identity_file, error);
+  if (!error) std::filesystem::remove_all(db_tls_dir(state_dir), error);
 }
 
 // Why this box cannot become a member now (it is one already: pki/ or the db identity exists;

@@ -170,6 +170,8 @@ class ControlStore {
   Checked<std::pair<std::string, std::string>> ca_credentials();
 
   Checked<std::vector<NodeRow>> nodes();
+  // Serial numbers of the certificates of removed nodes, ascending.
+  Checked<std::vector<std::int64_t>> revoked_serials();
   Checked<NodeRow> node_named(const std::string& name);
   // The node whose certificate has this serial; not_found if none (never issued, or the node was
   // removed: forget_node deletes the row and records the serial in revoked_certificates together).
