@@ -24,7 +24,9 @@ inline constexpr unsigned max_network_latency_ms = 3'600'000;  // dqlite's own c
 inline constexpr unsigned default_snapshot_threshold = 1024;
 inline constexpr unsigned default_snapshot_trailing = 8192;
 inline constexpr std::uint16_t default_wire_port = 7000;
-inline constexpr std::string_view default_http_listen = "0.0.0.0:7001";
+// The HTTP SQL API has no authentication of its own: by default only this box's processes (the
+// app tier, stackctl) reach it. Listening wider is a choice node.cfg has to make.
+inline constexpr std::string_view default_http_listen = "127.0.0.1:7001";
 inline constexpr unsigned max_http_threads = 64;
 inline constexpr unsigned default_db_workers = 16;  // blocking database calls in flight at once
 inline constexpr unsigned max_db_workers = 256;
