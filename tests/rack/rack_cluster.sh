@@ -2,8 +2,9 @@
 # tests/rack/rack_cluster.sh: the rack tier's end-to-end test of the cluster (issue 5), on a real
 # virtual rack (tools/rack: namespaces, stacknode-db and stacknoded per node, stackctl):
 #   - init plus two joins: 3 voters, all online;
-#   - kill a node: the cluster stays writable and shows it offline; remove it from a survivor;
-#     reset it;
+#   - the database's wire port: a member's certificate is answered, a plain client is not;
+#   - kill a node: the cluster stays writable and shows it offline; remove it from a survivor
+#     (its certificate then gets nothing on the wire port either); reset it;
 #   - bad tokens on that box (used, expired, tampered, another cluster's CA pin, garbage): each
 #     refused with a message naming its step, nothing changed on either side (member list, token
 #     states, the box's state dir);
@@ -24,6 +25,7 @@ set -euo pipefail
 converge_seconds=40       # voters rebalanced, a rejoined node online (heartbeat 5 s, rounds 2 s)
 offline_seconds=30        # a killed node shown offline: 20 s without a heartbeat, plus one heartbeat
 catch_up_seconds=20       # a node back on the network sees what the majority wrote
+revoke_seconds=10         # a removed node's serial reaches db-tls/revoked (2 s) and the gateway (1 s)
 poll_seconds=0.5
 api_port=8443
 
@@ -67,6 +69,36 @@ node_field() {  # node_field ASKED NODE FIELD: what ASKED's cluster status says 
 }
 member_names() { ctl "$1" --json node list 2>/dev/null | jq -r '[.items[].name] | join(",")'; }
 token_states() { ctl sn1 --json cluster token list | jq -c '[.items[] | [.id, .state]]'; }
+# wire_probe NODE CERT_OWNER|-: one dqlite LEADER request to NODE's wire port (7000), over TLS
+# with CERT_OWNER's pki/ certificate (checking NODE's against the CA), or in plain TCP with "-".
+# Prints "answered" when a dqlite SERVER response came back, else "nothing".
+wire_probe() {
+  local pki="$STACKNODE_RACK_DIR/${2/-/sn1}/state/pki"
+  python3 - "$(node_address "$1")" "$2" "$pki" <<'PY'
+import socket, ssl, struct, sys
+host, owner, pki = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    stream = socket.create_connection((host, 7000), timeout=5)
+    if owner != "-":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False  # the node's certificate names its IP; the CA is checked
+        context.load_verify_locations(pki + "/ca.crt")
+        context.load_cert_chain(pki + "/node.crt", pki + "/node.key")
+        stream = context.wrap_socket(stream)
+    # protocol version 1, then LEADER: header (1 word, type 0, schema 0) and an 8-byte body
+    stream.sendall(struct.pack("<Q", 1) + struct.pack("<IBBH", 1, 0, 0, 0) + bytes(8))
+    answer = b""
+    while len(answer) < 8:
+        chunk = stream.recv(8 - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+except (OSError, ssl.SSLError):
+    answer = b""
+print("answered" if len(answer) == 8 and answer[4] == 1 else "nothing")
+PY
+}
+node_address() { echo "198.18.1.1${1#sn}"; }
 state_dir_files() { find "$STACKNODE_RACK_DIR/$1/state" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tr '\n' ' '; }
 
 # ---- init plus two joins --------------------------------------------------------------------------
@@ -81,6 +113,10 @@ same_cluster_everywhere() {
   [[ -n "$id" && "$(status_json sn2 | jq -r .id)" == "$id" && "$(status_json sn3 | jq -r .id)" == "$id" ]]
 }
 check "every node answers status for the same cluster" same_cluster_everywhere
+
+# ---- the database's wire port runs mutual TLS -----------------------------------------------------
+check "sn1's wire port answers a member's certificate (sn2's)" test "$(wire_probe sn1 sn2)" = answered
+check "sn1's wire port gives a plain TCP client nothing" test "$(wire_probe sn1 -)" = nothing
 
 # ---- the API refuses requests without valid credentials -------------------------------------------
 api="https://198.18.1.11:$api_port/api/v1"
@@ -106,6 +142,8 @@ check "sn3 is shown offline" within "$offline_seconds" sn3_offline
 echo "  (offline after $((SECONDS - started)) s of polling)"
 check "remove sn3 from a survivor (sn2)" ctl sn2 cluster remove sn3
 check "the member list is sn1,sn2" test "$(member_names sn1)" = "sn1,sn2"
+sn3_old_certificate_refused() { [[ "$(wire_probe sn1 sn3)" == nothing && "$(wire_probe sn2 sn3)" == nothing ]]; }
+check "sn3's revoked certificate gets nothing on sn1's and sn2's wire ports" within "$revoke_seconds" sn3_old_certificate_refused
 check "start sn3's daemons again" "$rack" start sn3
 check "stackctl node reset on sn3 (the cluster no longer lists it)" ctl sn3 node reset
 check "sn3's state dir holds no membership" test "$(state_dir_files sn3)" = "db "
