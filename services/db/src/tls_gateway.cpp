@@ -143,7 +143,7 @@ std::size_t TlsGateway::relays() const {
   return running;
 }
 
-void TlsGateway::spawn(std::function<void()> work) {
+bool TlsGateway::spawn(std::function<void()> work) {
   const std::lock_guard lock(mutex_);
   for (auto relay = relays_.begin(); relay != relays_.end();) {  // reap the finished ones
     if (relay->finished) {
@@ -153,11 +153,22 @@ void TlsGateway::spawn(std::function<void()> work) {
       ++relay;
     }
   }
+  if (relays_.size() >= max_gateway_connections) {
+    log::warn("db TLS: ", max_gateway_connections, " connections already: refusing another");
+    return false;
+  }
   Relay& relay = relays_.emplace_back();
-  relay.thread = std::thread([work = std::move(work), &relay] {
-    work();
-    relay.finished = true;
-  });
+  try {
+    relay.thread = std::thread([work = std::move(work), &relay] {
+      work();
+      relay.finished = true;
+    });
+  } catch (const std::system_error& error) {
+    log::warn("db TLS: cannot start a relay thread: ", error.what());
+    relays_.pop_back();
+    return false;
+  }
+  return true;
 }
 
 void TlsGateway::reload_revoked() {
@@ -191,9 +202,13 @@ void TlsGateway::accept_loop() {
     reload_revoked();
     if (ready <= 0 || (waiting[0].revents & POLLIN) == 0) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) continue;  // the peer gave up already, or out of descriptors for now
+    if (fd < 0) {
+      // Out of descriptors: the connection stays queued and poll() would return at once.
+      if (errno == EMFILE || errno == ENFILE) std::this_thread::sleep_for(accept_backoff);
+      continue;  // else the peer gave up already
+    }
     set_nodelay(fd);
-    spawn([this, fd] { serve_incoming(fd); });
+    if (!spawn([this, fd] { serve_incoming(fd); })) ::close(fd);
   }
 }
 
@@ -229,6 +244,10 @@ int TlsGateway::connect_to(const std::string& address) {
   if (fd < 0) return -1;  // dqlite retries; a peer that is down is not worth a log line each time
   std::shared_ptr<TlsSession> session =
       TlsSession::handshake(fd, *client_, endpoint->host, Clock::now() + gateway_handshake_timeout, error);
+  if (session && revoked(session->peer_serial())) {
+    error = "its certificate " + std::to_string(session->peer_serial()) + " is revoked";
+    session.reset();
+  }
   int pair[2] = {-1, -1};
   if (!session || ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
     if (!session) log::warn("db TLS: cannot reach ", address, ": ", error);
@@ -236,11 +255,16 @@ int TlsGateway::connect_to(const std::string& address) {
     return -1;
   }
   set_nonblocking(pair[1]);
-  spawn([this, fd, session, plain = pair[1]] {
-    relay(fd, *session, plain);
-    ::close(plain);
+  if (!spawn([this, fd, session, plain = pair[1]] {
+        relay(fd, *session, plain);
+        ::close(plain);
+        ::close(fd);
+      })) {
+    ::close(pair[0]);
+    ::close(pair[1]);
     ::close(fd);
-  });
+    return -1;
+  }
   return pair[0];
 }
 
@@ -249,7 +273,10 @@ void TlsGateway::relay(int tls_fd, TlsSession& session, int plain_fd) {
   std::vector<std::uint8_t> to_plain(relay_buffer_bytes), to_tls(relay_buffer_bytes);
   std::size_t plain_start = 0, plain_end = 0;  // to_plain[plain_start, plain_end) waits for plain_fd
   std::size_t tls_size = 0;                    // to_tls[0, tls_size) waits for the session (rewritten whole)
-  auto next_check = Clock::now() + revocation_check_interval;
+  // A side that ended (end of file) is read no more; what was read from it is still delivered,
+  // then the relay ends: half a conversation is never cut short of its last bytes.
+  bool tls_open = true, plain_open = true;
+  auto next_check = Clock::now();
   for (;;) {
     if (Clock::now() >= next_check) {
       if (revoked(serial)) {
@@ -260,9 +287,10 @@ void TlsGateway::relay(int tls_fd, TlsSession& session, int plain_fd) {
     }
     bool moved = false;
     short tls_events = 0, plain_events = 0;
-    if (plain_start == plain_end) {
+    if (tls_open && plain_start == plain_end) {
       const TlsSession::Io io = session.read(to_plain.data(), to_plain.size());
-      if (io.status == TlsSession::Status::closed || io.status == TlsSession::Status::failed) return;
+      if (io.status == TlsSession::Status::failed) return;
+      if (io.status == TlsSession::Status::closed) tls_open = false, moved = true;
       if (io.status == TlsSession::Status::done) plain_start = 0, plain_end = io.bytes, moved = true;
       if (io.status == TlsSession::Status::want_read) tls_events |= POLLIN;
       if (io.status == TlsSession::Status::want_write) tls_events |= POLLOUT;
@@ -273,10 +301,10 @@ void TlsGateway::relay(int tls_fd, TlsSession& session, int plain_fd) {
       else if (errno == EAGAIN || errno == EWOULDBLOCK) plain_events |= POLLOUT;
       else if (errno != EINTR) return;
     }
-    if (tls_size == 0) {
+    if (plain_open && tls_size == 0) {
       const ssize_t got = ::recv(plain_fd, to_tls.data(), to_tls.size(), 0);
-      if (got == 0) return;
-      if (got > 0) tls_size = static_cast<std::size_t>(got), moved = true;
+      if (got == 0) plain_open = false, moved = true;
+      else if (got > 0) tls_size = static_cast<std::size_t>(got), moved = true;
       else if (errno == EAGAIN || errno == EWOULDBLOCK) plain_events |= POLLIN;
       else if (errno != EINTR) return;
     }
@@ -287,15 +315,22 @@ void TlsGateway::relay(int tls_fd, TlsSession& session, int plain_fd) {
       if (io.status == TlsSession::Status::want_read) tls_events |= POLLIN;
       if (io.status == TlsSession::Status::want_write) tls_events |= POLLOUT;
     }
+    const bool drained = plain_start == plain_end && tls_size == 0;
+    if ((!tls_open || !plain_open) && drained) {
+      if (!plain_open) session.shutdown();  // our side ended: say so (close_notify)
+      return;
+    }
     if (moved) continue;
-    pollfd waiting[3] = {{tls_fd, tls_events, 0}, {plain_fd, plain_events, 0}, {stop_pipe_[0], POLLIN, 0}};
+    // A socket nothing waits on is left out (fd -1): its hang-up would wake every poll.
+    pollfd waiting[3] = {{tls_events != 0 ? tls_fd : -1, tls_events, 0},
+                         {plain_events != 0 ? plain_fd : -1, plain_events, 0},
+                         {stop_pipe_[0], POLLIN, 0}};
     const int ready = ::poll(waiting, 3, static_cast<int>(revocation_check_interval.count()));
     if (ready < 0 && errno != EINTR) return;
     if (waiting[2].revents != 0) return;
-    if ((waiting[0].revents | waiting[1].revents) & (POLLERR | POLLHUP | POLLNVAL) &&
-        !((waiting[0].revents | waiting[1].revents) & POLLIN)) {
-      return;
-    }
+    // An error or a hang-up that poll() reports without the events asked for: the next pass's
+    // read or write sees it (end of file, or the error that ends the relay).
+    if ((waiting[0].revents | waiting[1].revents) & POLLNVAL) return;
   }
 }
 

@@ -32,6 +32,10 @@ inline constexpr std::chrono::milliseconds gateway_connect_timeout{5'000};
 inline constexpr std::chrono::milliseconds revocation_check_interval{1'000};
 inline constexpr std::size_t relay_buffer_bytes = 64 * 1024;
 inline constexpr int gateway_listen_backlog = 64;
+// Relayed connections at once (each a thread): a cluster needs tens; more are refused.
+inline constexpr std::size_t max_gateway_connections = 256;
+// After accept() fails for want of descriptors, before trying again.
+inline constexpr std::chrono::milliseconds accept_backoff{100};
 
 class GatewayError : public std::runtime_error {
  public:
@@ -69,7 +73,8 @@ class TlsGateway {
   void accept_loop();
   void serve_incoming(int fd);
   void relay(int tls_fd, TlsSession& session, int plain_fd);
-  void spawn(std::function<void()> work);
+  // Runs `work` on a relay thread; false (nothing started) at max_gateway_connections.
+  bool spawn(std::function<void()> work);
   bool revoked(std::uint64_t serial);
   void reload_revoked();
 

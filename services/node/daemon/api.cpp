@@ -336,6 +336,7 @@ class Routes {
     if (is(verb::get, {"cluster"})) return cluster();
     if (is(verb::get, {"nodes"})) return nodes();
     if (is(verb::delete_, {"nodes", "*"})) return remove_node(call, path[1]);
+    if (is(verb::post, {"nodes", "*", "certificate"})) return reidentify_node(call, path[1]);
     if (is(verb::get, {"join-tokens"})) {
       return paged<JoinTokenRow>(call, [&](const PageRequest& page) { return store_.join_tokens(page); }, join_token_json);
     }
@@ -550,6 +551,35 @@ class Routes {
     json::object items;
     for (const auto& [name, value] : *rows) items[name] = value;
     return {200, json::object{{"items", std::move(items)}}, {}};
+  }
+
+  // A node's new certificate, for a new name and/or API address or just a renewal: asked by the
+  // node itself (its current certificate), with a CSR of its new key.
+  Answer reidentify_node(Call& call, const std::string& name) {
+    if (!call.is_node || call.principal != "node:" + name) {
+      return error_answer(403, "forbidden", "only node '" + name + "' itself, with its certificate, renews it or "
+                                            "changes its name and address: run 'stackctl node update' on that box");
+    }
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    const auto csr = string_member(body, "csr");
+    const auto new_name = string_member(body, "name");
+    const auto api_address = string_member(body, "api_address");
+    for (const auto* field : {&csr, &new_name, &api_address}) {
+      if (const Answer* bad = std::get_if<Answer>(field)) return *bad;
+    }
+    if (!std::get<0>(csr)) return error_answer(400, "invalid", "'csr' is required (a PEM certificate request)");
+    Checked<NodeRow> node = store_.node_named(name);
+    if (!node) return problem_answer(node.problem());
+    const std::string next_name = std::get<0>(new_name).value_or(node->name);
+    const std::string next_api = std::get<0>(api_address).value_or(node->api_address);
+    Checked<std::string> certificate =
+        store_.reidentify_node(call.principal, *node, next_name, next_api, *std::get<0>(csr), unix_now());
+    if (!certificate) return problem_answer(certificate.problem());
+    return {200, json::object{{"name", next_name}, {"api_address", next_api}, {"certificate", *certificate},
+                              {"ca_certificate", self_.ca_certificate_pem}},
+            {}};
   }
 
   Answer put_setting(Call& call, const std::string& name) {

@@ -105,7 +105,8 @@ std::shared_ptr<const TlsContext> TlsContext::make(Side side, const TlsCredentia
   std::shared_ptr<const TlsContext> made(new TlsContext(context, side));
   SSL_CTX_set_min_proto_version(context, TLS1_3_VERSION);  // invariant 2
   SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_options(context, SSL_OP_NO_TICKET);
+  // An end of file without close_notify reads as a clean end (the relay's peer may just close).
+  SSL_CTX_set_options(context, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
   if (side == Side::server) {
     SSL_CTX_set_num_tickets(context, 0);
     SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
@@ -144,6 +145,8 @@ std::unique_ptr<TlsSession> TlsSession::handshake(int fd, const TlsContext& cont
     SSL_set_accept_state(ssl);
   }
   for (;;) {
+    ERR_clear_error();  // SSL_get_error reads the queue: nothing older may be on it
+    errno = 0;
     const int returned = SSL_do_handshake(ssl);
     if (returned == 1) return session;
     const Io io = session->result_of(returned, 0);
@@ -189,6 +192,7 @@ TlsSession::Io TlsSession::result_of(int returned, std::size_t bytes) {
 
 TlsSession::Io TlsSession::read(void* bytes, std::size_t size) {
   std::size_t got = 0;
+  ERR_clear_error();
   errno = 0;
   const int returned = SSL_read_ex(ssl_, bytes, size, &got);
   return result_of(returned, got);
@@ -196,9 +200,16 @@ TlsSession::Io TlsSession::read(void* bytes, std::size_t size) {
 
 TlsSession::Io TlsSession::write(const void* bytes, std::size_t size) {
   std::size_t sent = 0;
+  ERR_clear_error();
   errno = 0;
   const int returned = SSL_write_ex(ssl_, bytes, size, &sent);
   return result_of(returned, sent);
+}
+
+void TlsSession::shutdown() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_);
+  ERR_clear_error();
 }
 
 std::size_t TlsSession::pending() const { return static_cast<std::size_t>(SSL_pending(ssl_)); }

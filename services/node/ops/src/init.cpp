@@ -125,16 +125,17 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   };
 
   // database
-  if (!write_db_identity(options.state_dir, options.db_identity_file, first_node_id, {}, {},
-                         ca.value->certificate_pem, *certificate.value, *key.value)) {
-    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
-                                db_tls_dir(options.state_dir).string());
-  }
+  // The credentials must load before stacknode-db is told to use them.
   std::string tls_problem;
   std::shared_ptr<const db::TlsContext> tls = db::TlsContext::make(
       db::TlsContext::Side::client,
       {ca.value->certificate_pem, *certificate.value + ca.value->certificate_pem, *key.value}, tls_problem);
   if (!tls) return undo("database", tls_problem);
+  if (!write_db_identity(options.state_dir, options.db_identity_file, first_node_id, {}, {},
+                         ca.value->certificate_pem, *certificate.value, *key.value)) {
+    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
+                                db_tls_dir(options.state_dir).string());
+  }
   std::unique_ptr<db::Client> client = database_client(options, tls);
   if (db::Outcome<db::wire::Node> leader = client->find_leader(); !leader) {
     return undo("database", "stacknode-db at " + options.db_address + " did not elect itself within " +

@@ -184,11 +184,7 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
   if (!write_pki(staging, ca_certificate, certificate, *key.value)) {
     return undo("database", "cannot write " + staging.string());
   }
-  if (!write_db_identity(options.state_dir, options.db_identity_file, node_id, db_members, "standby", ca_certificate,
-                         certificate, *key.value)) {
-    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
-                                db_tls_dir(options.state_dir).string());
-  }
+  // The credentials must load before stacknode-db is told to use them.
   std::string tls_problem;
   db::ClientOptions cluster_options;
   cluster_options.addresses = db_members;
@@ -196,6 +192,11 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
   cluster_options.tls = db::TlsContext::make(db::TlsContext::Side::client,
                                              {ca_certificate, certificate + ca_certificate, *key.value}, tls_problem);
   if (!cluster_options.tls) return undo("database", tls_problem);
+  if (!write_db_identity(options.state_dir, options.db_identity_file, node_id, db_members, "standby", ca_certificate,
+                         certificate, *key.value)) {
+    return undo("database", "cannot write " + options.db_identity_file.string() + " or " +
+                                db_tls_dir(options.state_dir).string());
+  }
   db::Client cluster(cluster_options);
   const auto deadline = std::chrono::steady_clock::now() + options.db_timeout;
   while (!joined(cluster, static_cast<db::wire::NodeId>(node_id), options.db_address)) {

@@ -489,7 +489,65 @@ std::int64_t random_below(std::uint64_t limit) {
 constexpr std::uint64_t max_joined_node_id = std::uint64_t{1} << 31;
 constexpr std::uint64_t max_serial = std::uint64_t{1} << 63;
 
+// A member's certificate: `csr_pem` signed by the cluster CA for `name` and both addresses, with a
+// new random serial. The CA certificate goes to `ca_pem`.
+Checked<std::string> sign_member(ControlStore& store, const std::string& csr_pem, const std::string& name,
+                                 const std::string& api_address, const std::string& db_address, std::int64_t now,
+                                 std::string& ca_pem) {
+  Checked<std::pair<std::string, std::string>> ca = store.ca_credentials();
+  if (!ca) return ca.problem();
+  const std::int64_t serial = random_below(max_serial);
+  if (serial == 0) return Problem{ProblemKind::failed, "no randomness for a certificate serial"};
+  pki::Made<std::string> certificate = pki::sign_node_certificate(
+      {ca->first, ca->second}, csr_pem,
+      {name, node_certificate_hosts(api_address, db_address), static_cast<std::uint64_t>(serial),
+       joined_certificate_validity},
+      std::chrono::system_clock::time_point(std::chrono::seconds(now)));
+  if (!certificate.ok()) return invalid("cannot sign this box's certificate: " + certificate.error);
+  ca_pem = ca->first;
+  return *certificate.value;
+}
+
 }  // namespace
+
+Checked<std::string> ControlStore::reidentify_node(const std::string& actor, const NodeRow& node,
+                                                   const std::string& name, const std::string& api_address,
+                                                   const std::string& csr_pem, std::int64_t now) {
+  if (!valid_member_address(api_address)) return invalid("'api_address' must be IP:port");
+  Checked<std::vector<NodeRow>> members = nodes();
+  if (!members) return members.problem();
+  for (const NodeRow& member : *members) {
+    if (member.id == node.id) continue;
+    if (member.name == name) return conflict("a node named '" + name + "' is a member already: pick another name");
+    if (member.api_address == api_address) return conflict("node '" + member.name + "' already uses " + api_address);
+  }
+  std::string ca_pem;
+  Checked<std::string> certificate = sign_member(*this, csr_pem, name, api_address, node.db_address, now, ca_pem);
+  if (!certificate) return certificate;
+  pki::Made<pki::CertificateInfo> info = pki::verify_node_certificate(
+      ca_pem, *certificate, std::chrono::system_clock::time_point(std::chrono::seconds(now)));
+  pki::Made<pki::Pin> pin = pki::public_key_pin(*certificate);
+  if (!info.ok() || !pin.ok()) return Problem{ProblemKind::failed, "the certificate just signed does not read back"};
+  const std::string detail = "was " + node.name + " at " + node.api_address;
+  Checked<Done> done = change({actor, "node.update", name, detail}, now, [&](db::Client::Transaction& transaction) {
+    // Only while the row still holds the certificate the request was authenticated with: two
+    // updates at once cannot both win.
+    std::optional<Problem> updated = expect_one(
+        transaction.exec("UPDATE nodes SET name = ?, api_address = ?, certificate_serial = ?, public_key_pin = ? "
+                         "WHERE id = ? AND certificate_serial = ?",
+                         {name, api_address, static_cast<std::int64_t>(info.value->serial), pki::to_hex(*pin.value),
+                          node.id, node.certificate_serial}),
+        "node '" + node.name + "' changed meanwhile: its certificate is no longer the one presented");
+    if (updated) return updated;
+    db::Outcome<db::wire::Result> revoked = transaction.exec(
+        "INSERT OR IGNORE INTO revoked_certificates (serial, node_name, revoked_at) VALUES (?, ?, ?)",
+        {node.certificate_serial, node.name, now});
+    if (!revoked) return std::optional<Problem>(problem_from(revoked.error()));
+    return std::optional<Problem>();
+  });
+  if (!done) return done.problem();
+  return certificate;
+}
 
 Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t now) {
   const std::optional<std::string> hash = hash_of_secret(request.secret_hex);
@@ -532,20 +590,12 @@ Checked<JoinOffer> JoinDesk::prepare(const JoinRequest& request, std::int64_t no
     offer.node_id = random_below(max_joined_node_id);
     if (offer.node_id == 0) return Problem{ProblemKind::failed, "no randomness for a node id"};
   } while (offer.node_id == 1 || taken(offer.node_id));
-  Checked<std::pair<std::string, std::string>> ca = store_.ca_credentials();
-  if (!ca) return ca.problem();
   Checked<ClusterRow> cluster = store_.cluster();
   if (!cluster) return cluster.problem();
-  const std::vector<std::string> addresses = node_certificate_hosts(request.api_address, request.db_address);
-  const std::int64_t serial = random_below(max_serial);
-  if (serial == 0) return Problem{ProblemKind::failed, "no randomness for a certificate serial"};
-  pki::Made<std::string> certificate = pki::sign_node_certificate(
-      {ca->first, ca->second}, request.csr_pem,
-      {request.name, addresses, static_cast<std::uint64_t>(serial), joined_certificate_validity},
-      std::chrono::system_clock::time_point(std::chrono::seconds(now)));
-  if (!certificate.ok()) return invalid("cannot sign this box's certificate: " + certificate.error);
-  offer.certificate_pem = *certificate.value;
-  offer.ca_certificate_pem = ca->first;
+  Checked<std::string> certificate = sign_member(store_, request.csr_pem, request.name, request.api_address,
+                                                 request.db_address, now, offer.ca_certificate_pem);
+  if (!certificate) return certificate.problem();
+  offer.certificate_pem = *certificate;
   offer.cluster_id = cluster->id;
   offer.cluster_name = cluster->name;
   return offer;

@@ -4,7 +4,12 @@
 // our client with a cluster certificate is served; a plain-TCP client, a client with another
 // CA's certificate, and a client whose serial is in the nodes' revoked file get nothing (and a
 // revoked client's open connection is cut); a client refuses a node whose certificate does not
-// name the address it dialled.
+// name the address it dialled; connections beyond the gateway's cap are refused without harm.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -17,6 +22,7 @@
 #include "stacknode/db/connection.hpp"
 #include "stacknode/db/tls.hpp"
 #include "stacknode/node/pki.hpp"
+#include "tls_gateway.hpp"
 
 #include <CppUTest/TestHarness.h>
 
@@ -177,4 +183,41 @@ TEST(StacknodeDbTls, AClientRefusesANodeWhoseCertificateNamesAnotherAddress) {
       support::db_eventually);
   CHECK_TEXT(listening, answer.c_str());
   CHECK_TEXT(answer.find("certificate refused") != std::string::npos, ("not refused for its name: " + answer).c_str());
+}
+
+// Silent connections that never finish a handshake fill the gateway up to its cap: the next
+// connection is refused (not a crash), and the node serves again once they are gone.
+TEST(StacknodeDbTls, ConnectionsBeyondTheCapAreRefusedAndTheNodeServesAgainAfter) {
+  const db::Endpoint endpoint = *db::parse_endpoint(nodes[0]->dqlite_address());
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(endpoint.port);
+  ::inet_pton(AF_INET, endpoint.host.c_str(), &target.sin_addr);
+  std::vector<int> silent;
+  for (std::size_t index = 0; index < db::max_gateway_connections; ++index) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {
+      if (fd >= 0) ::close(fd);
+      break;
+    }
+    silent.push_back(fd);
+  }
+  CHECK_EQUAL(db::max_gateway_connections, silent.size());
+  std::string answer;
+  const bool refused = support::poll_until(
+      [&] {
+        answer = ask_leader(nodes[0]->dqlite_address(), client.get());
+        return answer.rfind("error: ", 0) == 0;
+      },
+      support::db_eventually);
+  CHECK_TEXT(refused, ("served beyond the cap: " + answer).c_str());
+  for (const int fd : silent) ::close(fd);
+  const bool served = support::poll_until(
+      [&] {
+        answer = ask_leader(nodes[0]->dqlite_address(), client.get());
+        return answer.rfind("error: ", 0) != 0;
+      },
+      support::db_eventually);
+  CHECK_TEXT(served, ("not served again after the silent connections went: " + answer).c_str());
+  CHECK(nodes[0]->process().running());
 }

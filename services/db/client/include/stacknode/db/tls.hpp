@@ -79,6 +79,8 @@ class TlsSession {
 
   Io read(void* bytes, std::size_t size);
   Io write(const void* bytes, std::size_t size);
+  // Sends close_notify (once, without waiting for the peer's): the peer reads a clean end.
+  void shutdown();
   // Decrypted bytes already buffered (poll() does not see them).
   std::size_t pending() const;
   // The peer certificate's serial number (0 if it has none that fits 64 bits).

@@ -47,6 +47,8 @@ inline bool write_pki(const std::filesystem::path& dir, const std::string& ca_pe
   std::error_code error;
   std::filesystem::remove_all(dir, error);
   std::filesystem::create_directories(dir, error);
+  // Owner only, before the key is written (write_whole creates it first, then sets its mode).
+  if (!error) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, error);
   if (error || !write_whole(dir / "ca.crt", ca_pem, public_file) ||
       !write_whole(dir / "node.crt", certificate_pem + ca_pem, public_file) ||
       !write_whole(dir / "node.key", key_pem, private_file)) {

@@ -213,6 +213,13 @@ class ControlStore {
   // Removes `name` from the cluster's records and revokes its certificate (the dqlite member is
   // removed by the caller first). not_found if there is no such node.
   Checked<NodeRow> forget_node(const std::string& actor, const std::string& name, std::int64_t now);
+  // A member's new name and/or API address (`stackctl node update` on that box; its db address
+  // stays): both must be free; `csr_pem` (the box's new key) is signed for them with a new
+  // serial; in one change the row takes name, address, serial and key pin only while it still
+  // holds `node`'s serial, the old serial is revoked, and the change is audited (node.update).
+  // Returns the new certificate.
+  Checked<std::string> reidentify_node(const std::string& actor, const NodeRow& node, const std::string& name,
+                                       const std::string& api_address, const std::string& csr_pem, std::int64_t now);
 
   db::Client& client() { return client_; }
   const std::string& database() const { return database_; }
