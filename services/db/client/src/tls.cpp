@@ -5,8 +5,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -81,6 +83,47 @@ bool load_credentials(SSL_CTX* context, const TlsCredentials& credentials, std::
   return true;
 }
 
+// OpenSSL's socket BIO writes with write(2), which raises SIGPIPE when the peer has closed: that
+// would kill a client program (stackctl, a test) that does not ignore the signal. This BIO is the
+// same over send(MSG_NOSIGNAL) and recv(2); the socket stays the caller's (never closed here).
+int socket_bio_write(BIO* bio, const char* data, int size) {
+  BIO_clear_retry_flags(bio);
+  const auto fd = static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(bio)));
+  const ssize_t sent = ::send(fd, data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
+  if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(bio);
+  return static_cast<int>(sent);
+}
+
+int socket_bio_read(BIO* bio, char* data, int size) {
+  BIO_clear_retry_flags(bio);
+  const auto fd = static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(bio)));
+  const ssize_t got = ::recv(fd, data, static_cast<std::size_t>(size), 0);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(bio);
+  return static_cast<int>(got);
+}
+
+long socket_bio_control(BIO* /*bio*/, int command, long /*number*/, void* /*pointer*/) {
+  return command == BIO_CTRL_FLUSH ? 1 : 0;  // writes go straight to the socket
+}
+
+int socket_bio_create(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+const BIO_METHOD* socket_bio_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* made = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                    "socket without SIGPIPE");
+    BIO_meth_set_write(made, socket_bio_write);
+    BIO_meth_set_read(made, socket_bio_read);
+    BIO_meth_set_ctrl(made, socket_bio_control);
+    BIO_meth_set_create(made, socket_bio_create);
+    return made;
+  }();
+  return method;
+}
+
 }  // namespace
 
 std::optional<TlsCredentials> read_tls_credentials(const std::string& dir, std::string& error) {
@@ -132,7 +175,13 @@ std::unique_ptr<TlsSession> TlsSession::handshake(int fd, const TlsContext& cont
     return nullptr;
   }
   std::unique_ptr<TlsSession> session(new TlsSession(ssl));
-  SSL_set_fd(ssl, fd);
+  BIO* bio = BIO_new(socket_bio_method());
+  if (bio == nullptr) {
+    error = openssl_error("cannot create a TLS session");
+    return nullptr;
+  }
+  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)));
+  SSL_set_bio(ssl, bio, bio);  // the session owns the BIO now
   const bool client = context.side() == TlsContext::Side::client;
   if (client) {
     // Invariant 1: the certificate must name the address dialled (an IP SAN).
