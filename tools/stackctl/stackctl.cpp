@@ -35,6 +35,7 @@
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join.hpp"
+#include "stacknode/node/update.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/pinned_https.hpp"
@@ -62,6 +63,8 @@ Commands (run as root on a member; API commands use this box's node certificate)
   cluster join TOKEN                   make this box a member of the token's cluster
   node reset [--force]                 leave: forget this box's membership and database (after
                                        'cluster remove' on another member), so it can join again
+  node update [--name N] [--api-address A]  a new name or API address for this box (a new
+                                       certificate; the old one is revoked); alone: renew it
   cluster recover [--yes]              quorum lost for good: make this box a cluster of one
                                        (console use; stacknode-db stopped; backs up first)
   cluster status                       the cluster, its nodes, roles, who is online
@@ -108,6 +111,16 @@ Makes this box a non-member again, so that it can join a cluster (the same one a
 file; stacknoded stops serving and stacknode-db leaves and clears its data dir, and both wait
 for a new init or join. Refused while the cluster still lists this box (remove it first), unless
 --force (the cluster is gone for good, or this box cannot reach it).
+)";
+constexpr std::string_view update_usage = R"(usage: stackctl [--config FILE] [--json] node update [--name NAME] [--api-address IP:PORT]
+
+On a member box: gives it a new name and/or API address, or with neither renews its certificate.
+The box makes a new key, a member signs a certificate for the new name and addresses, records the
+change (audit: node.update) and revokes the old certificate; the new files take the place of
+pki/ and db-tls/, and stacknoded and stacknode-db start again with them (the database keeps its
+data). Afterwards set node.api_address in node.cfg to the new address (stackctl finds this box's
+API there); node.name in node.cfg is only the name init and join ask for. The database address is
+not changed this way: remove the node, 'stackctl node reset', and join again with the new one.
 )";
 constexpr std::string_view recover_usage = R"(usage: stackctl [--config FILE] [--json] cluster recover [--yes]
 
@@ -293,6 +306,50 @@ int cluster_join(const Global& global, const std::vector<std::string>& args, std
 }
 
 int node_reset(const Global& global, const std::vector<std::string>& args, std::size_t first);
+
+int node_update(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  node::UpdateOptions options;
+  for (std::size_t index = first; index < args.size(); ++index) {
+    const std::string& arg = args[index];
+    if (arg == "--help") {
+      std::cout << update_usage;
+      return exit_ok;
+    }
+    const bool takes_value = arg == "--name" || arg == "--api-address";
+    if (!takes_value) return usage_error("unknown argument '" + arg + "'", update_usage);
+    if (index + 1 >= args.size()) return usage_error(arg + " needs a value", update_usage);
+    (arg == "--name" ? options.name : options.api_address) = args[++index];
+  }
+  const std::optional<node::NodeConfig> config = load_config(global);
+  if (!config) return exit_usage;
+  options.state_dir = config->state_dir;
+  options.own_api_address = config->api_address;
+  const node::UpdateResult result = node::update_node(options, std::chrono::system_clock::now());
+  if (!result.ok()) {
+    if (global.json) {
+      std::cout << json::serialize(json::object{{"error", result.error}, {"step", result.failed_step}}) << "\n";
+    }
+    std::cerr << "stackctl: node update failed at step '" << result.failed_step << "': " << result.error << "\n";
+    return exit_failed;
+  }
+  if (global.json) {
+    std::cout << json::serialize(json::object{{"previous_name", result.previous_name},
+                                              {"name", result.name},
+                                              {"api_address", result.api_address},
+                                              {"certificate_serial", result.serial},
+                                              {"member", result.member}})
+              << "\n";
+    return exit_ok;
+  }
+  std::cout << "This box is now " << result.name << " at " << result.api_address << " (was " << result.previous_name
+            << "), certificate " << result.serial << ", signed through " << result.member
+            << ".\nThe old certificate is revoked; stacknoded and stacknode-db restart with the new one.\n";
+  if (result.api_address != config->api_address) {
+    std::cout << "Set node.api_address = \"" << result.api_address << "\" in " << global.config
+              << ": stackctl finds this box's API there.\n";
+  }
+  return exit_ok;
+}
 int cluster_recover(const Global& global, const std::vector<std::string>& args, std::size_t first);
 
 // ---- Commands that call this box's REST API ----
@@ -610,13 +667,13 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
           unreachable += "\n  " + member + ": answered " + std::to_string(reply.status);
           continue;
         }
+        // Served: this box's certificate is still a member's (the API checks that on every call).
         answered = true;
-        for (const json::value& item : reply.body.at("items").as_array()) {
-          if (item.at("name").as_string() == config.name) {
-            refusal = "the cluster (" + member + ") still lists " + config.name + ": run 'stackctl cluster remove " +
-                      config.name + "' on another member first";
-          }
-        }
+        const node::pki::Made<node::pki::CertificateInfo> mine = node::pki::verify_node_certificate(
+            node::read_whole(pki / "ca.crt"), node::read_whole(pki / "node.crt"), std::chrono::system_clock::now());
+        const std::string name = mine.ok() ? mine.value->node_name : config.name;
+        refusal = "the cluster (" + member + ") still lists this box as " + name + ": run 'stackctl cluster remove " +
+                  name + "' on another member first";
         break;
       } catch (const std::exception& error) {
         unreachable += "\n  " + std::string(error.what());
@@ -815,6 +872,9 @@ int main(int argc, char** argv) {
   }
   if (args[index] == "node" && index + 1 < args.size() && args[index + 1] == "reset") {
     return node_reset(global, args, index + 2);
+  }
+  if (args[index] == "node" && index + 1 < args.size() && args[index + 1] == "update") {
+    return node_update(global, args, index + 2);
   }
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "join") {
     return cluster_join(global, args, index + 2);

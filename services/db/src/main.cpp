@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -328,15 +329,25 @@ bool wait_for_identity(DbConfig& config) {
   return true;
 }
 
-enum class MemberEnd { stopped, left, failed };
+enum class MemberEnd { stopped, left, renewed, failed };
 
-// Runs this box's dqlite node and the HTTP API until SIGTERM (stopped), a failure, or, in identity
-// mode, until the identity file is removed (left: `stackctl node reset`).
+// The whole text of `path` ("" if it cannot be read).
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs this box's dqlite node and the HTTP API until SIGTERM (stopped), a failure, in identity
+// mode until the identity file is removed (left: `stackctl node reset`), or until the TLS
+// certificate in tls_dir is replaced (renewed: `stackctl node update`; the old one is revoked, so
+// the node starts again, data kept, with the new one).
 MemberEnd run_member(DbConfig& config, bool identity_mode) {
   metrics::Registry registry;
   metrics::register_build_info(registry, "stacknode_db");
 
   const auto still_member = [&] { return !identity_mode || fs::exists(config.identity_file); };
+  const fs::path certificate = fs::path(config.tls_dir) / "node.crt";
+  const std::string certificate_pem = config.tls_dir.empty() ? std::string() : read_text(certificate);
   std::unique_ptr<DbNode> node;
   try {
     node = std::make_unique<DbNode>(config);
@@ -414,6 +425,7 @@ MemberEnd run_member(DbConfig& config, bool identity_mode) {
   boost::asio::steady_timer view_timer(server.io(0));
   std::atomic<bool> view_pending{false};
   bool left = false;
+  bool renewed = false;
   std::function<void()> schedule_view = [&] {
     view_timer.expires_after(cluster_view_interval);
     view_timer.async_wait([&](boost::system::error_code error) {
@@ -421,6 +433,13 @@ MemberEnd run_member(DbConfig& config, bool identity_mode) {
       if (identity_mode && !fs::exists(config.identity_file)) {
         log::info("db: ", config.identity_file, " was removed (node reset): leaving");
         left = true;
+        server.stop();
+        return;
+      }
+      if (const std::string now_pem = config.tls_dir.empty() ? std::string() : read_text(certificate);
+          !now_pem.empty() && now_pem != certificate_pem) {  // empty: being replaced right now
+        log::info("db: ", certificate.string(), " was replaced: starting again with it");
+        renewed = true;
         server.stop();
         return;
       }
@@ -441,6 +460,7 @@ MemberEnd run_member(DbConfig& config, bool identity_mode) {
   fs::remove(fs::path(config.runtime_dir) / listen_file_name, ignored);
   node.reset();
   if (left) return MemberEnd::left;
+  if (renewed) return MemberEnd::renewed;
   log::info("stopped");
   return MemberEnd::stopped;
 }
@@ -458,6 +478,7 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   for (;;) {
     if (identity_mode && !wait_for_identity(config)) return daemon::exit_failure;
     const MemberEnd outcome = run_member(config, identity_mode);
+    if (outcome == MemberEnd::renewed) continue;
     if (outcome != MemberEnd::left) return outcome == MemberEnd::stopped ? daemon::exit_ok : daemon::exit_failure;
     // `stackctl node reset` removed the identity: this box is no member any more. Its data
     // belongs to a cluster it left, so it goes; then the wait for a new identity begins.

@@ -21,6 +21,7 @@
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/membership.hpp"
 #include "stacknode/node/node_config.hpp"
+#include "stacknode/node/pki.hpp"
 #include "stacknode/node/schema.hpp"
 #include "stacknode/node/state_files.hpp"
 
@@ -143,8 +144,15 @@ MemberEnd run_member(const NodeConfig& config) {
   const std::string certificate_pem = read_whole(certificate);
   const std::function<bool()> same_membership = [&] { return read_whole(certificate) == certificate_pem; };
   Self self;
-  self.name = config.name;
   self.ca_certificate_pem = read_whole(config.pki_dir() / "ca.crt");
+  // Who this box is comes from its certificate (the cluster names nodes; node.name in node.cfg is
+  // only the name asked for at init or join, and `stackctl node update` may have changed it).
+  const pki::Made<pki::CertificateInfo> mine =
+      pki::verify_node_certificate(self.ca_certificate_pem, certificate_pem, std::chrono::system_clock::now());
+  if (!mine.ok()) {
+    log::error(certificate.string(), " is not a certificate of this cluster's CA: ", mine.error);
+    return MemberEnd::failed;
+  }
 
   // This box's stacknode-db first, then the members it joined through: a fresh standby's own
   // dqlite node may not know the leader yet (observed on libdqlite 1.11 right after a join).
@@ -176,7 +184,8 @@ MemberEnd run_member(const NodeConfig& config) {
   const std::optional<NodeRow> own_row =
       version ? until_done<NodeRow>("this node's record (if this box was removed from the cluster: "
                                     "'stackctl node reset', then join again)",
-                                    same_membership, [&] { return store.node_named(config.name); })
+                                    same_membership,
+                                    [&] { return store.node_with_serial(static_cast<std::int64_t>(mine.value->serial)); })
               : std::nullopt;
   if (!own_row) {
     log::info(certificate.string(), " was removed or replaced before this node started serving: starting over");
@@ -184,6 +193,7 @@ MemberEnd run_member(const NodeConfig& config) {
   }
   log::info("control database at schema version ", *version);
   self.node_id = own_row->id;
+  self.name = own_row->name;
 
   std::shared_ptr<http::TlsContext> tls;
   try {

@@ -12,12 +12,17 @@
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
 #include "stacknode/node/state_files.hpp"
+#include "member_request.hpp"
 
 namespace stacknode::node {
 namespace {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
+using member_request::answer_object;
+using member_request::member_message;
+using member_request::post;
+using member_request::string_of;
 
 // How often the database step looks at the cluster's configuration for this box.
 constexpr std::chrono::milliseconds join_poll_interval{200};
@@ -27,41 +32,6 @@ JoinResult fail(std::string step, std::string error) {
   result.failed_step = std::move(step);
   result.error = std::move(error);
   return result;
-}
-
-bhttp::request<bhttp::string_body> post(const std::string& address, std::string_view target, const json::object& body) {
-  bhttp::request<bhttp::string_body> request{bhttp::verb::post, target, 11};
-  request.set(bhttp::field::host, address);
-  request.set(bhttp::field::user_agent, "stackctl");
-  request.set(bhttp::field::content_type, "application/json");
-  request.body() = json::serialize(body);
-  return request;
-}
-
-// The member's JSON answer, or nullopt if it is not a JSON object.
-std::optional<json::object> answer_object(const PinnedAnswer& answer) {
-  boost::system::error_code error;
-  json::value value = json::parse(answer.response.body(), error);
-  if (error || !value.is_object()) return std::nullopt;
-  return std::move(value.as_object());
-}
-
-// The member's error message, or its status when it sent none.
-std::string member_message(const PinnedAnswer& answer) {
-  const std::optional<json::object> body = answer_object(answer);
-  if (body) {
-    if (const json::value* error = body->if_contains("error"); error && error->is_object()) {
-      if (const json::value* message = error->as_object().if_contains("message"); message && message->is_string()) {
-        return std::string(message->as_string());
-      }
-    }
-  }
-  return "it answered HTTP " + std::to_string(answer.response.result_int());
-}
-
-std::string string_of(const json::object& object, std::string_view key) {
-  const json::value* value = object.if_contains(key);
-  return value && value->is_string() ? std::string(value->as_string()) : std::string();
 }
 
 // True once node `id` at `address` is in the cluster's configuration as a standby or voter (it

@@ -656,6 +656,49 @@ TEST(NodeDaemon, TheAuditLogPagesNewestFirstAndNamesTheActor) {
   CHECK_EQUAL(ids.front(), shown.at("items").at(0).at("id").as_int64());
 }
 
+// stackctl node update: a new name and API address, through the box's own stacknoded. The row
+// and the audit log say so; the old certificate is refused from then on; the new one (in pki/,
+// where the restarted daemon serves with it) is accepted. Only the node itself may ask.
+TEST(NodeDaemon, NodeUpdateGivesANewCertificateAndRevokesTheOldOne) {
+  const std::string admin_session = session("admin", std::string(admin_password));
+  const json::object csr_body{{"csr", "not a CSR"}, {"name", "box1"}};
+  expect(403, with_bearer(admin_session, bhttp::verb::post, "/api/v1/nodes/sn1/certificate", json::serialize(csr_body)),
+         "a user asking for a node's certificate");
+  CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/nodes/sn1/certificate", json::serialize(csr_body)).status);
+  CHECK_EQUAL(1, stackctl({"node", "update", "--api-address", "not-an-address"}).status);
+
+  const std::string new_api = "127.0.0.1:9";  // advertised only; stacknoded listens where node.cfg says
+  const json::value updated = stackctl_json({"node", "update", "--name", "box1", "--api-address", new_api});
+  STRCMP_EQUAL("box1", text_of(updated.at("name")).c_str());
+  STRCMP_EQUAL("sn1", text_of(updated.at("previous_name")).c_str());
+  STRCMP_EQUAL(new_api.c_str(), text_of(updated.at("api_address")).c_str());
+
+  const Reply old_refused = expect(401, as_node(bhttp::verb::get, "/api/v1/nodes"), "the old certificate");
+  STRCMP_EQUAL("not_a_member", old_refused.error_kind().c_str());
+  const pki::Credentials fresh{support::read_file(state_dir / "pki" / "node.crt"),
+                               support::read_file(state_dir / "pki" / "node.key")};
+  CHECK(fresh.certificate_pem != node_credentials.certificate_pem);
+  Reply nodes;
+  const bool served = support::poll_until(
+      [&] {
+        nodes = request(bhttp::verb::get, "/api/v1/nodes", "", "", &fresh);
+        return nodes.reached && nodes.status == 200;
+      },
+      daemon_ready_timeout);
+  CHECK_TEXT(served, ("the new certificate is not served: " + nodes.error + nodes.raw.body()).c_str());
+  const json::value& row = nodes.body.at("items").at(0);
+  STRCMP_EQUAL("box1", text_of(row.at("name")).c_str());
+  STRCMP_EQUAL(new_api.c_str(), text_of(row.at("api_address")).c_str());
+  const Reply whoami = expect(200, request(bhttp::verb::get, "/api/v1/whoami", "", "", &fresh), "whoami");
+  STRCMP_EQUAL("node:box1", text_of(whoami.body.at("principal")).c_str());
+
+  const Reply audit = expect(200, request(bhttp::verb::get, "/api/v1/audit?limit=1", "", "", &fresh), "audit");
+  const json::value& entry = audit.body.at("items").at(0);
+  STRCMP_EQUAL("node:sn1", text_of(entry.at("actor")).c_str());
+  STRCMP_EQUAL("node.update", text_of(entry.at("action")).c_str());
+  STRCMP_EQUAL("box1", text_of(entry.at("target")).c_str());
+}
+
 TEST(NodeDaemon, ANodeDoesNotRemoveItself) {
   const Reply refused =
       expect(409, as_node(bhttp::verb::delete_, "/api/v1/nodes/sn1"), "remove itself");
