@@ -3,7 +3,8 @@
 # virtual rack (tools/rack: namespaces, stacknode-db and stacknoded per node, stackctl):
 #   - init plus two joins: 3 voters, all online;
 #   - the database's wire port: a member's certificate is answered, a plain client is not;
-#   - a node renamed (node update) serves with its new certificate, the old one revoked, and back;
+#   - a node renamed and its database moved (node update) serves with its new certificate, the
+#     old one revoked, its database a voter again at the new address; and back;
 #   - kill a node: the cluster stays writable and shows it offline; remove it from a survivor
 #     (its certificate then gets nothing on the wire port either); reset it;
 #   - bad tokens on that box (used, expired, tampered, another cluster's CA pin, garbage): each
@@ -222,7 +223,7 @@ check "sn3 catches up with the majority's change" within "$catch_up_seconds" sn3
 check "sn3's refused change was never applied" \
   test "$(ctl sn1 --json setting list | jq -r '.items["cut-off"] // "absent"')" = absent
 
-# ---- a node's name changed later (stackctl node update: a new certificate, the old one revoked) -----
+# ---- a node's name and db address changed later (stackctl node update: a new certificate) -------
 serial_of() {  # python, not jq: jq reads numbers as doubles, and serials have 63 bits
   ctl sn1 --json node list |
     python3 -c 'import json, sys; print(next(n["certificate_serial"] for n in json.load(sys.stdin)["items"] if n["name"] == sys.argv[1]))' "$1"
@@ -231,15 +232,17 @@ members_before=$(member_names sn1)
 taken_name_refused() { ! ctl sn2 node update --name sn1 && [[ "$(member_names sn1)" == "$members_before" ]]; }
 check "a name another member has is refused, nothing changed" taken_name_refused
 old_serial=$(serial_of sn3)
-check "sn3 becomes web3" ctl sn3 node update --name web3
+check "sn3 becomes web3, its database moved to port 7002" ctl sn3 node update --name web3 --db-address 198.18.1.13:7002
 check "the member list is sn1,sn2,web3" test "$(member_names sn1)" = "sn1,sn2,web3"
+check "web3's database address is 198.18.1.13:7002" test "$(node_field sn1 web3 db_address)" = 198.18.1.13:7002
+check "3 voters, all online: web3's database caught up at its new address" within "$converge_seconds" three_voters_online
 check "web3, restarted with its new certificate, changes cluster state" \
   within "$converge_seconds" ctl sn3 setting set renamed yes
 revoked_on_sn1() { grep -qx "$old_serial" "$STACKNODE_RACK_DIR/sn1/state/db-tls/revoked"; }
 check "sn3's old certificate is in sn1's revoked list" within "$revoke_seconds" revoked_on_sn1
 web3_online() { [[ "$(node_field sn1 web3 online)" == true ]]; }
 check "web3 is online" within "$converge_seconds" web3_online
-check "web3 becomes sn3 again" ctl sn3 node update --name sn3
+check "web3 becomes sn3 again, its database back on 7000" ctl sn3 node update --name sn3 --db-address 198.18.1.13:7000
 members_are() { [[ "$(member_names sn1)" == "$1" ]]; }
 check "the member list is sn1,sn2,sn3 again" members_are sn1,sn2,sn3
 check "3 voters, all online after the renames" within "$converge_seconds" three_voters_online

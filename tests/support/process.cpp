@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <array>
@@ -47,6 +48,8 @@ Process::Process(std::vector<std::string> argv, std::filesystem::path log_file)
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     ::setpgid(0, 0);
+    // Dies with the test: a test killed by a signal runs no destructor to stop it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::execv(raw[0], raw.data());
     std::fprintf(stderr, "exec %s failed\n", raw[0]);
     std::_Exit(127);

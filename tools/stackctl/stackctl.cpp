@@ -113,14 +113,17 @@ for a new init or join. Refused while the cluster still lists this box (remove i
 --force (the cluster is gone for good, or this box cannot reach it).
 )";
 constexpr std::string_view update_usage = R"(usage: stackctl [--config FILE] [--json] node update [--name NAME] [--api-address IP:PORT]
+                [--db-address IP:PORT]
 
-On a member box: gives it a new name and/or API address, or with neither renews its certificate.
+On a member box: gives it a new name and/or addresses, or with none renews its certificate.
 The box makes a new key, a member signs a certificate for the new name and addresses, records the
 change (audit: node.update) and revokes the old certificate; the new files take the place of
 pki/ and db-tls/, and stacknoded and stacknode-db start again with them (the database keeps its
-data). Afterwards set node.api_address in node.cfg to the new address (stackctl finds this box's
-API there); node.name in node.cfg is only the name init and join ask for. The database address is
-not changed this way: remove the node, 'stackctl node reset', and join again with the new one.
+data). A new database address moves this box's database member: out of the cluster's
+configuration, back under the same id at the new address as a standby (it catches up from its own
+data; the cluster makes it a voter again if it needs one); it is kept in the db identity file.
+Afterwards set node.api_address (and db.address) in node.cfg to the new addresses: stackctl finds
+this box's API there. node.name in node.cfg is only the name init and join ask for.
 )";
 constexpr std::string_view recover_usage = R"(usage: stackctl [--config FILE] [--json] cluster recover [--yes]
 
@@ -315,15 +318,25 @@ int node_update(const Global& global, const std::vector<std::string>& args, std:
       std::cout << update_usage;
       return exit_ok;
     }
-    const bool takes_value = arg == "--name" || arg == "--api-address";
-    if (!takes_value) return usage_error("unknown argument '" + arg + "'", update_usage);
+    std::optional<std::string>* value = arg == "--name"          ? &options.name
+                                        : arg == "--api-address" ? &options.api_address
+                                        : arg == "--db-address"  ? &options.db_address
+                                                                 : nullptr;
+    if (value == nullptr) return usage_error("unknown argument '" + arg + "'", update_usage);
     if (index + 1 >= args.size()) return usage_error(arg + " needs a value", update_usage);
-    (arg == "--name" ? options.name : options.api_address) = args[++index];
+    *value = args[++index];
   }
   const std::optional<node::NodeConfig> config = load_config(global);
   if (!config) return exit_usage;
   options.state_dir = config->state_dir;
   options.own_api_address = config->api_address;
+  options.db = config->db;
+  try {
+    if (options.db.node_id == 0 && std::filesystem::exists(options.db.identity_file)) db::read_identity(options.db);
+  } catch (const config::ConfigError& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_failed;
+  }
   const node::UpdateResult result = node::update_node(options, std::chrono::system_clock::now());
   if (!result.ok()) {
     if (global.json) {
@@ -336,17 +349,23 @@ int node_update(const Global& global, const std::vector<std::string>& args, std:
     std::cout << json::serialize(json::object{{"previous_name", result.previous_name},
                                               {"name", result.name},
                                               {"api_address", result.api_address},
+                                              {"db_address", result.db_address},
                                               {"certificate_serial", result.serial},
                                               {"member", result.member}})
               << "\n";
     return exit_ok;
   }
-  std::cout << "This box is now " << result.name << " at " << result.api_address << " (was " << result.previous_name
+  std::cout << "This box is now " << result.name << " at " << result.api_address << ", database at "
+            << result.db_address << " (was " << result.previous_name
             << "), certificate " << result.serial << ", signed through " << result.member
             << ".\nThe old certificate is revoked; stacknoded and stacknode-db restart with the new one.\n";
   if (result.api_address != config->api_address) {
     std::cout << "Set node.api_address = \"" << result.api_address << "\" in " << global.config
               << ": stackctl finds this box's API there.\n";
+  }
+  if (options.db_address && *options.db_address != config->db.address) {
+    std::cout << "The database moved to " << *options.db_address << " (kept in " << options.db.identity_file
+              << "); set db.address in " << global.config << " to match.\n";
   }
   return exit_ok;
 }

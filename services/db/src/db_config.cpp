@@ -46,6 +46,10 @@ void read_identity(DbConfig& config) {
   config.node_id = static_cast<wire::NodeId>(root.get_int("node_id", 0, 1, max_node_id));
   read_membership(root, config);
   config.tls_dir = root.get_string("tls_dir", config.tls_dir);
+  if (root.has("address")) {  // `stackctl node update --db-address` moved this node
+    config.address = checked_endpoint(root, "address", root.get_string("address", ""));
+    config.bind = config.address;
+  }
   const std::vector<std::string> unread = document->unread_settings();
   if (!unread.empty()) throw config::ConfigError(unread.front() + ": not a setting of an identity file");
 }

@@ -70,7 +70,9 @@ DbConfig load_db_config(const config::Section& root);
 // The identity file stackctl writes when this box inits or joins a cluster (services/node
 // README, "Design of init and join"), libconfig syntax:
 //   node_id = 2;  join = ["198.18.1.11:7000"];  role = "standby";
-//   tls_dir = "/var/lib/stacknode/db-tls";                           (all but node_id optional)
+//   tls_dir = "/var/lib/stacknode/db-tls";  address = "198.18.1.12:7002";
+// All but node_id are optional; `address` (written by `stackctl node update --db-address`) takes
+// the place of db.address and db.bind.
 // Sets node_id, join and role in `config`; throws config::ConfigError naming the file and key.
 void read_identity(DbConfig& config);
 

@@ -566,7 +566,8 @@ class Routes {
     const auto csr = string_member(body, "csr");
     const auto new_name = string_member(body, "name");
     const auto api_address = string_member(body, "api_address");
-    for (const auto* field : {&csr, &new_name, &api_address}) {
+    const auto db_address = string_member(body, "db_address");
+    for (const auto* field : {&csr, &new_name, &api_address, &db_address}) {
       if (const Answer* bad = std::get_if<Answer>(field)) return *bad;
     }
     if (!std::get<0>(csr)) return error_answer(400, "invalid", "'csr' is required (a PEM certificate request)");
@@ -574,11 +575,12 @@ class Routes {
     if (!node) return problem_answer(node.problem());
     const std::string next_name = std::get<0>(new_name).value_or(node->name);
     const std::string next_api = std::get<0>(api_address).value_or(node->api_address);
+    const std::string next_db = std::get<0>(db_address).value_or(node->db_address);
     Checked<std::string> certificate =
-        store_.reidentify_node(call.principal, *node, next_name, next_api, *std::get<0>(csr), unix_now());
+        store_.reidentify_node(call.principal, *node, next_name, next_api, next_db, *std::get<0>(csr), unix_now());
     if (!certificate) return problem_answer(certificate.problem());
-    return {200, json::object{{"name", next_name}, {"api_address", next_api}, {"certificate", *certificate},
-                              {"ca_certificate", self_.ca_certificate_pem}},
+    return {200, json::object{{"name", next_name}, {"api_address", next_api}, {"db_address", next_db},
+                              {"certificate", *certificate}, {"ca_certificate", self_.ca_certificate_pem}},
             {}};
   }
 

@@ -157,13 +157,13 @@ MemberEnd run_member(const NodeConfig& config) {
   // This box's stacknode-db first, then the members it joined through: a fresh standby's own
   // dqlite node may not know the leader yet (observed on libdqlite 1.11 right after a join).
   db::ClientOptions client_options;
-  client_options.addresses = {config.db.address};
   db::DbConfig identity = config.db;
   try {
     if (identity.node_id == 0) db::read_identity(identity);
   } catch (const config::ConfigError& error) {
     log::warn("db identity: ", error.what());
   }
+  client_options.addresses = {identity.address};  // the identity's when node update moved it
   for (const std::string& member : identity.join) client_options.addresses.push_back(member);
   if (!identity.tls_dir.empty()) {  // the wire port runs TLS: speak it with this box's certificate
     std::string problem;

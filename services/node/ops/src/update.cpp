@@ -9,6 +9,7 @@
 
 #include "member_request.hpp"
 #include "stacknode/node/join_token.hpp"
+#include "stacknode/node/membership.hpp"
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
 #include "stacknode/node/state_files.hpp"
@@ -59,8 +60,13 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   }
   const pki::Made<pki::CertificateInfo> mine = pki::verify_node_certificate(ca_pem, certificate_pem, now);
   if (!mine.ok()) return fail("check", pki_dir.string() + "/node.crt: " + mine.error);
-  if (options.api_address && !valid_member_address(*options.api_address)) {
-    return fail("check", "'" + *options.api_address + "' is not IP:port (no DNS in a rack)");
+  for (const std::optional<std::string>* address : {&options.api_address, &options.db_address}) {
+    if (*address && !valid_member_address(**address)) {
+      return fail("check", "'" + **address + "' is not IP:port (no DNS in a rack)");
+    }
+  }
+  if (options.db_address && options.db.node_id == 0) {
+    return fail("check", "this box's db identity (" + options.db.identity_file + ") names no node id");
   }
   const pki::Made<pki::Pin> pin = pki::public_key_pin(ca_pem);
   if (!pin.ok()) return fail("check", pki_dir.string() + "/ca.crt: " + pin.error);
@@ -89,6 +95,7 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   json::object body{{"csr", *csr.value}};
   if (options.name) body["name"] = *options.name;
   if (options.api_address) body["api_address"] = *options.api_address;
+  if (options.db_address) body["db_address"] = *options.db_address;
   const std::string target = "/api/v1/nodes/" + mine.value->node_name + "/certificate";
   const pki::Credentials identity{certificate_pem, key_pem};
   UpdateResult result;
@@ -121,6 +128,7 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
     result.member = member;
     result.serial = issued.value->serial;
     result.api_address = answered ? member_request::string_of(*answered, "api_address") : std::string();
+    result.db_address = answered ? member_request::string_of(*answered, "db_address") : std::string();
     break;
   }
   if (result.member.empty()) {
@@ -136,6 +144,17 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   const bool has_tls = fs::exists(tls_dir);
   if (has_tls && !write_pki(tls_next, ca_pem, certificate, *key.value)) {
     return fail("install", "cannot write " + tls_next.string() + by_hand);
+  }
+  // The new db address before the new certificate: stacknode-db reads its identity again when it
+  // starts again with that certificate.
+  if (options.db_address) {
+    const std::string role(role_name(options.db.role));
+    const std::string identity = db_identity_text(static_cast<std::int64_t>(options.db.node_id), tls_dir,
+                                                  options.db.join, role, *options.db_address);
+    if (!write_whole(options.db.identity_file, identity, private_file)) {
+      return fail("install", "cannot write " + options.db.identity_file + by_hand +
+                                 ", and put address = \"" + *options.db_address + "\"; in " + options.db.identity_file);
+    }
   }
   std::string problem;
   // db-tls first: stacknode-db starts again with it while stacknoded still serves.

@@ -136,6 +136,48 @@ Checked<Done> remove_db_member(db::Client& client, db::wire::NodeId id) {
   return Done{};
 }
 
+Checked<Done> move_db_member(db::Client& client, db::wire::NodeId id, const std::string& address) {
+  db::Outcome<db::wire::Node> leader = client.find_leader();
+  if (!leader) return problem_from(leader.error());
+  db::Outcome<db::wire::Nodes> members = client.cluster();
+  if (!members) return problem_from(members.error());
+  const db::wire::NodeInfo* current = nullptr;
+  for (const db::wire::NodeInfo& member : members->nodes) {
+    if (member.id == id) current = &member;
+  }
+  if (current != nullptr && current->address == address) return Done{};  // moved already: a repeat
+  if (current != nullptr) {
+    if (leader->id == id) {  // a leader does not take itself out: another voter leads first
+      bool handed_over = false;
+      for (const db::wire::NodeInfo& member : members->nodes) {
+        if (member.id != id && member.role == db::wire::Role::voter && client.transfer(member.id)) {
+          handed_over = true;
+          break;
+        }
+      }
+      if (!handed_over || !client.find_leader()) {
+        return Problem{ProblemKind::unavailable, "node " + std::to_string(id) + " leads the database and no other "
+                                                 "voter took over: try again"};
+      }
+    }
+    if (Checked<Done> removed = remove_db_member(client, id); !removed) return removed;
+  }
+  // Back under the same id at the new address, as a standby (no catch-up needed to be one); the
+  // balancing loop makes it a voter again when the cluster needs one.
+  db::Outcome<db::wire::Empty> added = client.add(id, address);
+  if (!added) {
+    return Problem{ProblemKind::unavailable, "dqlite member " + std::to_string(id) + " is out of the cluster and "
+                                             "could not be added at " + address + ": " + added.error().message +
+                                             "; run the update again"};
+  }
+  db::Outcome<db::wire::Empty> assigned = client.assign(id, db::wire::Role::standby);
+  if (!assigned) {
+    return Problem{ProblemKind::unavailable, "dqlite member " + std::to_string(id) + " at " + address +
+                                             " could not be made a standby: " + assigned.error().message};
+  }
+  return Done{};
+}
+
 std::optional<std::size_t> page_limit(std::string_view text) {
   if (text.empty()) return default_page_items;
   std::size_t value = 0;
@@ -512,31 +554,40 @@ Checked<std::string> sign_member(ControlStore& store, const std::string& csr_pem
 
 Checked<std::string> ControlStore::reidentify_node(const std::string& actor, const NodeRow& node,
                                                    const std::string& name, const std::string& api_address,
-                                                   const std::string& csr_pem, std::int64_t now) {
+                                                   const std::string& db_address, const std::string& csr_pem,
+                                                   std::int64_t now) {
   if (!valid_member_address(api_address)) return invalid("'api_address' must be IP:port");
+  if (!valid_member_address(db_address)) return invalid("'db_address' must be IP:port");
   Checked<std::vector<NodeRow>> members = nodes();
   if (!members) return members.problem();
   for (const NodeRow& member : *members) {
     if (member.id == node.id) continue;
     if (member.name == name) return conflict("a node named '" + name + "' is a member already: pick another name");
     if (member.api_address == api_address) return conflict("node '" + member.name + "' already uses " + api_address);
+    if (member.db_address == db_address) return conflict("node '" + member.name + "' already uses " + db_address);
   }
   std::string ca_pem;
-  Checked<std::string> certificate = sign_member(*this, csr_pem, name, api_address, node.db_address, now, ca_pem);
+  Checked<std::string> certificate = sign_member(*this, csr_pem, name, api_address, db_address, now, ca_pem);
   if (!certificate) return certificate;
   pki::Made<pki::CertificateInfo> info = pki::verify_node_certificate(
       ca_pem, *certificate, std::chrono::system_clock::time_point(std::chrono::seconds(now)));
   pki::Made<pki::Pin> pin = pki::public_key_pin(*certificate);
   if (!info.ok() || !pin.ok()) return Problem{ProblemKind::failed, "the certificate just signed does not read back"};
-  const std::string detail = "was " + node.name + " at " + node.api_address;
+  // The dqlite member first: the row must not name an address Raft does not have.
+  if (db_address != node.db_address) {
+    if (Checked<Done> moved = move_db_member(client_, static_cast<db::wire::NodeId>(node.id), db_address); !moved) {
+      return moved.problem();
+    }
+  }
+  const std::string detail = "was " + node.name + " at " + node.api_address + " and " + node.db_address;
   Checked<Done> done = change({actor, "node.update", name, detail}, now, [&](db::Client::Transaction& transaction) {
     // Only while the row still holds the certificate the request was authenticated with: two
     // updates at once cannot both win.
     std::optional<Problem> updated = expect_one(
-        transaction.exec("UPDATE nodes SET name = ?, api_address = ?, certificate_serial = ?, public_key_pin = ? "
-                         "WHERE id = ? AND certificate_serial = ?",
-                         {name, api_address, static_cast<std::int64_t>(info.value->serial), pki::to_hex(*pin.value),
-                          node.id, node.certificate_serial}),
+        transaction.exec("UPDATE nodes SET name = ?, api_address = ?, db_address = ?, certificate_serial = ?, "
+                         "public_key_pin = ? WHERE id = ? AND certificate_serial = ?",
+                         {name, api_address, db_address, static_cast<std::int64_t>(info.value->serial),
+                          pki::to_hex(*pin.value), node.id, node.certificate_serial}),
         "node '" + node.name + "' changed meanwhile: its certificate is no longer the one presented");
     if (updated) return updated;
     db::Outcome<db::wire::Result> revoked = transaction.exec(

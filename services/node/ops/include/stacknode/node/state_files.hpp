@@ -63,6 +63,21 @@ inline bool write_pki(const std::filesystem::path& dir, const std::string& ca_pe
 // pki/ exists (join moves pki.staging into place at its last step).
 inline std::filesystem::path db_tls_dir(const std::filesystem::path& state_dir) { return state_dir / "db-tls"; }
 
+// The text of a db identity file (db_config.hpp, read_identity): join and role only when `join`
+// is not empty, `address` only when not empty (a db address changed after the join).
+inline std::string db_identity_text(std::int64_t node_id, const std::filesystem::path& tls_dir,
+                                    const std::vector<std::string>& join, const std::string& role,
+                                    const std::string& address) {
+  std::string identity = "node_id = " + std::to_string(node_id) + ";\ntls_dir = \"" + tls_dir.string() + "\";\n";
+  if (!join.empty()) {
+    identity += "join = [";
+    for (std::size_t index = 0; index < join.size(); ++index) identity += (index ? ", \"" : "\"") + join[index] + "\"";
+    identity += "];\nrole = \"" + role + "\";\n";
+  }
+  if (!address.empty()) identity += "address = \"" + address + "\";\n";
+  return identity;
+}
+
 // Makes this box's stacknode-db member `node_id` (db_config.hpp, read_identity): its TLS files
 // first, then the identity file that names them and, when joining, the members to join through
 // and the role to ask for. False, with nothing left behind, when either cannot be written.
@@ -72,13 +87,7 @@ inline bool write_db_identity(const std::filesystem::path& state_dir, const std:
                               const std::string& key_pem) {
   const std::filesystem::path tls_dir = db_tls_dir(state_dir);
   if (!write_pki(tls_dir, ca_pem, certificate_pem, key_pem)) return false;
-  std::string identity = "node_id = " + std::to_string(node_id) + ";\ntls_dir = \"" + tls_dir.string() + "\";\n";
-  if (!join.empty()) {
-    identity += "join = [";
-    for (std::size_t index = 0; index < join.size(); ++index) identity += (index ? ", \"" : "\"") + join[index] + "\"";
-    identity += "];\nrole = \"" + role + "\";\n";
-  }
-  if (write_whole(identity_file, identity, private_file)) return true;
+  if (write_whole(identity_file, db_identity_text(node_id, tls_dir, join, role, {}), private_file)) return true;
   std::error_code ignored;
   std::filesystem::remove_all(tls_dir, ignored);
   return false;

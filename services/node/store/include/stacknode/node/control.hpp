@@ -213,13 +213,14 @@ class ControlStore {
   // Removes `name` from the cluster's records and revokes its certificate (the dqlite member is
   // removed by the caller first). not_found if there is no such node.
   Checked<NodeRow> forget_node(const std::string& actor, const std::string& name, std::int64_t now);
-  // A member's new name and/or API address (`stackctl node update` on that box; its db address
-  // stays): both must be free; `csr_pem` (the box's new key) is signed for them with a new
-  // serial; in one change the row takes name, address, serial and key pin only while it still
-  // holds `node`'s serial, the old serial is revoked, and the change is audited (node.update).
-  // Returns the new certificate.
+  // A member's new name and/or addresses (`stackctl node update` on that box): each must be free;
+  // `csr_pem` (the box's new key) is signed for them with a new serial. A new db address moves
+  // the dqlite member first (move_db_member). Then, in one change, the row takes name, addresses,
+  // serial and key pin only while it still holds `node`'s serial, the old serial is revoked, and
+  // the change is audited (node.update). Returns the new certificate.
   Checked<std::string> reidentify_node(const std::string& actor, const NodeRow& node, const std::string& name,
-                                       const std::string& api_address, const std::string& csr_pem, std::int64_t now);
+                                       const std::string& api_address, const std::string& db_address,
+                                       const std::string& csr_pem, std::int64_t now);
 
   db::Client& client() { return client_; }
   const std::string& database() const { return database_; }
@@ -294,6 +295,12 @@ Problem problem_from(const db::Error& error);
 // a refusal is checked against the configuration read back (dqlite answers every refusal as a
 // SQLite-kind error, "no such node" and "configuration change in progress" alike).
 Checked<Done> remove_db_member(db::Client& client, db::wire::NodeId id);
+// Puts dqlite member `id` at `address` under the same id: out of the configuration (after handing
+// leadership to another voter if it leads), then added back at `address` as a standby. Its data
+// stays: once its stacknode-db listens at `address` it catches up (tried with libdqlite 1.11: a
+// node removed, restarted at a new address and added back under its id replicates and can lead).
+// Done at once when it is there already.
+Checked<Done> move_db_member(db::Client& client, db::wire::NodeId id, const std::string& address);
 
 // The page size a caller asked for, within 1..max_page_items; nullopt if it is not a number.
 std::optional<std::size_t> page_limit(std::string_view text);
