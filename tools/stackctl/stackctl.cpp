@@ -158,6 +158,14 @@ std::optional<node::NodeConfig> load_config(const Global& global) {
   }
 }
 
+// An on-box operation (init, join, update) that failed at `step`: the error on stderr (and as
+// JSON with --json); exit status 1.
+int step_failed(const Global& global, std::string_view command, const std::string& step, const std::string& error) {
+  if (global.json) std::cout << json::serialize(json::object{{"error", error}, {"step", step}}) << "\n";
+  std::cerr << "stackctl: " << command << " failed at step '" << step << "': " << error << "\n";
+  return exit_failed;
+}
+
 int usage_error(std::string_view message, std::string_view usage) {
   std::cerr << "stackctl: " << message << "\n\n" << usage;
   return exit_usage;
@@ -240,13 +248,7 @@ int cluster_init(const Global& global, const std::vector<std::string>& args, std
 
   const auto now = std::chrono::system_clock::now();
   const node::InitResult result = node::init_cluster(options, now);
-  if (!result.ok()) {
-    if (global.json) {
-      std::cout << json::serialize(json::object{{"error", result.error}, {"step", result.failed_step}}) << "\n";
-    }
-    std::cerr << "stackctl: cluster init failed at step '" << result.failed_step << "': " << result.error << "\n";
-    return exit_failed;
-  }
+  if (!result.ok()) return step_failed(global, "cluster init", result.failed_step, result.error);
   const node::TokenParse token = node::parse_join_token(result.join_token);
   const std::uint64_t expires_at = token.ok() ? token.token->expires_at : 0;
   if (global.json) {
@@ -286,13 +288,7 @@ int cluster_join(const Global& global, const std::vector<std::string>& args, std
   options.db_identity_file = config->db.identity_file;
   options.db_data_dir = config->db.data_dir;
   const node::JoinResult result = node::join_cluster(options, args[first], std::chrono::system_clock::now());
-  if (!result.ok()) {
-    if (global.json) {
-      std::cout << json::serialize(json::object{{"error", result.error}, {"step", result.failed_step}}) << "\n";
-    }
-    std::cerr << "stackctl: cluster join failed at step '" << result.failed_step << "': " << result.error << "\n";
-    return exit_failed;
-  }
+  if (!result.ok()) return step_failed(global, "cluster join", result.failed_step, result.error);
   if (global.json) {
     std::cout << json::serialize(json::object{{"cluster_id", result.cluster_id},
                                               {"cluster_name", result.cluster_name},
@@ -338,13 +334,7 @@ int node_update(const Global& global, const std::vector<std::string>& args, std:
     return exit_failed;
   }
   const node::UpdateResult result = node::update_node(options, std::chrono::system_clock::now());
-  if (!result.ok()) {
-    if (global.json) {
-      std::cout << json::serialize(json::object{{"error", result.error}, {"step", result.failed_step}}) << "\n";
-    }
-    std::cerr << "stackctl: node update failed at step '" << result.failed_step << "': " << result.error << "\n";
-    return exit_failed;
-  }
+  if (!result.ok()) return step_failed(global, "node update", result.failed_step, result.error);
   if (global.json) {
     std::cout << json::serialize(json::object{{"previous_name", result.previous_name},
                                               {"name", result.name},
