@@ -63,8 +63,9 @@ Commands (run as root on a member; API commands use this box's node certificate)
   cluster join TOKEN                   make this box a member of the token's cluster
   node reset [--force]                 leave: forget this box's membership and database (after
                                        'cluster remove' on another member), so it can join again
-  node update [--name N] [--api-address A]  a new name or API address for this box (a new
-                                       certificate; the old one is revoked); alone: renew it
+  node update [--name N] [--api-address A] [--db-address A]
+                                       a new name or addresses for this box (a new certificate;
+                                       the old one is revoked); alone: renew the certificate
   cluster recover [--yes]              quorum lost for good: make this box a cluster of one
                                        (console use; stacknode-db stopped; backs up first)
   cluster status                       the cluster, its nodes, roles, who is online
@@ -327,6 +328,11 @@ int node_update(const Global& global, const std::vector<std::string>& args, std:
   options.state_dir = config->state_dir;
   options.own_api_address = config->api_address;
   options.db = config->db;
+  if (options.db_address && config->db.node_id != 0) {
+    return usage_error("--db-address: node.cfg sets db.node_id, so stacknode-db never reads the identity file "
+                       "that would carry the new address; edit db.address there instead",
+                       update_usage);
+  }
   try {
     if (options.db.node_id == 0 && std::filesystem::exists(options.db.identity_file)) db::read_identity(options.db);
   } catch (const config::ConfigError& error) {

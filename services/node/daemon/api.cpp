@@ -108,6 +108,7 @@ struct Call {
   std::chrono::steady_clock::time_point admitted;  // a login's place in the LoginLimiter
   std::string token_id;    // the API token the principal used, if any
   bool is_node = false;
+  std::optional<NodeRow> node;  // the member row a node certificate authenticated as
 };
 
 // The request body as a JSON object (an empty body is an empty object); an Answer if it is not.
@@ -300,6 +301,7 @@ class Routes {
       }
       call.principal = "node:" + node->name;
       call.is_node = true;
+      call.node = *node;
       return std::nullopt;
     }
     if (bearer.empty()) {
@@ -571,8 +573,8 @@ class Routes {
       if (const Answer* bad = std::get_if<Answer>(field)) return *bad;
     }
     if (!std::get<0>(csr)) return error_answer(400, "invalid", "'csr' is required (a PEM certificate request)");
-    Checked<NodeRow> node = store_.node_named(name);
-    if (!node) return problem_answer(node.problem());
+    // The row as authenticated: its serial guards the change (two updates at once: one wins).
+    const std::optional<NodeRow>& node = call.node;
     const std::string next_name = std::get<0>(new_name).value_or(node->name);
     const std::string next_api = std::get<0>(api_address).value_or(node->api_address);
     const std::string next_db = std::get<0>(db_address).value_or(node->db_address);

@@ -147,11 +147,16 @@ MemberEnd run_member(const NodeConfig& config) {
   self.ca_certificate_pem = read_whole(config.pki_dir() / "ca.crt");
   // Who this box is comes from its certificate (the cluster names nodes; node.name in node.cfg is
   // only the name asked for at init or join, and `stackctl node update` may have changed it).
-  const pki::Made<pki::CertificateInfo> mine =
-      pki::verify_node_certificate(self.ca_certificate_pem, certificate_pem, std::chrono::system_clock::now());
-  if (!mine.ok()) {
-    log::error(certificate.string(), " is not a certificate of this cluster's CA: ", mine.error);
-    return MemberEnd::failed;
+  // Checked until it verifies (a clock not yet set at boot makes a good certificate look not
+  // yet valid), or until it is replaced.
+  pki::Made<pki::CertificateInfo> mine;
+  for (std::string last;;) {
+    mine = pki::verify_node_certificate(self.ca_certificate_pem, certificate_pem, std::chrono::system_clock::now());
+    if (mine.ok()) break;
+    if (mine.error != last) log::error(certificate.string(), " does not verify against pki/ca.crt: ", mine.error, " (retrying)");
+    last = mine.error;
+    std::this_thread::sleep_for(startup_retry_interval);
+    if (!same_membership()) return MemberEnd::left;
   }
 
   // This box's stacknode-db first, then the members it joined through: a fresh standby's own

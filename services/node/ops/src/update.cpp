@@ -3,6 +3,10 @@
 
 #include <boost/json.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <system_error>
 #include <vector>
@@ -31,6 +35,10 @@ UpdateResult fail(std::string step, std::string error) {
 bool swap_in(const fs::path& dir, const fs::path& next, const std::string& kept, std::string& problem) {
   std::error_code error;
   if (fs::exists(dir / kept)) fs::copy_file(dir / kept, next / kept, fs::copy_options::overwrite_existing, error);
+  if (error) {
+    problem = "cannot copy " + (dir / kept).string() + ": " + error.message();
+    return false;
+  }
   const fs::path previous = dir.string() + ".previous";
   fs::remove_all(previous, error);
   fs::rename(dir, previous, error);
@@ -43,6 +51,24 @@ bool swap_in(const fs::path& dir, const fs::path& next, const std::string& kept,
   return true;
 }
 
+// Holds an exclusive lock on `path` while it lives: one update at a time on a box.
+class BoxLock {
+ public:
+  explicit BoxLock(const fs::path& path) : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    held_ = fd_ >= 0 && ::flock(fd_, LOCK_EX | LOCK_NB) == 0;
+  }
+  ~BoxLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+  }
+  BoxLock(const BoxLock&) = delete;
+  BoxLock& operator=(const BoxLock&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  int fd_;
+  bool held_ = false;
+};
+
 }  // namespace
 
 UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock::time_point now) {
@@ -52,6 +78,8 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   const fs::path tls_next = tls_dir.string() + ".next";
 
   // check
+  const BoxLock lock(options.state_dir / "update.lock");
+  if (!lock.held()) return fail("check", "another 'stackctl node update' runs on this box");
   const std::string ca_pem = read_whole(pki_dir / "ca.crt");
   const std::string certificate_pem = read_whole(pki_dir / "node.crt");
   const std::string key_pem = read_whole(pki_dir / "node.key");
@@ -65,8 +93,10 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
       return fail("check", "'" + **address + "' is not IP:port (no DNS in a rack)");
     }
   }
-  if (options.db_address && options.db.node_id == 0) {
-    return fail("check", "this box's db identity (" + options.db.identity_file + ") names no node id");
+  if (options.db_address && (options.db.node_id == 0 || !fs::exists(tls_dir))) {
+    return fail("check", "this box's database takes a new address from its identity file and restarts when " +
+                             tls_dir.string() + " changes; without them (" + options.db.identity_file +
+                             ", db-tls/) it cannot move: remove this node, reset and join again instead");
   }
   const pki::Made<pki::Pin> pin = pki::public_key_pin(ca_pem);
   if (!pin.ok()) return fail("check", pki_dir.string() + "/ca.crt: " + pin.error);
@@ -101,29 +131,39 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   UpdateResult result;
   std::string unreachable;
   std::string certificate;
+  // From the moment a member may have run the request, this box's key in pki.next/ is kept: the
+  // cluster may hold a certificate for it and have revoked the old one.
+  const std::string outcome_unknown =
+      "; the cluster may have made the change and revoked this box's certificate: on another member, "
+      "'stackctl node list' shows whether it did. If it did, this box cannot finish (" + next.string() +
+      " holds its new key but not the certificate): remove it there, 'stackctl node reset --force' here, and "
+      "join again. If not, run the update again";
   for (const std::string& member : members) {
     const PinnedAnswer answer = pinned_https_request(member, *pin.value, member_request::post(member, target, body),
                                                      now, update_request_timeout, &identity);
-    if (!answer.ok()) {
+    if (!answer.ok() && answer.failed != PinnedStep::exchange) {  // nothing was sent: the next member
       unreachable += "\n  " + answer.error;
       continue;
     }
+    if (!answer.ok()) return fail("ask", answer.error + outcome_unknown);
     const unsigned status = answer.response.result_int();
-    if (status == 503) {  // that member cannot reach the database: another may
-      unreachable += "\n  " + member + ": " + member_request::member_message(answer);
-      continue;
+    if (status == 503) {
+      fs::remove_all(next, error);
+      return fail("ask", member + " could not finish: " + member_request::member_message(answer) +
+                             "; this box's certificate is unchanged: run the update again (a database move already "
+                             "made is kept)");
     }
     if (status != 200) {
       fs::remove_all(next, error);
-      return fail("ask", member + " refused: " + member_request::member_message(answer) + "; nothing changed");
+      return fail("ask", member + " refused: " + member_request::member_message(answer) +
+                             (options.db_address ? "" : "; nothing changed"));
     }
     const std::optional<json::object> answered = member_request::answer_object(answer);
     certificate = answered ? member_request::string_of(*answered, "certificate") : std::string();
     const pki::Made<pki::CertificateInfo> issued = pki::verify_node_certificate(ca_pem, certificate, now);
     if (!issued.ok() || issued.value->node_name != name) {
-      fs::remove_all(next, error);
-      return fail("ask", member + " answered a certificate that is not for " + name +
-                             (issued.ok() ? "" : ": " + issued.error));
+      return fail("ask", member + " answered a certificate that is not for " + name + " or does not verify (" +
+                             (issued.ok() ? "wrong name" : issued.error) + ")" + outcome_unknown);
     }
     result.member = member;
     result.serial = issued.value->serial;
@@ -133,14 +173,18 @@ UpdateResult update_node(const UpdateOptions& options, std::chrono::system_clock
   }
   if (result.member.empty()) {
     fs::remove_all(next, error);
-    return fail("ask", "no member could be asked; nothing changed:" + unreachable);
+    return fail("ask", "no member could be reached; nothing changed:" + unreachable);
   }
 
   // install
   const std::string by_hand = "; the cluster holds this box's new certificate and revoked the old one: move " +
                               next.string() + " to " + pki_dir.string() + " and " + tls_next.string() + " to " +
                               tls_dir.string() + " by hand";
-  if (!write_pki(next, ca_pem, certificate, *key.value)) return fail("install", "cannot write " + next.string() + by_hand);
+  // The key written at `key` stays where it is; the certificate and the CA go beside it.
+  if (!write_whole(next / "ca.crt", ca_pem, public_file) ||
+      !write_whole(next / "node.crt", certificate + ca_pem, public_file)) {
+    return fail("install", "cannot write " + next.string() + by_hand);
+  }
   const bool has_tls = fs::exists(tls_dir);
   if (has_tls && !write_pki(tls_next, ca_pem, certificate, *key.value)) {
     return fail("install", "cannot write " + tls_next.string() + by_hand);

@@ -136,6 +136,45 @@ Checked<Done> remove_db_member(db::Client& client, db::wire::NodeId id) {
   return Done{};
 }
 
+namespace {
+
+// Why node `moving` cannot have its dqlite member moved to `address` now, or nullopt: another Raft
+// member (a box mid-join, say) is at `address`; it is the only voter; or the voters left while it
+// is out are not a majority that is online (the remove and the add could not commit).
+std::optional<Problem> cannot_move_db_member(db::Client& client, const std::vector<NodeRow>& rows, const NodeRow& moving,
+                                             const std::string& address, std::int64_t now) {
+  db::Outcome<db::wire::Nodes> members = client.cluster();
+  if (!members) return problem_from(members.error());
+  std::size_t voters_left = 0, online_left = 0;
+  bool moving_votes = false;
+  for (const db::wire::NodeInfo& member : members->nodes) {
+    if (member.address == address && static_cast<std::int64_t>(member.id) != moving.id) {
+      return conflict("database member " + std::to_string(member.id) + " is at " + address + " already");
+    }
+    if (member.role != db::wire::Role::voter) continue;
+    if (static_cast<std::int64_t>(member.id) == moving.id) {
+      moving_votes = true;
+      continue;
+    }
+    ++voters_left;
+    for (const NodeRow& row : rows) {
+      if (row.id == static_cast<std::int64_t>(member.id) && online(row, now)) ++online_left;
+    }
+  }
+  if (!moving_votes) return std::nullopt;
+  if (voters_left == 0) {
+    return conflict("this node is the cluster's only database voter: its database cannot move until "
+                    "another member joins");
+  }
+  if (online_left < voters_left / 2 + 1) {
+    return conflict("only " + std::to_string(online_left) + " of the other " + std::to_string(voters_left) +
+                    " voters are online: moving this node's database now would lose the quorum");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Checked<Done> move_db_member(db::Client& client, db::wire::NodeId id, const std::string& address) {
   db::Outcome<db::wire::Node> leader = client.find_leader();
   if (!leader) return problem_from(leader.error());
@@ -155,7 +194,8 @@ Checked<Done> move_db_member(db::Client& client, db::wire::NodeId id, const std:
           break;
         }
       }
-      if (!handed_over || !client.find_leader()) {
+      db::Outcome<db::wire::Node> next_leader = client.find_leader();
+      if (!handed_over || !next_leader || next_leader->id == id) {
         return Problem{ProblemKind::unavailable, "node " + std::to_string(id) + " leads the database and no other "
                                                  "voter took over: try again"};
       }
@@ -575,6 +615,9 @@ Checked<std::string> ControlStore::reidentify_node(const std::string& actor, con
   if (!info.ok() || !pin.ok()) return Problem{ProblemKind::failed, "the certificate just signed does not read back"};
   // The dqlite member first: the row must not name an address Raft does not have.
   if (db_address != node.db_address) {
+    if (std::optional<Problem> refused = cannot_move_db_member(client_, *members, node, db_address, now)) {
+      return *refused;
+    }
     if (Checked<Done> moved = move_db_member(client_, static_cast<db::wire::NodeId>(node.id), db_address); !moved) {
       return moved.problem();
     }
@@ -588,7 +631,11 @@ Checked<std::string> ControlStore::reidentify_node(const std::string& actor, con
                          "public_key_pin = ? WHERE id = ? AND certificate_serial = ?",
                          {name, api_address, db_address, static_cast<std::int64_t>(info.value->serial),
                           pki::to_hex(*pin.value), node.id, node.certificate_serial}),
-        "node '" + node.name + "' changed meanwhile: its certificate is no longer the one presented");
+        "");
+    if (updated && !updated->database_error) {
+      return std::optional<Problem>(conflict("node '" + node.name + "' changed meanwhile (another update won): "
+                                             "its certificate is no longer the one presented"));
+    }
     if (updated) return updated;
     db::Outcome<db::wire::Result> revoked = transaction.exec(
         "INSERT OR IGNORE INTO revoked_certificates (serial, node_name, revoked_at) VALUES (?, ?, ?)",

@@ -666,6 +666,11 @@ TEST(NodeDaemon, NodeUpdateGivesANewCertificateAndRevokesTheOldOne) {
          "a user asking for a node's certificate");
   CHECK_EQUAL(400u, as_node(bhttp::verb::post, "/api/v1/nodes/sn1/certificate", json::serialize(csr_body)).status);
   CHECK_EQUAL(1, stackctl({"node", "update", "--api-address", "not-an-address"}).status);
+  // The only database voter cannot move its database: refused before anything changed.
+  const support::CommandResult alone = stackctl({"node", "update", "--db-address", "127.0.0.1:9"});
+  CHECK_EQUAL(1, alone.status);
+  CHECK_TEXT(alone.output.find("only database voter") != std::string::npos, alone.output.c_str());
+  CHECK_EQUAL(200u, as_node(bhttp::verb::get, "/api/v1/whoami").status);  // the old certificate still works
 
   const std::string new_api = "127.0.0.1:9";  // advertised only; stacknoded listens where node.cfg says
   const json::value updated = stackctl_json({"node", "update", "--name", "box1", "--api-address", new_api});

@@ -1,7 +1,7 @@
 // `stackctl node update [--name NAME] [--api-address IP:PORT] [--db-address IP:PORT]`: a member
 // box takes a new name and/or addresses, or (with none) renews its certificate. Run as root on the box. The
 // cluster names nodes and their certificates say who they are, so a change is a new certificate
-// for a new key (services/node/README.md, "Changing a node's name or API address"). Steps, each
+// for a new key (services/node/README.md, "Changing a node's name or addresses later"). Steps, each
 // named in an error:
 //   check    this box is a member (pki/ with a certificate of its CA); the new values are valid
 //   key      a new private key and a CSR, the key kept in pki.next/ before anything is sent
