@@ -5,7 +5,8 @@
 // one JSON line: {"cps":..,"p50_ms":..,"p99_ms":..,"errors":..}.
 //
 // Usage: db_client_bench --address HOST:PORT --database NAME [--writes N] [--key-bytes N]
-//                        [--value-bytes N]
+//                        [--value-bytes N] [--tls-dir DIR]
+// --tls-dir: the cluster's wire port runs mutual TLS; ca.crt, node.crt and node.key are in DIR.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -33,12 +34,13 @@ struct Options {
   long writes = default_writes;
   long key_bytes = default_key_bytes;
   long value_bytes = default_value_bytes;
+  std::string tls_dir;
 };
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "db_client_bench: %s\nusage: db_client_bench --address HOST:PORT --database NAME [--writes N] "
-               "[--key-bytes N] [--value-bytes N]\n",
+               "[--key-bytes N] [--value-bytes N] [--tls-dir DIR]\n",
                problem);
   std::exit(2);
 }
@@ -66,6 +68,8 @@ Options parse(int argc, char** argv) {
       options.key_bytes = number(value, 1, max_field_bytes);
     } else if (flag == "--value-bytes") {
       options.value_bytes = number(value, 0, max_field_bytes);
+    } else if (flag == "--tls-dir") {
+      options.tls_dir = value;
     } else {
       usage("unknown flag");
     }
@@ -85,6 +89,14 @@ int main(int argc, char** argv) {
   const Options options = parse(argc, argv);
   ClientOptions client_options;
   client_options.addresses = {options.address};
+  if (!options.tls_dir.empty()) {
+    std::string problem;
+    client_options.tls = TlsContext::from_dir(TlsContext::Side::client, options.tls_dir, problem);
+    if (!client_options.tls) {
+      std::fprintf(stderr, "db_client_bench: %s\n", problem.c_str());
+      return 2;
+    }
+  }
   Client client(client_options);
   Outcome<wire::Result> created = client.exec(options.database, "CREATE TABLE kv (k TEXT, v TEXT)");
   if (!created) {
