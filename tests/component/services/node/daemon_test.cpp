@@ -678,7 +678,16 @@ TEST(NodeDaemon, NodeUpdateGivesANewCertificateAndRevokesTheOldOne) {
   STRCMP_EQUAL("sn1", text_of(updated.at("previous_name")).c_str());
   STRCMP_EQUAL(new_api.c_str(), text_of(updated.at("api_address")).c_str());
 
-  const Reply old_refused = expect(401, as_node(bhttp::verb::get, "/api/v1/nodes"), "the old certificate");
+  // stacknoded starts its run again with the new certificate: until it listens again, nothing
+  // answers (connection refused); then the old certificate is refused.
+  Reply old_answer;
+  support::poll_until(
+      [&] {
+        old_answer = as_node(bhttp::verb::get, "/api/v1/nodes");
+        return old_answer.reached;
+      },
+      daemon_ready_timeout);
+  const Reply old_refused = expect(401, old_answer, "the old certificate");
   STRCMP_EQUAL("not_a_member", old_refused.error_kind().c_str());
   const pki::Credentials fresh{support::read_file(state_dir / "pki" / "node.crt"),
                                support::read_file(state_dir / "pki" / "node.key")};
