@@ -107,8 +107,7 @@ struct Call {
   std::string principal;   // "admin", "node:sn2"; empty before authentication
   std::chrono::steady_clock::time_point admitted;  // a login's place in the LoginLimiter
   std::string token_id;    // the API token the principal used, if any
-  bool is_node = false;
-  std::optional<NodeRow> node;  // the member row a node certificate authenticated as
+  std::optional<NodeRow> node;  // the member row a node certificate authenticated as (else a user)
 };
 
 // The request body as a JSON object (an empty body is an empty object); an Answer if it is not.
@@ -300,7 +299,6 @@ class Routes {
         return unauthenticated("client certificate for " + node->name + " has another key than the node joined with");
       }
       call.principal = "node:" + node->name;
-      call.is_node = true;
       call.node = *node;
       return std::nullopt;
     }
@@ -332,7 +330,7 @@ class Routes {
     };
     using bhttp::verb;
     if (is(verb::get, {"whoami"})) {
-      return {200, json::object{{"principal", call.principal}, {"kind", call.is_node ? "node" : "user"}}, {}};
+      return {200, json::object{{"principal", call.principal}, {"kind", call.node ? "node" : "user"}}, {}};
     }
     if (is(verb::post, {"logout"})) return logout(call);
     if (is(verb::get, {"cluster"})) return cluster();
@@ -536,7 +534,7 @@ class Routes {
     const auto description = string_member(body, "description");
     if (const Answer* bad = std::get_if<Answer>(&user)) return *bad;
     if (const Answer* bad = std::get_if<Answer>(&description)) return *bad;
-    std::string owner = std::get<0>(user).value_or(call.is_node ? "" : call.principal);
+    std::string owner = std::get<0>(user).value_or(call.node ? "" : call.principal);
     if (owner.empty()) return error_answer(400, "invalid", "'user' is required: a node holds no API tokens of its own");
     const std::int64_t now = unix_now();
     Checked<CreatedApiToken> token = store_.create_api_token({call.principal, "api-token.create", "", "for " + owner},
@@ -558,7 +556,7 @@ class Routes {
   // A node's new certificate, for a new name and/or API address or just a renewal: asked by the
   // node itself (its current certificate), with a CSR of its new key.
   Answer reidentify_node(Call& call, const std::string& name) {
-    if (!call.is_node || call.principal != "node:" + name) {
+    if (!call.node || call.node->name != name) {
       return error_answer(403, "forbidden", "only node '" + name + "' itself, with its certificate, renews it or "
                                             "changes its name and address: run 'stackctl node update' on that box");
     }
