@@ -57,20 +57,6 @@ std::string_view to_string(FlowState state) {
   return "unknown";
 }
 
-FlowState next_tcp_state(bool existing, FlowState current, std::uint8_t flags) {
-  if (flags & tcp_flag_rst) return FlowState::tcp_rst;
-  if (flags & tcp_flag_fin) return FlowState::tcp_fin;
-  const bool bare_syn = (flags & (tcp_flag_syn | tcp_flag_ack)) == tcp_flag_syn;
-  if (!existing) return bare_syn ? FlowState::tcp_syn_seen : FlowState::tcp_established;
-  if (bare_syn && (current == FlowState::tcp_fin || current == FlowState::tcp_rst)) {
-    return FlowState::tcp_syn_seen;
-  }
-  if (current == FlowState::tcp_syn_seen && (flags & tcp_flag_ack) && !(flags & tcp_flag_syn)) {
-    return FlowState::tcp_established;
-  }
-  return current;
-}
-
 std::string ConnTable::validate(const ConnTableConfig& config) {
   if (config.capacity < min_conn_table_capacity || config.capacity > max_conn_table_capacity) {
     return "connection table capacity " + std::to_string(config.capacity) + " is outside [" +
@@ -127,7 +113,7 @@ void ConnTable::attach(const ConnTableConfig& config, void* memory) {
   std::uninitialized_default_construct_n(entries_, buckets * conn_table_ways);
 }
 
-ConnEntry* ConnTable::insert(const FlowKey& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms) {
+ConnEntry* ConnTable::insert(const FlowKeyWords& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms) {
   const std::uint64_t bucket_index = hash & bucket_mask_;
   ConnBucket& bucket = buckets_[bucket_index];
   const std::uint32_t now = static_cast<std::uint32_t>(now_ms);
@@ -145,7 +131,7 @@ ConnEntry* ConnTable::insert(const FlowKey& key, std::uint64_t hash, FlowState s
   bucket.signature[chosen] = signature_of(hash);
   ConnEntry& entry = entries_[bucket_index * conn_table_ways + chosen];
   entry = ConnEntry{};
-  entry.key = key;
+  entry.key = key.key();
   touch(entry, state, now_ms);
   return &entry;
 }

@@ -232,26 +232,16 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
     }
   }
 
-  FlowKey flow;
-  flow.family = AddressFamily::ipv4;
-  flow.protocol = protocol;
-  std::memcpy(flow.source.data(), ip + ipv4_source, ipv4_address_bytes);
-  std::memcpy(flow.destination.data(), ip + ipv4_destination, ipv4_address_bytes);
-  flow.source_port = load16(l4);
-  flow.destination_port = load16(l4 + 2);
-
-  VipKey vip;
-  vip.address.family = AddressFamily::ipv4;
-  // From the packet, not from flow.destination: a 16-byte copy of the 4 bytes just stored there
-  // waits for store forwarding to fail (about 14% of this function's time when it did).
-  std::memcpy(vip.address.bytes.data(), ip + ipv4_destination, ipv4_address_bytes);
-  vip.protocol = protocol;
-  vip.port = flow.destination_port;
-  // vip_key_hash(vip), from values (flow_hash_ipv4: no wait on the key just stored).
-  static constexpr std::uint8_t no_address[ipv4_address_bytes] = {};
-  const std::uint64_t vip_hash = flow_hash_ipv4(no_address, ip + ipv4_destination, 0, vip.port, protocol);
-  assert(vip_hash == Snapshot::vip_key_hash(vip));
-  const Service* service = snapshot.find_service(vip, vip_hash);
+  // The flow's key and its VIP's, compared and hashed from the packet's values (no key is stored
+  // on the stack and read back: wide loads of narrow stores wait for store forwarding to fail).
+  const std::uint16_t source_port = load16(l4);
+  const std::uint16_t destination_port = load16(l4 + 2);
+  const FlowKeyWords flow = flow_key_words_ipv4(ip + ipv4_source, ip + ipv4_destination, source_port,
+                                                destination_port, protocol);
+  const std::uint64_t vip_hash = Snapshot::vip_hash_ipv4(ip + ipv4_destination, destination_port, protocol);
+  assert(vip_hash == Snapshot::vip_key_hash(VipKey{IpAddress::ipv4_from_wire(ip + ipv4_destination), protocol,
+                                                   destination_port}));
+  const Service* service = snapshot.find_service_ipv4(ip + ipv4_destination, destination_port, protocol, vip_hash);
   if (service == nullptr) return drop(counters, frame, DropReason::no_service);
   if (ip[ipv4_ttl] <= 1) return drop(counters, frame, DropReason::ipv4_ttl_expired);
 
@@ -270,8 +260,8 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   // Connection table, else Maglev.
   const std::uint64_t hash = peeked.has_hash ? peeked.hash
                                              : flow_hash_ipv4(ip + ipv4_source, ip + ipv4_destination,
-                                                              flow.source_port, flow.destination_port, protocol);
-  assert(hash == flow_hash(flow) && "peek_flow and flow_hash_ipv4 hash the FlowKey built here");
+                                                              source_port, destination_port, protocol);
+  assert(hash == flow_hash(flow.key()) && "peek_flow and flow_hash_ipv4 hash the key built here");
   const std::span<const Backend> backends = snapshot.backends_of(*service);
   ConnEntry* entry = lcore.flows.find(flow, hash, now_ms);
   int backend_index = -1;
@@ -280,15 +270,19 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   if (entry != nullptr) {
     bool repick = false;
     if (protocol == IpProtocol::tcp) {
-      state = next_tcp_state(true, entry->state, tcp_flags_byte);
-      repick = is_new_connection_on_closed_flow(entry->state, tcp_flags_byte);
+      const TcpTransition transition = existing_tcp_transition(entry->state, tcp_flags_byte);
+      state = transition.next;
+      repick = transition.new_connection;
     }
     if (!repick) {
       // The remembered index is checked against the address: indexes shift between snapshots.
-      const IpAddress remembered = entry->backend();
+      // (Compared field by field: a whole IpAddress built from the entry would be read back.)
       backend_index = entry->backend_index;
-      if (backend_index >= static_cast<int>(backends.size()) || backends[backend_index].address != remembered) {
-        backend_index = snapshot.find_backend(*service, remembered);
+      if (backend_index >= static_cast<int>(backends.size()) ||
+          backends[backend_index].address.family != entry->backend_family ||
+          __builtin_memcmp(backends[backend_index].address.bytes.data(), entry->backend_address.data(),
+                           ip_address_bytes) != 0) {
+        backend_index = snapshot.find_backend(*service, entry->backend());
       }
       // Draining keeps its flows; removed or down backends lose them.
       repick = backend_index < 0 || backends[backend_index].state == BackendState::down;
@@ -317,12 +311,10 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   if (!backend.mac_known) return drop(counters, frame, DropReason::no_neighbour);
 
   // We forward like a router (RFC 2003 section 3.1): the inner TTL goes down by one (it is > 1
-  // here). The new TTL/protocol word is computed, not read back: a 2-byte load of a byte just
-  // stored cannot be forwarded from the store buffer and stalls.
-  const std::uint16_t old_ttl_word = load16(ip + ipv4_ttl);
-  const auto new_ttl_word = static_cast<std::uint16_t>(old_ttl_word - 0x100);
-  ip[ipv4_ttl] = static_cast<std::uint8_t>(new_ttl_word >> 8);
-  checksum_update16(ip + ipv4_checksum, old_ttl_word, new_ttl_word);
+  // here). The checksum's update needs neither the old nor the new TTL (wire.hpp), so nothing
+  // reads back the byte just stored (a 2-byte load of it would wait for store forwarding to fail).
+  ip[ipv4_ttl] = static_cast<std::uint8_t>(ip[ipv4_ttl] - 1);
+  checksum_ttl_decremented(ip + ipv4_checksum);
 
   const bool tagged = service_port.vlan_id != 0;
   const std::size_t ethernet_bytes = ethernet_header_bytes + (tagged ? vlan_tag_bytes : 0);
@@ -332,22 +324,25 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
     // just written, which would stall on store forwarding; the checksum is the same.
     const std::uint8_t* source = snapshot.outer_source().bytes.data();
     const std::uint8_t* destination = backend.address.bytes.data();
-    const auto version_tos = static_cast<std::uint16_t>((ipv4_version_ihl_no_options << 8) | ip[ipv4_tos]);
+    const std::uint8_t tos = ip[ipv4_tos];
+    const auto version_tos = static_cast<std::uint16_t>((ipv4_version_ihl_no_options << 8) | tos);
     const auto outer_length = static_cast<std::uint16_t>(total_length + ipip_overhead_bytes);
     const std::uint16_t identification = load16(ip + ipv4_identification);  // see README: outer ID
     const auto outer_flags = static_cast<std::uint16_t>(flags_fragment & ipv4_flag_dont_fragment);
     const auto ttl_protocol =
         static_cast<std::uint16_t>((snapshot.outer_ttl() << 8) | static_cast<std::uint8_t>(IpProtocol::ipip));
-    const std::uint32_t sum = std::uint32_t{version_tos} + outer_length + identification + outer_flags +
-                              ttl_protocol + load16(source) + load16(source + 2) + load16(destination) +
-                              load16(destination + 2);
+    // The backend's precomputed part (version, TTL, protocol, addresses) plus the packet's words.
+    const std::uint32_t sum = backend.ipip_header_sum + tos + outer_length + identification + outer_flags;
+    assert(sum == std::uint32_t{version_tos} + outer_length + identification + outer_flags + ttl_protocol +
+                      load16(source) + load16(source + 2) + load16(destination) + load16(destination + 2));
     std::uint8_t* outer = ip - ipip_overhead_bytes;
-    store16(outer, version_tos);  // DSCP and ECN copied (RFC 6040 normal mode)
-    store16(outer + ipv4_total_length, outer_length);
-    store16(outer + ipv4_identification, identification);
-    store16(outer + ipv4_flags_fragment, outer_flags);
-    store16(outer + ipv4_ttl, ttl_protocol);
-    store16(outer + ipv4_checksum, static_cast<std::uint16_t>(~checksum_fold(sum)));
+    // Version/TOS (DSCP and ECN copied: RFC 6040 normal mode), total length, identification and
+    // flags in one store; TTL/protocol and the checksum in another.
+    static_assert(ipv4_total_length == 2 && ipv4_identification == 4 && ipv4_flags_fragment == 6 &&
+                  ipv4_ttl == 8 && ipv4_checksum == 10 && ipv4_source == 12);
+    store64(outer, (std::uint64_t{version_tos} << 48) | (std::uint64_t{outer_length} << 32) |
+                       (std::uint64_t{identification} << 16) | outer_flags);
+    store32(outer + ipv4_ttl, (std::uint32_t{ttl_protocol} << 16) | static_cast<std::uint16_t>(~checksum_fold32(sum)));
     std::memcpy(outer + ipv4_source, source, ipv4_address_bytes);
     std::memcpy(outer + ipv4_destination, destination, ipv4_address_bytes);
   }
@@ -370,10 +365,10 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   if (length < ethernet_header_bytes) return drop(counters, frame, DropReason::frame_too_short);
 
   // ---- Ethernet and 802.1Q ----
-  frame.to_our_mac = std::memcmp(data + ethernet_destination, port.mac.bytes.data(), mac_address_bytes) == 0;
+  frame.to_our_mac = mac_equal(data + ethernet_destination, port.mac.bytes.data());
   if (!frame.to_our_mac) {
     static constexpr std::uint8_t broadcast[mac_address_bytes] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    if (std::memcmp(data + ethernet_destination, broadcast, mac_address_bytes) != 0) {
+    if (!mac_equal(data + ethernet_destination, broadcast)) {
       return drop(counters, frame, DropReason::not_our_mac);
     }
   }
@@ -404,8 +399,7 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
   const std::uint16_t total_length = load16(ip + ipv4_total_length);
   if (total_length < header_length) return drop(counters, frame, DropReason::ipv4_bad_total_length);
   if (total_length > available) return drop(counters, frame, DropReason::ipv4_truncated);
-  // The usual 20-byte header with a constant size, so the compiler unrolls the sum.
-  if (!(header_length == ipv4_header_bytes ? checksum_valid(ip, ipv4_header_bytes) : checksum_valid(ip, header_length))) {
+  if (!(header_length == ipv4_header_bytes ? ipv4_header_checksum_valid(ip) : checksum_valid(ip, header_length))) {
     return drop(counters, frame, DropReason::ipv4_bad_checksum);
   }
   if (header_length != ipv4_header_bytes) return drop(counters, frame, DropReason::ipv4_options);
@@ -418,9 +412,9 @@ Verdict handle_load_balanced(const Snapshot& snapshot, const Port& port, LcoreSt
 
   switch (static_cast<IpProtocol>(ip[ipv4_protocol])) {
     case IpProtocol::tcp:
-      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::tcp, now_ms, peeked);
     case IpProtocol::udp:
-      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length, IpProtocol::udp, now_ms, peeked);
+      return handle_load_balanced(snapshot, port, lcore, frame, ip, total_length,
+                                  static_cast<IpProtocol>(ip[ipv4_protocol]), now_ms, peeked);
     case IpProtocol::icmp:
       return handle_icmp(snapshot, port, counters, frame, ip, total_length);
     default:

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "wire.hpp"
+
 namespace stacknode::dataplane {
 
 namespace {
@@ -277,6 +279,13 @@ SnapshotBuildResult build_snapshot(const SnapshotConfig& config) {
   }
 
   snapshot->resolve_neighbours(neighbours);
+  if (snapshot->outer_source_.is_ipv4()) {
+    for (Backend& backend : snapshot->backends_) {
+      backend.ipip_header_sum =
+          wire::ipip_fixed_header_sum(snapshot->outer_source_.bytes.data(), backend.address.bytes.data(),
+                                      snapshot->outer_ttl_, static_cast<std::uint8_t>(IpProtocol::ipip));
+    }
+  }
 
   // ---- VIP index (invariant 5) ----
   const std::uint64_t index_size = power_of_two_at_least(std::max<std::uint64_t>(2, 2 * snapshot->services_.size()));

@@ -271,6 +271,21 @@ TEST(ConnTable, TcpStateTransitions) {
   CHECK_FALSE(is_new_connection_on_closed_flow(FlowState::tcp_established, tcp_flag_syn));
 }
 
+TEST(ConnTable, TransitionTableAgreesWithTheFunctionsForEveryInput) {
+  // The packet path reads existing_tcp_transition's table; the rules are the two functions above.
+  for (std::size_t state = 0; state < flow_state_count; ++state) {
+    for (unsigned flags = 0; flags <= 0xff; ++flags) {
+      const auto current = static_cast<FlowState>(state);
+      const auto byte = static_cast<std::uint8_t>(flags);
+      const TcpTransition transition = existing_tcp_transition(current, byte);
+      if (transition.next != next_tcp_state(true, current, byte) ||
+          transition.new_connection != is_new_connection_on_closed_flow(current, byte)) {
+        FAIL(("from " + std::string(to_string(current)) + " flags " + std::to_string(flags)).c_str());
+      }
+    }
+  }
+}
+
 // ---- Flows across config changes (through the packet path) ----
 
 TEST_GROUP(FlowsAcrossSnapshots) {

@@ -101,6 +101,34 @@ TEST(FlowHash, Ipv4FromValuesEqualsTheKeyHash) {
   }
 }
 
+TEST(FlowHash, KeyWordsFromValuesEqualTheKeysBytes) {
+  // flow_key_words_ipv4 is what the packet path compares with stored keys: the bytes of the FlowKey
+  // the control side would build, or a lookup misses (or, worse, matches another flow).
+  std::uint64_t state = 0x2545f4914f6cdd1dull;
+  for (int round = 0; round < 1000; ++round) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const Ip4 source = {static_cast<std::uint8_t>(state >> 56), static_cast<std::uint8_t>(state >> 48),
+                        static_cast<std::uint8_t>(state >> 40), static_cast<std::uint8_t>(state >> 32)};
+    const Ip4 destination = {static_cast<std::uint8_t>(state >> 24), static_cast<std::uint8_t>(state >> 16),
+                             static_cast<std::uint8_t>(state >> 8), static_cast<std::uint8_t>(state)};
+    const auto source_port = static_cast<std::uint16_t>(state >> 13);
+    const auto destination_port = static_cast<std::uint16_t>(state >> 29);
+    const IpProtocol protocol = round % 2 ? IpProtocol::tcp : IpProtocol::udp;
+    const FlowKey key = flow_of(source, destination, source_port, destination_port, protocol);
+    const FlowKeyWords words =
+        flow_key_words_ipv4(source.data(), destination.data(), source_port, destination_port, protocol);
+    CHECK(words.word == FlowKeyWords::of(key).word);
+    CHECK(words.key() == key);
+    CHECK(words.matches(key));
+    FlowKey other = key;
+    other.reserved = 1;  // one byte anywhere in the key makes it another key
+    CHECK_FALSE(words.matches(other));
+    other = key;
+    other.source[15] = 1;
+    CHECK_FALSE(words.matches(other));
+  }
+}
+
 TEST(FlowHash, EveryFieldMatters) {
   const FlowKey base = flow_of(client_ip, vip_ip, 40000, 80, IpProtocol::tcp);
   const std::uint64_t hash = flow_hash(base);
@@ -175,6 +203,38 @@ TEST(SnapshotBuild, ManyServicesAreAllFound) {
     CHECK(service != nullptr && service->vip == key);
     const VipKey other{address(vip_ip), port % 2 ? IpProtocol::udp : IpProtocol::tcp, port};
     CHECK(snapshot->find_service(other) == nullptr);
+  }
+}
+
+TEST(SnapshotBuild, PacketValueLookupsAgreeWithKeyLookups) {
+  // The packet path hashes and finds a VIP from the packet's bytes (vip_hash_ipv4,
+  // find_service_ipv4); the control side and the index use VipKeys. They must agree for every
+  // service, and find nothing for keys that differ in any one field.
+  SnapshotConfig config = rack_config();
+  config.services.clear();
+  for (std::uint16_t port = 1; port <= 300; ++port) {
+    ServiceConfig service;
+    const Ip4 vip = {198, 19, static_cast<std::uint8_t>(port % 7), static_cast<std::uint8_t>(port % 11)};
+    service.vip = {address(vip), port % 2 ? IpProtocol::tcp : IpProtocol::udp, port};
+    service.maglev_table_size = 251;
+    service.backends = {{address(backend1_ip), 1, BackendState::active}};
+    config.services.push_back(service);
+  }
+  const auto snapshot = build_or_fail(config);
+  for (const ServiceConfig& service : config.services) {
+    const std::uint8_t* bytes = service.vip.address.bytes.data();
+    const std::uint16_t port = service.vip.port;
+    const IpProtocol protocol = service.vip.protocol;
+    const std::uint64_t hash = Snapshot::vip_hash_ipv4(bytes, port, protocol);
+    UNSIGNED_LONGLONGS_EQUAL(Snapshot::vip_key_hash(service.vip), hash);
+    const Service* found = snapshot->find_service_ipv4(bytes, port, protocol, hash);
+    CHECK(found != nullptr && found == snapshot->find_service(service.vip));
+    const IpProtocol other_protocol = protocol == IpProtocol::tcp ? IpProtocol::udp : IpProtocol::tcp;
+    CHECK(snapshot->find_service_ipv4(bytes, port, other_protocol,
+                                      Snapshot::vip_hash_ipv4(bytes, port, other_protocol)) == nullptr);
+    const Ip4 other_vip = {bytes[0], bytes[1], bytes[2], static_cast<std::uint8_t>(bytes[3] + 100)};
+    CHECK(snapshot->find_service_ipv4(other_vip.data(), port, protocol,
+                                      Snapshot::vip_hash_ipv4(other_vip.data(), port, protocol)) == nullptr);
   }
 }
 

@@ -116,11 +116,51 @@ inline constexpr std::uint8_t tcp_flag_fin = 0x01;
 inline constexpr std::uint8_t tcp_flag_syn = 0x02;
 inline constexpr std::uint8_t tcp_flag_rst = 0x04;
 inline constexpr std::uint8_t tcp_flag_ack = 0x10;
-FlowState next_tcp_state(bool existing, FlowState current, std::uint8_t flags);
+constexpr FlowState next_tcp_state(bool existing, FlowState current, std::uint8_t flags) {
+  if (flags & tcp_flag_rst) return FlowState::tcp_rst;
+  if (flags & tcp_flag_fin) return FlowState::tcp_fin;
+  const bool bare_syn = (flags & (tcp_flag_syn | tcp_flag_ack)) == tcp_flag_syn;
+  if (!existing) return bare_syn ? FlowState::tcp_syn_seen : FlowState::tcp_established;
+  if (bare_syn && (current == FlowState::tcp_fin || current == FlowState::tcp_rst)) {
+    return FlowState::tcp_syn_seen;
+  }
+  if (current == FlowState::tcp_syn_seen && (flags & tcp_flag_ack) && !(flags & tcp_flag_syn)) {
+    return FlowState::tcp_established;
+  }
+  return current;
+}
 // True when a bare SYN arrives on a flow that had closed (fin or rst): a new connection.
-inline bool is_new_connection_on_closed_flow(FlowState current, std::uint8_t flags) {
+constexpr bool is_new_connection_on_closed_flow(FlowState current, std::uint8_t flags) {
   return (flags & (tcp_flag_syn | tcp_flag_ack | tcp_flag_rst | tcp_flag_fin)) == tcp_flag_syn &&
          (current == FlowState::tcp_fin || current == FlowState::tcp_rst);
+}
+
+// Both of the above for a packet of an existing TCP flow, from one table indexed by the state and
+// the four flags they read (the other flag bits change nothing): one load instead of a dozen
+// branches on every TCP packet. The unit tests check it against the functions for every input.
+struct TcpTransition {
+  FlowState next;
+  bool new_connection;  // is_new_connection_on_closed_flow: re-pick the backend
+};
+inline constexpr std::uint8_t tcp_transition_flags = tcp_flag_fin | tcp_flag_syn | tcp_flag_rst | tcp_flag_ack;
+inline constexpr std::uint8_t tcp_transition_new_connection = 0x80;  // marks it in a table byte
+inline constexpr auto tcp_transition_table = [] {
+  std::array<std::array<std::uint8_t, tcp_transition_flags + 1>, flow_state_count> table{};
+  for (std::size_t state = 0; state < flow_state_count; ++state) {
+    for (std::size_t flags = 0; flags <= tcp_transition_flags; ++flags) {
+      const auto current = static_cast<FlowState>(state);
+      const auto byte = static_cast<std::uint8_t>(flags);
+      table[state][flags] = static_cast<std::uint8_t>(
+          static_cast<std::uint8_t>(next_tcp_state(true, current, byte)) |
+          (is_new_connection_on_closed_flow(current, byte) ? tcp_transition_new_connection : 0));
+    }
+  }
+  return table;
+}();
+inline TcpTransition existing_tcp_transition(FlowState current, std::uint8_t flags) {
+  const std::uint8_t packed = tcp_transition_table[static_cast<std::size_t>(current)][flags & tcp_transition_flags];
+  return {static_cast<FlowState>(packed & ~tcp_transition_new_connection),
+          (packed & tcp_transition_new_connection) != 0};
 }
 
 // Requests the cache line at `address` (a hint: no fault, no effect on the program's results).
@@ -161,13 +201,17 @@ class ConnTable {
   // branch-free mask of matches (tried) makes the entry's address wait for the bucket instead,
   // and was slower by a whole cache miss on the established-flow path.
   ConnEntry* find(const FlowKey& key, std::uint64_t hash, std::uint64_t now_ms) {
+    return find(FlowKeyWords::of(key), hash, now_ms);
+  }
+  // The same with the key as words (the packet path builds them from the packet's fields).
+  ConnEntry* find(const FlowKeyWords& key, std::uint64_t hash, std::uint64_t now_ms) {
     ConnBucket& bucket = buckets_[hash & bucket_mask_];
     const std::uint32_t signature = signature_of(hash);
     const std::uint32_t now = static_cast<std::uint32_t>(now_ms);
     ConnEntry* ways = &entries_[(hash & bucket_mask_) * conn_table_ways];
     for (std::size_t way = 0; way < conn_table_ways; ++way) {
       if (bucket.signature[way] == signature && is_alive(bucket.expires_ms[way], now) &&
-          ways[way].key == key) {
+          key.matches(ways[way].key)) {
         return &ways[way];
       }
     }
@@ -176,7 +220,10 @@ class ConnTable {
 
   // Claims a way for `key`, which find() just missed, and sets its state and last-seen time. The
   // caller then sets the backend. May evict (stats().evictions) or reclaim an expired way.
-  ConnEntry* insert(const FlowKey& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms);
+  ConnEntry* insert(const FlowKey& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms) {
+    return insert(FlowKeyWords::of(key), hash, state, now_ms);
+  }
+  ConnEntry* insert(const FlowKeyWords& key, std::uint64_t hash, FlowState state, std::uint64_t now_ms);
 
   // Records a packet of the flow: new state, last seen now, expiry moved.
   void touch(ConnEntry& entry, FlowState state, std::uint64_t now_ms) {

@@ -19,7 +19,9 @@
 #pragma once
 
 #include <cstddef>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -117,6 +119,9 @@ struct Backend {
   BackendState state = BackendState::active;
   bool mac_known = false;
   MacAddress mac;  // where frames to this backend go on the service port (invariant 3)
+  // IPIP: the sum of the outer header's words fixed by the snapshot and this backend (version,
+  // TTL, protocol, outer source, this address); see wire.hpp, ipip_fixed_header_sum.
+  std::uint32_t ipip_header_sum = 0;
 };
 
 struct Service {
@@ -163,6 +168,26 @@ class Snapshot {
       slot = (slot + 1) & vip_index_mask_;
     }
   }
+  // find_service of the IPv4 VIP key (four bytes in network order at `address`, port, protocol)
+  // with `key_hash` = vip_hash_ipv4(address, port, protocol): compares the packet's values with
+  // each candidate, without building a key (an IPv4 address's bytes 4..15 are zero).
+  const Service* find_service_ipv4(const std::uint8_t* address, std::uint16_t port, IpProtocol protocol,
+                                   std::uint64_t key_hash) const {
+    std::uint32_t wanted;
+    std::memcpy(&wanted, address, sizeof wanted);
+    std::uint64_t slot = key_hash & vip_index_mask_;
+    for (;;) {
+      const std::uint32_t index = vip_index_[slot];
+      if (index == no_service) return nullptr;
+      const VipKey& vip = services_[index].vip;
+      std::uint32_t value;
+      std::memcpy(&value, vip.address.bytes.data(), sizeof value);
+      if (value == wanted && vip.port == port && vip.protocol == protocol && vip.address.is_ipv4()) {
+        return &services_[index];
+      }
+      slot = (slot + 1) & vip_index_mask_;
+    }
+  }
   bool owns_vip(const IpAddress& address) const;
   // The service-local index of the backend with this address, or -1 (binary search).
   int find_backend(const Service& service, const IpAddress& address) const;
@@ -174,16 +199,32 @@ class Snapshot {
   SnapshotBuildResult with_neighbours(std::vector<NeighbourConfig> neighbours) const;
   const std::optional<IpAddress>& gateway() const { return gateway_; }
 
+  // The VIP index's hash. It never leaves this process (unlike flow_hash, it is no contract
+  // between nodes) and only spreads a few VIPs over the index, so it is one multiply: the address's
+  // two 8-byte words (an IPv4 address: its four bytes, then zero) and the port, protocol and family
+  // above an IPv4 address's bits, folded so the low bits the index uses depend on every input bit.
   static std::uint64_t vip_key_hash(const VipKey& key) {
-    FlowKey flow;
-    flow.destination = key.address.bytes;
-    flow.family = key.address.family;
-    flow.protocol = key.protocol;
-    flow.destination_port = key.port;
-    return flow_hash(flow);
+    return vip_hash_words(hash_detail::load_little_endian_64(key.address.bytes.data()),
+                          hash_detail::load_little_endian_64(key.address.bytes.data() + 8), key.port,
+                          key.protocol, key.address.family);
+  }
+  // vip_key_hash of the IPv4 VIP whose four bytes (network order) are at `address`.
+  static std::uint64_t vip_hash_ipv4(const std::uint8_t* address, std::uint16_t port, IpProtocol protocol) {
+    std::uint32_t value;
+    std::memcpy(&value, address, sizeof value);
+    if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap32(value);
+    return vip_hash_words(value, 0, port, protocol, AddressFamily::ipv4);
   }
 
  private:
+  static std::uint64_t vip_hash_words(std::uint64_t low, std::uint64_t high, std::uint16_t port, IpProtocol protocol,
+                                      AddressFamily family) {
+    const std::uint64_t tail = (std::uint64_t{port} | (std::uint64_t{static_cast<std::uint8_t>(protocol)} << 16) |
+                                (std::uint64_t{static_cast<std::uint8_t>(family)} << 24))
+                               << 32;
+    const std::uint64_t hash = (low ^ tail ^ std::rotl(high, 16)) * hash_step_multiplier;
+    return hash ^ (hash >> 32);
+  }
   friend SnapshotBuildResult build_snapshot(const SnapshotConfig& config);
   Snapshot() = default;
   Snapshot(const Snapshot&) = default;
