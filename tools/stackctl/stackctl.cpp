@@ -76,6 +76,9 @@ Commands (run as root on a member; API commands use this box's node certificate)
   user list | create NAME --password P | delete NAME | password NAME --password P
   api-token list | create [--user U] [--description D] | revoke ID
   setting list | set NAME VALUE | delete NAME
+  pool list | create NAME [--port P] [--health-path PATH] | delete NAME
+  pool member POOL NODE [--weight W] [--state active|draining|maintenance]
+  vip list | add NAME ADDR:PORT/PROTO --pool POOL [--mode ipip|l2_dsr] | remove NAME
   audit [--limit N] [--after ID]       who changed what, newest first
 
 Options:
@@ -468,6 +471,15 @@ struct ApiCommand {
   std::vector<std::string> columns;  // for a list answer; empty: key: value lines
 };
 
+// `text` as a whole number within [low, high]; nullopt if it is not one.
+std::optional<long> whole_number(const std::string& text, long low, long high) {
+  if (text.empty()) return std::nullopt;
+  char* end = nullptr;
+  const long value = std::strtol(text.c_str(), &end, 10);
+  if (*end != '\0' || value < low || value > high) return std::nullopt;
+  return value;
+}
+
 std::string page_query(const std::map<std::string, std::string>& args) {
   std::string query;
   for (const auto& [flag, name] : {std::pair<std::string, std::string>{"--limit", "limit"}, {"--after", "after"}}) {
@@ -552,6 +564,79 @@ const std::vector<ApiCommand>& api_commands() {
        {}},
       {{"setting", "delete"}, {"NAME"}, {}, "delete a setting", bhttp::verb::delete_,
        [](const Args& args) { return "/api/v1/settings/" + args.at("NAME"); }, none, {}},
+      {{"pool", "list"}, {}, {}, "load-balancing pools (members: every node, see --json)", bhttp::verb::get,
+       fixed("/api/v1/pools"), none, {"name", "port", "health_path", "created_at"}},
+      {{"pool", "create"}, {"NAME"}, {"--port", "--health-path"},
+       "a pool of every node's service on --port (default 80, the web service), checked at --health-path",
+       bhttp::verb::post, fixed("/api/v1/pools"),
+       [](const Args& args, std::string& problem) -> std::optional<json::object> {
+         json::object body{{"name", args.at("NAME")}};
+         if (args.contains("--port")) {
+           const std::optional<long> port = whole_number(args.at("--port"), 1, 65535);
+           if (!port) {
+             problem = "--port must be 1 to 65535";
+             return std::nullopt;
+           }
+           body["port"] = *port;
+         }
+         if (args.contains("--health-path")) body["health_path"] = args.at("--health-path");
+         return body;
+       },
+       {}},
+      {{"pool", "delete"}, {"NAME"}, {}, "delete a pool no VIP sends to", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/pools/" + args.at("NAME"); }, none, {}},
+      {{"pool", "member"}, {"POOL", "NODE"}, {"--weight", "--state"},
+       "set NODE's weight (1-65535, default 1) and state (active, draining, maintenance) in POOL",
+       bhttp::verb::put, [](const Args& args) { return "/api/v1/pools/" + args.at("POOL") + "/members/" + args.at("NODE"); },
+       [](const Args& args, std::string& problem) -> std::optional<json::object> {
+         json::object body;
+         if (args.contains("--weight")) {
+           const std::optional<long> weight = whole_number(args.at("--weight"), 1, 65535);
+           if (!weight) {
+             problem = "--weight must be 1 to 65535";
+             return std::nullopt;
+           }
+           body["weight"] = *weight;
+         }
+         if (args.contains("--state")) body["state"] = args.at("--state");
+         return body;
+       },
+       {}},
+      {{"vip", "list"}, {}, {}, "VIPs, their pools and the node answering for each", bhttp::verb::get,
+       fixed("/api/v1/vips"), none, {"name", "address", "port", "protocol", "pool", "mode", "owner"}},
+      {{"vip", "add"}, {"NAME", "ADDR:PORT/PROTO"}, {"--pool", "--mode"},
+       "a VIP (protocol tcp or udp) sending to --pool; --mode ipip (default) or l2_dsr (backends on the same L2 "
+       "segment as the dataplane's service port)",
+       bhttp::verb::post, fixed("/api/v1/vips"),
+       [](const Args& args, std::string& problem) -> std::optional<json::object> {
+         const std::string& spec = args.at("ADDR:PORT/PROTO");
+         const std::size_t colon = spec.rfind(':');
+         const std::size_t slash = spec.find('/', colon == std::string::npos ? 0 : colon);
+         const std::optional<long> port =
+             colon == std::string::npos ? std::nullopt
+                                        : whole_number(spec.substr(colon + 1, slash == std::string::npos
+                                                                                  ? std::string::npos
+                                                                                  : slash - colon - 1),
+                                                       1, 65535);
+         if (!port) {
+           problem = "the VIP is ADDRESS:PORT/PROTOCOL, e.g. 198.18.0.100:80/tcp";
+           return std::nullopt;
+         }
+         if (!args.contains("--pool")) {
+           problem = "--pool is required";
+           return std::nullopt;
+         }
+         json::object body{{"name", args.at("NAME")},
+                           {"address", spec.substr(0, colon)},
+                           {"port", *port},
+                           {"protocol", slash == std::string::npos ? "tcp" : spec.substr(slash + 1)},
+                           {"pool", args.at("--pool")}};
+         if (args.contains("--mode")) body["mode"] = args.at("--mode");
+         return body;
+       },
+       {}},
+      {{"vip", "remove"}, {"NAME"}, {}, "remove a VIP", bhttp::verb::delete_,
+       [](const Args& args) { return "/api/v1/vips/" + args.at("NAME"); }, none, {}},
       {{"audit"}, {}, {"--limit", "--after"}, "who changed what, newest first", bhttp::verb::get,
        [](const Args& args) { return "/api/v1/audit" + page_query(args); }, none,
        {"id", "at", "actor", "action", "target", "detail"}},

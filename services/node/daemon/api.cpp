@@ -16,6 +16,7 @@
 
 #include "stacknode/node/api_target.hpp"
 #include "stacknode/node/credentials.hpp"
+#include "stacknode/node/load_balancing.hpp"
 #include "stacknode/node/membership.hpp"
 #include "stacknode/node/pki.hpp"
 
@@ -126,6 +127,29 @@ std::variant<std::optional<std::string>, Answer> string_member(const json::objec
   if (value == nullptr) return std::optional<std::string>();
   if (!value->is_string()) return error_answer(400, "invalid", "'" + std::string(key) + "' must be a string");
   return std::optional<std::string>(std::string(value->as_string()));
+}
+
+// An integer member within [low, high], or nullopt if absent; an Answer if it is not one.
+std::variant<std::optional<std::int64_t>, Answer> integer_member(const json::object& object, std::string_view key,
+                                                                 std::int64_t low, std::int64_t high) {
+  const json::value* value = object.if_contains(key);
+  if (value == nullptr) return std::optional<std::int64_t>();
+  if (!value->is_int64() || value->as_int64() < low || value->as_int64() > high) {
+    return error_answer(400, "invalid",
+                        "'" + std::string(key) + "' must be an integer from " + std::to_string(low) + " to " +
+                            std::to_string(high));
+  }
+  return std::optional<std::int64_t>(value->as_int64());
+}
+
+// An Answer naming the first member of `object` that is not one of `known`.
+std::optional<Answer> unknown_member(const json::object& object, std::initializer_list<std::string_view> known) {
+  for (const auto& member : object) {
+    if (std::find(known.begin(), known.end(), member.key()) == known.end()) {
+      return error_answer(400, "invalid", "unknown member '" + std::string(member.key()) + "'");
+    }
+  }
+  return std::nullopt;
 }
 
 std::variant<PageRequest, Answer> page_request(const Call& call) {
@@ -356,6 +380,13 @@ class Routes {
     if (is(verb::get, {"settings"})) return settings();
     if (is(verb::put, {"settings", "*"})) return put_setting(call, path[1]);
     if (is(verb::delete_, {"settings", "*"})) return done(store_.delete_setting(call.principal, path[1], unix_now()));
+    if (is(verb::get, {"pools"})) return pools();
+    if (is(verb::post, {"pools"})) return create_pool(call);
+    if (is(verb::delete_, {"pools", "*"})) return done(LbStore(store_).delete_pool(call.principal, path[1], unix_now()));
+    if (is(verb::put, {"pools", "*", "members", "*"})) return set_member(call, path[1], path[3]);
+    if (is(verb::get, {"vips"})) return vips();
+    if (is(verb::post, {"vips"})) return create_vip(call);
+    if (is(verb::delete_, {"vips", "*"})) return done(LbStore(store_).delete_vip(call.principal, path[1], unix_now()));
     if (is(verb::get, {"audit"})) {
       return paged<AuditRow>(call, [&](const PageRequest& page) { return store_.audit(page); }, audit_json);
     }
@@ -581,6 +612,137 @@ class Routes {
     if (!certificate) return problem_answer(certificate.problem());
     return {200, json::object{{"name", next_name}, {"api_address", next_api}, {"db_address", next_db},
                               {"certificate", *certificate}, {"ca_certificate", self_.ca_certificate_pem}},
+            {}};
+  }
+
+  // ---- Load balancing: pools and VIPs ----
+
+  Answer pools() {
+    LbStore lb(store_);
+    Checked<LbState> state = lb.state();
+    if (!state) return problem_answer(state.problem());
+    json::array items;
+    for (const PoolRow& pool : state->pools) {
+      json::array members;
+      for (const NodeRow& node : state->nodes) {
+        json::object member{{"node", node.name}, {"address", service_address(node).value_or("")}, {"weight", 1},
+                            {"state", "active"}, {"online", online(node, unix_now())}};
+        for (const PoolMemberRow& row : state->members) {
+          if (row.pool != pool.name || row.node_id != node.id) continue;
+          member["weight"] = row.weight;
+          member["state"] = std::string(to_string(row.state));
+        }
+        members.push_back(std::move(member));
+      }
+      items.push_back(json::object{{"name", pool.name},
+                                   {"port", pool.port},
+                                   {"health_path", pool.health_path},
+                                   {"created_at", pool.created_at},
+                                   {"members", std::move(members)}});
+    }
+    return {200, json::object{{"items", std::move(items)}}, {}};
+  }
+
+  Answer create_pool(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    if (auto bad = unknown_member(body, {"name", "port", "health_path"})) return *bad;
+    const auto name = string_member(body, "name");
+    const auto port = integer_member(body, "port", 1, 65535);
+    const auto health_path = string_member(body, "health_path");
+    if (const Answer* bad = std::get_if<Answer>(&name)) return *bad;
+    if (const Answer* bad = std::get_if<Answer>(&port)) return *bad;
+    if (const Answer* bad = std::get_if<Answer>(&health_path)) return *bad;
+    if (!std::get<0>(name)) return error_answer(400, "invalid", "'name' is required");
+    PoolRow pool;
+    pool.name = *std::get<0>(name);
+    pool.port = static_cast<std::uint16_t>(std::get<0>(port).value_or(default_pool_port));
+    pool.health_path = std::get<0>(health_path).value_or(std::string(default_health_path));
+    Checked<Done> created = LbStore(store_).create_pool(call.principal, pool, unix_now());
+    if (!created) return problem_answer(created.problem());
+    return {201, json::object{{"name", pool.name}, {"port", pool.port}, {"health_path", pool.health_path}}, {}};
+  }
+
+  Answer set_member(Call& call, const std::string& pool, const std::string& node) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    if (auto bad = unknown_member(body, {"weight", "state"})) return *bad;
+    const auto weight = integer_member(body, "weight", 1, max_member_weight);
+    const auto state_text = string_member(body, "state");
+    if (const Answer* bad = std::get_if<Answer>(&weight)) return *bad;
+    if (const Answer* bad = std::get_if<Answer>(&state_text)) return *bad;
+    MemberState state = MemberState::active;
+    if (std::get<0>(state_text)) {
+      const std::optional<MemberState> parsed_state = parse_member_state(*std::get<0>(state_text));
+      if (!parsed_state) return error_answer(400, "invalid", "'state' is active, draining or maintenance");
+      state = *parsed_state;
+    }
+    return done(LbStore(store_).set_member(call.principal, pool, node,
+                                           static_cast<std::uint32_t>(std::get<0>(weight).value_or(1)), state,
+                                           unix_now()));
+  }
+
+  Answer vips() {
+    LbStore lb(store_);
+    Checked<LbState> state = lb.state();
+    if (!state) return problem_answer(state.problem());
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    json::array items;
+    for (const VipRow& vip : state->vips) {
+      json::value owner = nullptr;
+      for (const VipLease& lease : state->leases) {
+        if (lease.address != vip.address || lease.expires_at_ms < now_ms) continue;
+        for (const NodeRow& node : state->nodes) {
+          if (node.id == lease.node_id) owner = json::string(node.name);
+        }
+      }
+      items.push_back(json::object{{"name", vip.name},
+                                   {"address", vip.address},
+                                   {"port", vip.port},
+                                   {"protocol", vip.protocol},
+                                   {"pool", vip.pool},
+                                   {"mode", vip.mode},
+                                   {"created_at", vip.created_at},
+                                   {"owner", std::move(owner)}});
+    }
+    return {200, json::object{{"items", std::move(items)}}, {}};
+  }
+
+  Answer create_vip(Call& call) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    if (auto bad = unknown_member(body, {"name", "address", "port", "protocol", "pool", "mode"})) return *bad;
+    const auto name = string_member(body, "name");
+    const auto address = string_member(body, "address");
+    const auto port = integer_member(body, "port", 1, 65535);
+    const auto protocol = string_member(body, "protocol");
+    const auto pool = string_member(body, "pool");
+    const auto mode = string_member(body, "mode");
+    for (const auto* field : {&name, &address, &protocol, &pool, &mode}) {
+      if (const Answer* bad = std::get_if<Answer>(field)) return *bad;
+    }
+    if (const Answer* bad = std::get_if<Answer>(&port)) return *bad;
+    for (const auto& [field, key] : {std::pair{&name, "name"}, std::pair{&address, "address"}, std::pair{&pool, "pool"}}) {
+      if (!std::get<0>(*field)) return error_answer(400, "invalid", "'" + std::string(key) + "' is required");
+    }
+    if (!std::get<0>(port)) return error_answer(400, "invalid", "'port' is required");
+    VipRow vip;
+    vip.name = *std::get<0>(name);
+    vip.address = *std::get<0>(address);
+    vip.port = static_cast<std::uint16_t>(*std::get<0>(port));
+    vip.protocol = std::get<0>(protocol).value_or("tcp");
+    vip.pool = *std::get<0>(pool);
+    vip.mode = std::get<0>(mode).value_or("ipip");
+    Checked<Done> created = LbStore(store_).create_vip(call.principal, vip, unix_now());
+    if (!created) return problem_answer(created.problem());
+    return {201,
+            json::object{{"name", vip.name}, {"address", vip.address}, {"port", vip.port}, {"protocol", vip.protocol},
+                         {"pool", vip.pool}, {"mode", vip.mode}},
             {}};
   }
 

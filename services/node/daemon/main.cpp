@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api.hpp"
+#include "load_balancer.hpp"
 #include "reconciler.hpp"
 #include "stacknode/common/daemon.hpp"
 #include "stacknode/common/log.hpp"
@@ -244,8 +245,19 @@ MemberEnd run_member(const NodeConfig& config) {
     left = true;
     server.stop();
   });
+  // Load balancing on threads of its own: a lease must be renewed (or given up) on time even
+  // while the other loops wait on the database.
+  LoadBalancer balancer(store, self.node_id, {config.dataplane_socket, config.manage_kernel});
+  Reconciler lb_loop;
+  lb_loop.add("load balancing", lb_interval, [&] { balancer.step(); });
+  Reconciler lb_enforcer;
+  lb_enforcer.add("VIP lease enforcer", lease_enforce_interval, [&] { balancer.enforce(); });
   reconciler.start();
+  lb_loop.start();
+  lb_enforcer.start();
   server.run();
+  lb_enforcer.stop();
+  lb_loop.stop();
   reconciler.stop();
   queue.stop();
   if (left) return MemberEnd::left;
@@ -256,7 +268,7 @@ MemberEnd run_member(const NodeConfig& config) {
 int serve(const config::Document& document, const daemon::Invocation& invocation) {
   std::signal(SIGPIPE, SIG_IGN);
   const NodeConfig config = load_node_config(document.root());
-  daemon::report_unread(document, {"node", "api", "paths", "log"});
+  daemon::report_unread(document, {"node", "api", "paths", "log", "lb"});
   if (invocation.check_only) {
     log::info("configuration ", document.file_name(), " is valid");
     return daemon::exit_ok;

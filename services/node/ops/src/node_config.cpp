@@ -32,6 +32,12 @@ NodeConfig load_node_config(const config::Section& root) {
   }
   config.api_threads = static_cast<unsigned>(api.get_int("threads", 1, 1, max_api_threads));
   config.api_workers = static_cast<unsigned>(api.get_int("workers", default_api_workers, 1, max_api_workers));
+
+  if (root.has("dataplane")) {
+    config.dataplane_socket =
+        root.section("dataplane").get_string("control_socket", (config.runtime_dir / "dataplane.sock").string());
+  }
+  config.manage_kernel = root.section("lb").get_bool("manage_kernel", true);
   return config;
 }
 

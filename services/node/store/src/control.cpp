@@ -9,30 +9,21 @@
 #include "stacknode/node/credentials.hpp"
 #include "stacknode/node/hex.hpp"
 #include "stacknode/node/pki.hpp"
+#include "rows.hpp"
 
 namespace stacknode::node {
 namespace {
 
 using db::wire::Value;
+using rows::conflict;
+using rows::expect_one;
+using rows::integer;
+using rows::invalid;
+using rows::not_found;
+using rows::optional_integer;
+using rows::text;
+using rows::valid_name;
 
-Problem invalid(std::string message) { return {ProblemKind::invalid, std::move(message)}; }
-Problem not_found(std::string message) { return {ProblemKind::not_found, std::move(message)}; }
-Problem conflict(std::string message) { return {ProblemKind::conflict, std::move(message)}; }
-
-// Column readers: a column of another type than the schema says is a broken database.
-std::int64_t integer(const Value& value) {
-  const auto* number = std::get_if<std::int64_t>(&value);
-  return number ? *number : 0;
-}
-std::optional<std::int64_t> optional_integer(const Value& value) {
-  const auto* number = std::get_if<std::int64_t>(&value);
-  if (number == nullptr) return std::nullopt;
-  return *number;
-}
-std::string text(const Value& value) {
-  const auto* string = std::get_if<std::string>(&value);
-  return string ? *string : std::string();
-}
 Value optional_value(const std::optional<std::int64_t>& value) {
   if (value) return *value;
   return db::wire::Null{};
@@ -74,23 +65,6 @@ Checked<Page<Row>> keyed_page(db::Client& client, const std::string& database, s
     result.items.push_back(convert(row));
   }
   return result;
-}
-
-bool valid_name(std::string_view name, std::size_t max_chars) {
-  if (name.empty() || name.size() > max_chars) return false;
-  for (const char c : name) {
-    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                         c == '_' || c == '.';
-    if (!allowed) return false;
-  }
-  return true;
-}
-
-// The number of rows a statement changed, for "exactly one" checks.
-std::optional<Problem> expect_one(const db::Outcome<db::wire::Result>& done, const std::string& missing) {
-  if (!done) return problem_from(done.error());
-  if (done->rows_affected != 1) return not_found(missing);
-  return std::nullopt;
 }
 
 }  // namespace

@@ -48,6 +48,25 @@ const std::vector<Migration> migrations_list = {
     // holds the CA key, so a certificate alone does not prove which box presents it; the key
     // pair the node joined with does.
     {3, "nodes are bound to their key pair", {"ALTER TABLE nodes ADD COLUMN public_key_pin TEXT"}},
+    // Version 4: load balancing as cluster state (issue 6). A pool's members are every node's
+    // service on `port` unless pool_members says otherwise for a node (by its dqlite id, which a
+    // rename keeps); a VIP sends to a pool; a VIP address's lease names the one node that answers
+    // for it (ARP is per address, whatever the ports) until expires_at_ms (Unix milliseconds), renewed through Raft, so only a node that reaches
+    // the majority can hold one.
+    {4,
+     "pools, pool members, VIPs and VIP leases",
+     {
+         "CREATE TABLE pools (name TEXT PRIMARY KEY, port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535), "
+         "health_path TEXT NOT NULL, created_at INTEGER NOT NULL)",
+         "CREATE TABLE pool_members (pool TEXT NOT NULL, node_id INTEGER NOT NULL, "
+         "weight INTEGER NOT NULL CHECK (weight BETWEEN 1 AND 65535), "
+         "state TEXT NOT NULL CHECK (state IN ('active', 'draining', 'maintenance')), PRIMARY KEY (pool, node_id))",
+         "CREATE TABLE vips (name TEXT PRIMARY KEY, address TEXT NOT NULL, port INTEGER NOT NULL "
+         "CHECK (port BETWEEN 1 AND 65535), protocol TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')), "
+         "pool TEXT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('ipip', 'l2_dsr')), created_at INTEGER NOT NULL, "
+         "UNIQUE (address, port, protocol))",
+         "CREATE TABLE vip_leases (address TEXT PRIMARY KEY, node_id INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
+     }},
 };
 
 std::optional<std::int64_t> integer_of(const db::wire::RowSet& rows) {

@@ -71,6 +71,14 @@ struct Reply {
     const json::value* kind = error->as_object().if_contains("kind");
     return kind != nullptr && kind->is_string() ? std::string(kind->as_string()) : std::string();
   }
+  // body.error.message, or "" when the body has none.
+  std::string error_message() const {
+    if (!body.is_object()) return {};
+    const json::value* error = body.as_object().if_contains("error");
+    if (error == nullptr || !error->is_object()) return {};
+    const json::value* message = error->as_object().if_contains("message");
+    return message != nullptr && message->is_string() ? std::string(message->as_string()) : std::string();
+  }
 };
 
 std::string text_of(const json::value& value) {
@@ -131,7 +139,9 @@ TEST_GROUP(NodeDaemon) {
                                     "\"; };\n"
                                     "db: { address = \"" +
                                     db_address + "\"; identity_file = \"" + identity.string() +
-                                    "\"; };\n");
+                                    "\"; };\n"
+                                    // VIPs must not land on this machine's own lo.
+                                    "lb: { manage_kernel = false; };\n");
     const support::CommandResult init = stackctl({"--json", "cluster", "init", "--name", "rack-a",
                                                   "--admin-password", std::string(admin_password)});
     if (init.status != 0)
@@ -535,6 +545,67 @@ TEST(NodeDaemon, SettingsAreSetListedAndDeletedAndBadNamesStoreNothing) {
                         .status);
   CHECK_EQUAL(400u, as_node(bhttp::verb::put, "/api/v1/settings/ok", "{\"value\":5}").status);
   CHECK(settings() == (json::object{{"syslog_address", "198.18.0.2:514"}}));
+}
+
+TEST(NodeDaemon, PoolsAndVipsAreClusterStateAndTheOnlyNodeTakesTheVipsLease) {
+  // A pool of every node's web service and a VIP sending to it, through stackctl.
+  LONGS_EQUAL(0, stackctl({"pool", "create", "web"}).status);
+  LONGS_EQUAL(0, stackctl({"vip", "add", "www", "198.18.0.100:80/tcp", "--pool", "web", "--mode", "l2_dsr"}).status);
+  const json::value pools = stackctl_json({"pool", "list"});
+  const json::array& pool_items = pools.at("items").as_array();
+  LONGS_EQUAL(1, pool_items.size());
+  LONGS_EQUAL(80, pool_items[0].at("port").as_int64());
+  const json::array& members = pool_items[0].at("members").as_array();
+  LONGS_EQUAL(1, members.size());  // every node: this one
+  STRCMP_EQUAL("sn1", text_of(members[0].at("node")).c_str());
+  STRCMP_EQUAL("127.0.0.1", text_of(members[0].at("address")).c_str());
+
+  // The only online node is the VIP address's preferred owner: it takes the lease (through Raft).
+  std::string owner;
+  const bool leased = support::poll_until(
+      [&] {
+        const json::value vips = stackctl_json({"vip", "list"});
+        const json::value& first = vips.at("items").as_array().at(0);
+        owner = first.at("owner").is_string() ? text_of(first.at("owner")) : "";
+        return owner == "sn1";
+      },
+      std::chrono::seconds(10));
+  if (!leased) FAIL(("the VIP's owner stayed '" + owner + "':\n" + daemon->output()).c_str());
+
+  // Weights and states per node; the member must exist.
+  LONGS_EQUAL(0, stackctl({"pool", "member", "web", "sn1", "--weight", "3", "--state", "draining"}).status);
+  const json::value after = stackctl_json({"pool", "list"});
+  const json::value& member = after.at("items").as_array()[0].at("members").as_array()[0];
+  LONGS_EQUAL(3, member.at("weight").as_int64());
+  STRCMP_EQUAL("draining", text_of(member.at("state")).c_str());
+  CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn9"}).status);                       // no such node
+  CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn1", "--state", "asleep"}).status);  // no such state
+
+  // Bad VIPs and pools are refused with the reason, and change nothing.
+  const auto refused = [&](unsigned status, const std::string& target, const std::string& body, const char* what) {
+    const Reply reply = expect(status, as_node(bhttp::verb::post, target, body), what);
+    CHECK(!reply.error_message().empty());
+  };
+  refused(409, "/api/v1/vips", R"({"name":"www2","address":"198.18.0.100","port":80,"pool":"web","protocol":"tcp"})",
+          "the same address, port and protocol");
+  refused(409, "/api/v1/vips", R"({"name":"www","address":"198.18.0.101","port":80,"pool":"web"})", "a taken name");
+  refused(404, "/api/v1/vips", R"({"name":"x","address":"198.18.0.101","port":80,"pool":"nope"})", "no such pool");
+  refused(400, "/api/v1/vips", R"({"name":"x","address":"224.0.0.1","port":80,"pool":"web"})", "multicast");
+  refused(400, "/api/v1/vips", R"({"name":"x","address":"198.18.0.101","port":0,"pool":"web"})", "port 0");
+  refused(400, "/api/v1/vips", R"({"name":"x","address":"198.18.0.101","port":80,"pool":"web","mode":"nat"})", "mode");
+  refused(400, "/api/v1/vips", R"({"name":"x","address":"198.18.0.101","port":80,"pool":"web","extra":1})",
+          "an unknown member");
+  refused(400, "/api/v1/vips", R"({"name":"x","address":"127.0.0.1","port":80,"pool":"web"})", "loopback");
+  refused(409, "/api/v1/pools", R"({"name":"web"})", "a pool that exists");
+  refused(400, "/api/v1/pools", R"({"name":"p2","health_path":"no-slash"})", "a health path");
+  CHECK_EQUAL(2, stackctl({"vip", "add", "x", "198.18.0.101", "--pool", "web"}).status);  // no :PORT
+  LONGS_EQUAL(1, stackctl_json({"vip", "list"}).at("items").as_array().size());
+
+  // A pool in use stays; removing the VIP frees it.
+  CHECK_EQUAL(1, stackctl({"pool", "delete", "web"}).status);
+  LONGS_EQUAL(0, stackctl({"vip", "remove", "www"}).status);
+  LONGS_EQUAL(0, stackctl({"pool", "delete", "web"}).status);
+  CHECK(stackctl_json({"pool", "list"}).at("items").as_array().empty());
 }
 
 TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {

@@ -3,6 +3,9 @@
 //
 //   node: { name = "sn1"; api_address = "198.18.1.11:8443"; };
 //   api:  { listen = "198.18.1.11:8443"; threads = 1; workers = 4; };   (listen: api_address)
+//   lb:   { manage_kernel = true; };       (VIPs on lo, arp_ignore/arp_announce: see load_balancer.hpp)
+//   dataplane: { control_socket = "..."; }  (read only to find the local dataplane: a node.cfg
+//              without a dataplane section has none, and stacknoded pushes no config)
 //
 // Per-box facts only; everything cluster-wide lives in the control database. A bad value throws
 // config::ConfigError naming file:line and key.
@@ -32,6 +35,8 @@ struct NodeConfig {
   std::filesystem::path state_dir;    // pki/ lives here
   std::filesystem::path runtime_dir;
   db::DbConfig db;
+  std::string dataplane_socket;  // "" when node.cfg has no dataplane section
+  bool manage_kernel = true;
 
   std::filesystem::path pki_dir() const { return state_dir / "pki"; }
 };

@@ -1,0 +1,275 @@
+// The load-balancing loop; see load_balancer.hpp.
+#include "load_balancer.hpp"
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "stacknode/common/log.hpp"
+
+extern char** environ;
+
+namespace stacknode::node {
+namespace {
+
+namespace json = boost::json;
+
+std::int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs `ip ARGS...` (iproute2, found on PATH) and waits for it; its exit status.
+int run_ip(const std::vector<std::string>& args) {
+  std::vector<std::string> argv_text = {"ip"};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& argument : argv_text) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  pid_t child = 0;
+  if (posix_spawnp(&child, "ip", nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = -1;
+  if (waitpid(child, &status, 0) != child) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool write_sysctl(const std::string& name, const std::string& value) {
+  std::ofstream file("/proc/sys/" + name);
+  file << value << "\n";
+  return static_cast<bool>(file);
+}
+
+}  // namespace
+
+std::optional<json::object> dataplane_request(const std::string& socket_path, const json::object& request,
+                                              std::string& error) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof address.sun_path) {
+    error = "the control socket path is too long: " + socket_path;
+    return std::nullopt;
+  }
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size());
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    error = socket_path + ": " + std::strerror(errno) + " (is stacknode-dataplane running?)";
+    return std::nullopt;
+  }
+  const std::string line = json::serialize(request) + "\n";
+  const auto deadline = std::chrono::steady_clock::now() + dataplane_reply_timeout;
+  const auto wait_for = [&](short events) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd waiting{fd, events, 0};
+    return poll(&waiting, 1, static_cast<int>(left.count())) == 1;
+  };
+  for (std::size_t sent = 0; sent < line.size();) {
+    if (!wait_for(POLLOUT)) {
+      error = "the dataplane did not take the request within " + std::to_string(dataplane_reply_timeout.count()) + " ms";
+      return std::nullopt;
+    }
+    const ssize_t wrote = send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    if (wrote <= 0) {
+      error = std::string("send: ") + std::strerror(errno);
+      return std::nullopt;
+    }
+    sent += static_cast<std::size_t>(wrote);
+  }
+  std::string reply;
+  while (reply.find('\n') == std::string::npos) {
+    if (reply.size() > max_dataplane_reply_bytes) {
+      error = "the dataplane's reply is longer than " + std::to_string(max_dataplane_reply_bytes) + " bytes";
+      return std::nullopt;
+    }
+    if (!wait_for(POLLIN)) {
+      error = "no reply from the dataplane within " + std::to_string(dataplane_reply_timeout.count()) + " ms";
+      return std::nullopt;
+    }
+    char buffer[4096];
+    const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) {
+      error = "the dataplane closed the connection without a reply";
+      return std::nullopt;
+    }
+    reply.append(buffer, static_cast<std::size_t>(got));
+  }
+  boost::system::error_code parse_error;
+  json::value value = json::parse(reply.substr(0, reply.find('\n')), parse_error);
+  if (parse_error || !value.is_object()) {
+    error = "the dataplane's reply is not a JSON object";
+    return std::nullopt;
+  }
+  return std::move(value.as_object());
+}
+
+LoadBalancer::LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options)
+    : store_(store),
+      lb_(store),
+      self_id_(self_id),
+      options_(std::move(options)),
+      next_version_(static_cast<std::uint64_t>(unix_now_ms())) {}
+
+std::set<std::string> LoadBalancer::owned_locked(Clock::time_point now) const {
+  std::set<std::string> names;
+  for (const auto& [vip, until] : held_until_) {
+    if (until > now) names.insert(vip);
+  }
+  return names;
+}
+
+std::set<std::string> LoadBalancer::owned() const {
+  std::lock_guard lock(mutex_);
+  return owned_locked(Clock::now());
+}
+
+void LoadBalancer::step() {
+  Checked<LbState> read = lb_.state();
+  if (!read) {
+    if (read.problem().message != last_problem_) log::warn("load balancing: ", read.problem().message);
+    last_problem_ = read.problem().message;
+    enforce();
+    return;
+  }
+  const LbState& state = *read;
+  const std::int64_t now_s = unix_now();
+  std::vector<std::int64_t> candidates;
+  for (const NodeRow& node : state.nodes) {
+    if (online(node, now_s) && service_address(node)) candidates.push_back(node.id);
+  }
+  std::set<std::string> addresses;
+  for (const VipRow& vip : state.vips) addresses.insert(vip.address);
+  std::map<std::string, Clock::time_point> before;
+  {
+    std::lock_guard lock(mutex_);
+    before = held_until_;
+  }
+  std::map<std::string, Clock::time_point> held;
+  for (const std::string& address : addresses) {
+    const auto lease = std::find_if(state.leases.begin(), state.leases.end(),
+                                    [&](const VipLease& row) { return row.address == address; });
+    const std::int64_t now_ms = unix_now_ms();
+    const bool mine = lease != state.leases.end() && lease->node_id == self_id_;
+    const bool free = lease == state.leases.end() || lease->expires_at_ms < now_ms;
+    if (!mine && !(free && preferred_owner(address, candidates) == self_id_)) continue;
+    const Clock::time_point sent = Clock::now();
+    Checked<bool> claimed = lb_.claim_lease(address, self_id_, now_ms, vip_lease.count());
+    if (!claimed) {
+      // Unknown outcome (the database did not answer): what this node held runs out on its own.
+      if (const auto kept = before.find(address); kept != before.end()) held.insert(*kept);
+      if (claimed.problem().message != last_problem_) log::warn("VIP ", address, ": ", claimed.problem().message);
+      last_problem_ = claimed.problem().message;
+      continue;
+    }
+    if (*claimed) held[address] = sent + vip_lease - lease_margin;
+  }
+  keep_kernel(state);
+  std::lock_guard lock(mutex_);
+  for (const auto& [vip, until] : held) {
+    if (!held_until_.contains(vip) || held_until_[vip] <= Clock::now()) {
+      log::info("VIP address ", vip, ": this node answers for it");
+    }
+  }
+  for (const auto& [vip, until] : held_until_) {
+    if (!held.contains(vip) && until > Clock::now()) log::info("VIP address ", vip, ": no longer answered here");
+  }
+  held_until_ = std::move(held);
+  state_ = std::move(*read);
+  push_locked(Clock::now(), true);
+}
+
+void LoadBalancer::enforce() {
+  std::lock_guard lock(mutex_);
+  if (state_) push_locked(Clock::now(), false);
+}
+
+void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
+  if (options_.dataplane_socket.empty() || !state_) return;
+  const std::set<std::string> owned = owned_locked(now);
+  json::object config = dataplane_config(*state_, owned, 0, unix_now());
+  const std::string text = json::serialize(config);
+  std::string error;
+  if (text == pushed_) {
+    if (!check_restart) return;
+    // Unchanged: a dataplane that restarted reports another version and gets the config again.
+    std::optional<json::object> status = dataplane_request(options_.dataplane_socket, {{"op", "status"}}, error);
+    if (!status) {
+      if (error != last_problem_) log::warn("dataplane: ", error);
+      last_problem_ = error;
+      return;
+    }
+    const json::value* version = status->if_contains("version");
+    if (version != nullptr && version->is_number() && version->to_number<std::uint64_t>() == pushed_version_) return;
+  }
+  const std::uint64_t version = ++next_version_;
+  config["version"] = version;
+  std::optional<json::object> reply =
+      dataplane_request(options_.dataplane_socket, {{"op", "apply"}, {"config", std::move(config)}}, error);
+  if (!reply) {
+    if (error != last_problem_) log::warn("dataplane: ", error);
+    last_problem_ = error;
+    pushed_.clear();
+    return;
+  }
+  const json::value* ok = reply->if_contains("ok");
+  if (ok == nullptr || !ok->is_bool() || !ok->as_bool()) {
+    const json::value* message = reply->if_contains("error");
+    const std::string refused = message && message->is_string() ? std::string(message->as_string()) : "no reason given";
+    if (refused != last_problem_) log::error("dataplane refused the config: ", refused);
+    last_problem_ = refused;
+    pushed_.clear();
+    return;
+  }
+  pushed_ = text;
+  pushed_version_ = version;
+  log::info("dataplane: config ", version, " applied (", state_->vips.size(), " VIPs, ", owned.size(), " answered here)");
+}
+
+void LoadBalancer::keep_kernel(const LbState& state) {
+  if (!options_.manage_kernel) return;
+  if (!kernel_prepared_) {
+    // Only the dataplane answers ARP for a VIP: the kernel answers only for addresses on the
+    // interface asked (arp_ignore 1) and never announces a VIP as a source (arp_announce 2).
+    bool ok = write_sysctl("net/ipv4/conf/all/arp_ignore", "1") && write_sysctl("net/ipv4/conf/all/arp_announce", "2");
+    if (!ok) log::warn("load balancing: cannot set arp_ignore/arp_announce (not root?): VIP traffic may not arrive");
+    kernel_prepared_ = true;
+  }
+  std::set<std::string> wanted;
+  for (const VipRow& vip : state.vips) wanted.insert(vip.address);
+  for (const std::string& address : wanted) {
+    if (kernel_vips_.contains(address)) continue;
+    // 0 added, 2 "exists" (a restart of stacknoded finds its own addresses there).
+    const int status = run_ip({"addr", "add", address + "/32", "dev", "lo"});
+    if (status == 0 || status == 2) {
+      kernel_vips_.insert(address);
+    } else if (address + ":" + std::to_string(status) != last_problem_) {
+      log::warn("load balancing: 'ip addr add ", address, "/32 dev lo' failed (status ", status, ")");
+      last_problem_ = address + ":" + std::to_string(status);
+    }
+  }
+  for (auto address = kernel_vips_.begin(); address != kernel_vips_.end();) {
+    if (wanted.contains(*address)) {
+      ++address;
+      continue;
+    }
+    run_ip({"addr", "del", *address + "/32", "dev", "lo"});
+    address = kernel_vips_.erase(address);
+  }
+}
+
+}  // namespace stacknode::node
