@@ -301,6 +301,11 @@ void Runtime::run() {
 
 // The fast path. Per pass: note a quiescent state, read the current snapshot, then for every port
 // receive a burst, process each frame, and transmit what is to be sent, port by port.
+// With dataplane.poll = "adaptive", the idle_polls-th pass in a row that received nothing, and
+// every empty pass after it, ends with a sleep of idle_sleep_us (never while a flow scan is
+// pending: the control thread waits for it); the first frame received puts the worker back to
+// busy polling. A sleeping worker stays online for rte_rcu, so a snapshot swap (and a stop) waits
+// for its next pass: idle_sleep_us at most.
 void Runtime::worker(unsigned worker_index) {
   LcoreState& state = *lcore_states_[worker_index];
   WorkerExtra& extra = extras_[worker_index];
@@ -309,6 +314,10 @@ void Runtime::worker(unsigned worker_index) {
   std::uint16_t port_ids[max_ports];
   for (std::size_t index = 0; index < port_count; ++index) port_ids[index] = ports_[index].port_id;
   const std::uint64_t cycles_per_ms = std::max<std::uint64_t>(rte_get_tsc_hz() / 1000, 1);
+  const bool adaptive = settings_.poll == PollMode::adaptive;
+  const std::uint32_t idle_polls = settings_.idle_polls;
+  const std::uint32_t idle_sleep_us = settings_.idle_sleep_us;
+  std::uint32_t empty_passes = 0;  // passes in a row that received nothing (adaptive only)
 
   rte_mbuf* received[burst_size];
   TransmitBuffers transmit(port_ids, port_count, queue, extra);
@@ -321,16 +330,26 @@ void Runtime::worker(unsigned worker_index) {
     const Snapshot& snapshot = *published.snapshot;
     BackendTraffic* traffic = published.traffic_of(worker_index);
     const std::uint64_t now_ms = rte_get_tsc_cycles() / cycles_per_ms;
-    if (scans_[worker_index].requested.load(std::memory_order_acquire) !=
-        scans_[worker_index].finished.load(std::memory_order_relaxed)) {
-      walk_flows(worker_index, state, now_ms);
-    }
+    const bool scanning = scans_[worker_index].requested.load(std::memory_order_acquire) !=
+                          scans_[worker_index].finished.load(std::memory_order_relaxed);
+    if (scanning) walk_flows(worker_index, state, now_ms);
     if (worker_index == 0) send_control_frames(control_tx_ring_, received, transmit);
+    bool received_any = false;
     for (std::size_t port = 0; port < port_count; ++port) {
       const std::uint16_t count = rte_eth_rx_burst(port_ids[port], queue, received, burst_size);
       if (count == 0) continue;
+      received_any = true;
       handle_burst(snapshot, state, extra, traffic, port, received, count, now_ms, punt_ring_,
                    transmit);
+    }
+    if (!adaptive) continue;
+    if (received_any || scanning) {
+      empty_passes = 0;
+    } else if (empty_passes + 1 < idle_polls) {
+      ++empty_passes;
+    } else {
+      empty_passes = idle_polls;          // stays there (no overflow) until a frame arrives
+      rte_delay_us_sleep(idle_sleep_us);  // nanosleep: the CPU is free for others meanwhile
     }
   }
   rte_rcu_qsbr_thread_offline(rcu_, worker_index);
@@ -609,6 +628,7 @@ json::object Runtime::status() const {
   reply["version"] = snapshot.version();
   reply["lcores"] = worker_lcores_.size();
   reply["hugepages"] = huge_;
+  reply["poll"] = settings_.poll == PollMode::adaptive ? "adaptive" : "busy";
   json::array ports;
   for (const auto& port : ports_) {
     rte_eth_link link{};

@@ -103,6 +103,18 @@ DataplaneSettings load_settings(const config::Section& root) {
   settings.outer_ttl =
       static_cast<std::uint8_t>(section.get_int("outer_ttl", default_outer_ttl, 1, 255));
   settings.config_file = section.get_string("config_file", "");
+  const std::string poll = section.get_string("poll", "busy");
+  if (poll == "busy") {
+    settings.poll = PollMode::busy;
+  } else if (poll == "adaptive") {
+    settings.poll = PollMode::adaptive;
+  } else {
+    section.fail("poll", "must be \"busy\" or \"adaptive\", not \"" + poll + "\"");
+  }
+  settings.idle_polls = static_cast<std::uint32_t>(
+      section.get_int("idle_polls", default_idle_polls, min_idle_polls, max_idle_polls));
+  settings.idle_sleep_us = static_cast<std::uint32_t>(section.get_int(
+      "idle_sleep_us", default_idle_sleep_us, min_idle_sleep_us, max_idle_sleep_us));
 
   const auto ports = section.sections("ports");
   if (ports.empty())

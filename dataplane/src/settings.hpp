@@ -11,6 +11,9 @@
 //     outer_ttl = 64;
 //     config_file = "";                # optional: a JSON config (the control protocol's "config")
 //                                      # applied before the first packet; stacknoded replaces it
+//     poll = "busy";                   # "busy" (poll forever) or "adaptive" (sleep when idle)
+//     idle_polls = 256;                # adaptive: empty passes over all ports before sleeping
+//     idle_sleep_us = 200;             # adaptive: sleep per empty pass once idle
 //     ports = (
 //       { name = "front";   device = "net_af_packet0,iface=dpf0"; roles = ["front"];
 //         addresses = ["198.18.0.201"]; mtu = 1500; vlan = 0;
@@ -42,6 +45,23 @@ inline constexpr std::int64_t default_memory_mb = 256;
 
 enum class HugepageMode { automatic, required, off };
 
+// How a worker waits for packets. `busy` polls without pause: the lowest latency, one CPU per
+// worker at 100 % (what a box with its own cores wants). `adaptive`, after `idle_polls` passes
+// over all ports in a row that received nothing, sleeps `idle_sleep_us` per empty pass until a
+// frame arrives again: for hosts that share their CPUs (the virtual rack runs several dataplanes
+// on two vCPUs). The cost is up to idle_sleep_us more latency on the first frame after idleness.
+enum class PollMode { busy, adaptive };
+// Enough empty passes that a short gap between bursts does not put the worker to sleep.
+inline constexpr std::int64_t default_idle_polls = 256;
+inline constexpr std::int64_t min_idle_polls = 1;
+inline constexpr std::int64_t max_idle_polls = 1'000'000;
+// An idle worker wakes at most 5000 times a second (nanosleep overshoots, so fewer), and a
+// first packet waits at most about this long.
+inline constexpr std::int64_t default_idle_sleep_us = 200;
+inline constexpr std::int64_t min_idle_sleep_us = 1;
+// Above 100 ms a pending snapshot swap or stop would wait noticeably for a sleeping worker.
+inline constexpr std::int64_t max_idle_sleep_us = 100'000;
+
 struct PortSettings {
   std::string name;    // for people: logs, counters, errors
   std::string device;  // PCI address or virtual device string
@@ -67,12 +87,16 @@ struct DataplaneSettings {
   std::uint32_t flows_per_lcore = 0;
   std::uint8_t outer_ttl = 64;
   std::string config_file;  // empty: start with no services
+  PollMode poll = PollMode::busy;
+  std::uint32_t idle_polls = default_idle_polls;        // read in both modes, used by adaptive
+  std::uint32_t idle_sleep_us = default_idle_sleep_us;  // read in both modes, used by adaptive
   std::vector<PortSettings> ports;
 };
 
 // Reads and validates node.cfg's `dataplane` section and `paths.runtime_dir`. Throws
 // config::ConfigError naming file:line and key: no ports, no front or no service role, two
-// service ports, duplicate names or devices, bad addresses, MTU or VLAN out of range.
+// service ports, duplicate names or devices, bad addresses, MTU or VLAN out of range, an unknown
+// poll mode, idle_polls or idle_sleep_us out of range.
 DataplaneSettings load_settings(const config::Section& root);
 
 // What the machine offers, found by the caller (hugepages_available(): /proc/meminfo and a

@@ -101,7 +101,10 @@ print("answered" if len(answer) == 8 and answer[4] == 1 else "nothing")
 PY
 }
 node_address() { echo "198.18.1.1${1#sn}"; }
-state_dir_files() { find "$STACKNODE_RACK_DIR/$1/state" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tr '\n' ' '; }
+# The state dir's entries but content/ (tools/rack's default site for stacknode-web: not membership).
+state_dir_files() {
+  find "$STACKNODE_RACK_DIR/$1/state" -mindepth 1 -maxdepth 1 ! -name content -printf '%f\n' | sort | tr '\n' ' '
+}
 
 # ---- init plus two joins --------------------------------------------------------------------------
 check "tools/rack up 3 (init on sn1, sn2 and sn3 join with tokens)" "$rack" up 3

@@ -173,7 +173,8 @@ printf '#!/bin/sh\nexit 0\n' > "$fake_bin/stackctl"
 chmod +x "$fake_bin/stacknode-db" "$fake_bin/stackctl"
 half_failed_up_names_step() {
   local output
-  if output=$(STACKNODE_RACK_BIN="$fake_bin" "$rack" up 2 2>&1); then return 1; fi
+  # (no dataplane or web server: fake_bin has only stacknode-db and stackctl)
+  if output=$(STACKNODE_RACK_BIN="$fake_bin" STACKNODE_RACK_NO_DATAPLANE=1 "$rack" up 2 2>&1); then return 1; fi
   grep -q "up failed at step 'start daemons': stacknode-db in sn1 exited during start-up" <<< "$output" &&
     grep -q "$STACKNODE_RACK_DIR/sn1/log/stacknode-db.log" <<< "$output"
 }

@@ -60,7 +60,7 @@ int run(int argc, char** argv, std::string_view program, std::string_view summar
 namespace stacknode::daemon {
 namespace {
 // Top-level sections of node.cfg (DESIGN.md: per-node facts); each belongs to one part.
-constexpr std::string_view known_sections[] = {"node", "api", "paths", "log", "dataplane", "web", "app",
+constexpr std::string_view known_sections[] = {"node", "api", "paths", "log", "lb", "dataplane", "web", "app",
                                                "cache", "db", "cluster", "console"};
 }  // namespace
 

@@ -1,6 +1,6 @@
 // Unit tests of stacknode-dataplane's node.cfg section and the EAL command line built from it:
-// what is accepted, what each mistake says (file:line and key), and the arguments EAL gets with
-// and without hugepages, for virtual and PCI devices.
+// what is accepted (ports, the poll mode and its limits), what each mistake says (file:line and
+// key), and the arguments EAL gets with and without hugepages, for virtual and PCI devices.
 #include <CppUTest/TestHarness.h>
 
 #include <algorithm>
@@ -146,4 +146,39 @@ TEST(DataplaneSettings, TooFewCpusIsOneClearLine) {
   const EalArguments eal = build_eal_arguments(settings, host(false, 2));
   STRCMP_CONTAINS("needs CPUs up to 2, but this process may use 2", eal.error.c_str());
   STRCMP_EQUAL("", build_eal_arguments(load("lcores = 2;\n" + two_ports), host(false, 2)).error.c_str());
+}
+
+TEST(DataplaneSettings, PollDefaultsToBusy) {
+  const DataplaneSettings settings = load(two_ports);
+  CHECK(settings.poll == PollMode::busy);
+  LONGS_EQUAL(default_idle_polls, settings.idle_polls);
+  LONGS_EQUAL(default_idle_sleep_us, settings.idle_sleep_us);
+}
+
+TEST(DataplaneSettings, AdaptivePollWithItsLimits) {
+  const DataplaneSettings settings =
+      load("poll = \"adaptive\"; idle_polls = 1000000; idle_sleep_us = 1;\n" + two_ports);
+  CHECK(settings.poll == PollMode::adaptive);
+  LONGS_EQUAL(max_idle_polls, settings.idle_polls);
+  LONGS_EQUAL(min_idle_sleep_us, settings.idle_sleep_us);
+  const DataplaneSettings other = load("poll = \"adaptive\"; idle_polls = 1; idle_sleep_us = 100000;\n" + two_ports);
+  LONGS_EQUAL(min_idle_polls, other.idle_polls);
+  LONGS_EQUAL(max_idle_sleep_us, other.idle_sleep_us);
+  CHECK(load("poll = \"busy\";\n" + two_ports).poll == PollMode::busy);
+}
+
+TEST(DataplaneSettings, PollMistakesNameTheKey) {
+  STRCMP_EQUAL("node.cfg:2: dataplane.poll: must be \"busy\" or \"adaptive\", not \"lazy\"",
+               error_of("poll = \"lazy\";\n" + two_ports).c_str());
+  STRCMP_CONTAINS("dataplane.poll: expected a string", error_of("poll = 1;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("node.cfg:2: dataplane.idle_polls: value 0 is out of range [1, 1000000]",
+                  error_of("idle_polls = 0;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("dataplane.idle_polls: value 1000001 is out of range [1, 1000000]",
+                  error_of("idle_polls = 1000001;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("node.cfg:2: dataplane.idle_sleep_us: value 0 is out of range [1, 100000]",
+                  error_of("idle_sleep_us = 0;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("dataplane.idle_sleep_us: value 100001 is out of range [1, 100000]",
+                  error_of("poll = \"adaptive\"; idle_sleep_us = 100001;\n" + two_ports).c_str());
+  STRCMP_CONTAINS("dataplane.idle_sleep_us: expected an integer",
+                  error_of("idle_sleep_us = \"200\";\n" + two_ports).c_str());
 }
