@@ -76,7 +76,8 @@ Commands (run as root on a member; API commands use this box's node certificate)
   user list | create NAME --password P | delete NAME | password NAME --password P
   api-token list | create [--user U] [--description D] | revoke ID
   setting list | set NAME VALUE | delete NAME
-  pool list | create NAME [--port P] [--health-path PATH] | delete NAME
+  pool list | create NAME [--port P] [--health-path PATH] [--interval MS] [--timeout MS]
+            [--rise N] [--fall N] | delete NAME
   pool member POOL NODE [--weight W] [--state active|draining|maintenance]
   vip list | add NAME ADDR:PORT/PROTO --pool POOL [--mode ipip|l2_dsr] | remove NAME
   audit [--limit N] [--after ID]       who changed what, newest first
@@ -566,18 +567,24 @@ const std::vector<ApiCommand>& api_commands() {
        [](const Args& args) { return "/api/v1/settings/" + args.at("NAME"); }, none, {}},
       {{"pool", "list"}, {}, {}, "load-balancing pools (members: every node, see --json)", bhttp::verb::get,
        fixed("/api/v1/pools"), none, {"name", "port", "health_path", "created_at"}},
-      {{"pool", "create"}, {"NAME"}, {"--port", "--health-path"},
-       "a pool of every node's service on --port (default 80, the web service), checked at --health-path",
+      {{"pool", "create"}, {"NAME"}, {"--port", "--health-path", "--interval", "--timeout", "--rise", "--fall"},
+       "a pool of every node's service on --port (default 80, the web service), checked at --health-path "
+       "(default /healthz) every --interval ms (default 1000) within --timeout ms; --rise/--fall good/bad checks "
+       "in a row (default 2/2) turn a member up/down",
        bhttp::verb::post, fixed("/api/v1/pools"),
        [](const Args& args, std::string& problem) -> std::optional<json::object> {
          json::object body{{"name", args.at("NAME")}};
-         if (args.contains("--port")) {
-           const std::optional<long> port = whole_number(args.at("--port"), 1, 65535);
-           if (!port) {
-             problem = "--port must be 1 to 65535";
+         for (const auto& [flag, key, high] : {std::tuple{"--port", "port", 65535L},
+                                               std::tuple{"--interval", "health_interval_ms", 60'000L},
+                                               std::tuple{"--timeout", "health_timeout_ms", 60'000L},
+                                               std::tuple{"--rise", "rise", 10L}, std::tuple{"--fall", "fall", 10L}}) {
+           if (!args.contains(flag)) continue;
+           const std::optional<long> value = whole_number(args.at(flag), 1, high);
+           if (!value) {
+             problem = std::string(flag) + " must be 1 to " + std::to_string(high);
              return std::nullopt;
            }
-           body["port"] = *port;
+           body[key] = *value;
          }
          if (args.contains("--health-path")) body["health_path"] = args.at("--health-path");
          return body;

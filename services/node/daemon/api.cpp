@@ -625,8 +625,21 @@ class Routes {
     for (const PoolRow& pool : state->pools) {
       json::array members;
       for (const NodeRow& node : state->nodes) {
-        json::object member{{"node", node.name}, {"address", service_address(node).value_or("")}, {"weight", 1},
-                            {"state", "active"}, {"online", online(node, unix_now())}};
+        const std::int64_t now_ms = unix_now() * 1000;
+        json::object member{{"node", node.name},
+                            {"address", service_address(node).value_or("")},
+                            {"weight", 1},
+                            {"state", "active"},
+                            {"online", online(node, unix_now())},
+                            {"healthy", member_healthy(*state, pool, node.id, now_ms)}};
+        json::object views;  // each checker's verdict, by checker name
+        for (const HealthView& view : state->health) {
+          if (view.pool != pool.name || view.node_id != node.id) continue;
+          for (const NodeRow& checker : state->nodes) {
+            if (checker.id == view.checker_id) views[checker.name] = view.up ? "up" : "down";
+          }
+        }
+        member["views"] = std::move(views);
         for (const PoolMemberRow& row : state->members) {
           if (row.pool != pool.name || row.node_id != node.id) continue;
           member["weight"] = row.weight;
@@ -637,6 +650,10 @@ class Routes {
       items.push_back(json::object{{"name", pool.name},
                                    {"port", pool.port},
                                    {"health_path", pool.health_path},
+                                   {"health_interval_ms", pool.health_interval_ms},
+                                   {"health_timeout_ms", pool.health_timeout_ms},
+                                   {"rise", pool.rise},
+                                   {"fall", pool.fall},
                                    {"created_at", pool.created_at},
                                    {"members", std::move(members)}});
     }
@@ -647,18 +664,32 @@ class Routes {
     const auto parsed = body_object(call.body);
     if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
     const json::object& body = std::get<json::object>(parsed);
-    if (auto bad = unknown_member(body, {"name", "port", "health_path"})) return *bad;
+    if (auto bad = unknown_member(
+            body, {"name", "port", "health_path", "health_interval_ms", "health_timeout_ms", "rise", "fall"})) {
+      return *bad;
+    }
     const auto name = string_member(body, "name");
     const auto port = integer_member(body, "port", 1, 65535);
     const auto health_path = string_member(body, "health_path");
+    const auto interval = integer_member(body, "health_interval_ms", min_health_interval_ms, max_health_interval_ms);
+    const auto timeout = integer_member(body, "health_timeout_ms", 1, max_health_interval_ms);
+    const auto rise = integer_member(body, "rise", 1, max_rise_fall);
+    const auto fall = integer_member(body, "fall", 1, max_rise_fall);
     if (const Answer* bad = std::get_if<Answer>(&name)) return *bad;
-    if (const Answer* bad = std::get_if<Answer>(&port)) return *bad;
     if (const Answer* bad = std::get_if<Answer>(&health_path)) return *bad;
+    for (const auto* field : {&port, &interval, &timeout, &rise, &fall}) {
+      if (const Answer* bad = std::get_if<Answer>(field)) return *bad;
+    }
     if (!std::get<0>(name)) return error_answer(400, "invalid", "'name' is required");
     PoolRow pool;
     pool.name = *std::get<0>(name);
     pool.port = static_cast<std::uint16_t>(std::get<0>(port).value_or(default_pool_port));
     pool.health_path = std::get<0>(health_path).value_or(std::string(default_health_path));
+    pool.health_interval_ms = static_cast<std::uint32_t>(std::get<0>(interval).value_or(default_health_interval_ms));
+    pool.health_timeout_ms = static_cast<std::uint32_t>(
+        std::get<0>(timeout).value_or(std::min<std::int64_t>(default_health_timeout_ms, pool.health_interval_ms)));
+    pool.rise = static_cast<std::uint32_t>(std::get<0>(rise).value_or(default_rise));
+    pool.fall = static_cast<std::uint32_t>(std::get<0>(fall).value_or(default_fall));
     Checked<Done> created = LbStore(store_).create_pool(call.principal, pool, unix_now());
     if (!created) return problem_answer(created.problem());
     return {201, json::object{{"name", pool.name}, {"port", pool.port}, {"health_path", pool.health_path}}, {}};

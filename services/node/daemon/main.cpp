@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api.hpp"
+#include "health.hpp"
 #include "load_balancer.hpp"
 #include "reconciler.hpp"
 #include "stacknode/common/daemon.hpp"
@@ -252,10 +253,15 @@ MemberEnd run_member(const NodeConfig& config) {
   lb_loop.add("load balancing", lb_interval, [&] { balancer.step(); });
   Reconciler lb_enforcer;
   lb_enforcer.add("VIP lease enforcer", lease_enforce_interval, [&] { balancer.enforce(); });
+  HealthChecker checker(store, self.node_id);
+  Reconciler health_loop;  // checks that time out must not hold up the leases
+  health_loop.add("health checks", health_tick, [&] { checker.step(); });
   reconciler.start();
   lb_loop.start();
   lb_enforcer.start();
+  health_loop.start();
   server.run();
+  health_loop.stop();
   lb_enforcer.stop();
   lb_loop.stop();
   reconciler.stop();

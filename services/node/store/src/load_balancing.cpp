@@ -34,9 +34,17 @@ bool usable_vip_address(const std::string& text) {
   return first != 0 && first != 127 && first < 224;
 }
 
-constexpr std::string_view pool_columns = "name, port, health_path, created_at";
+constexpr std::string_view pool_columns =
+    "name, port, health_path, health_interval_ms, health_timeout_ms, rise, fall, created_at";
 PoolRow pool_row(const db::wire::Row& row) {
-  return {text(row[0]), static_cast<std::uint16_t>(integer(row[1])), text(row[2]), integer(row[3])};
+  return {text(row[0]),
+          static_cast<std::uint16_t>(integer(row[1])),
+          text(row[2]),
+          static_cast<std::uint32_t>(integer(row[3])),
+          static_cast<std::uint32_t>(integer(row[4])),
+          static_cast<std::uint32_t>(integer(row[5])),
+          static_cast<std::uint32_t>(integer(row[6])),
+          integer(row[7])};
 }
 constexpr std::string_view vip_columns = "name, address, port, protocol, pool, mode, created_at";
 VipRow vip_row(const db::wire::Row& row) {
@@ -99,7 +107,19 @@ Checked<Done> LbStore::create_pool(const std::string& actor, const PoolRow& pool
     return invalid("a pool's health path starts with / and has at most " + std::to_string(max_health_path_chars) +
                    " characters, no spaces");
   }
-  const std::string detail = "port " + std::to_string(pool.port) + " health " + pool.health_path;
+  if (pool.health_interval_ms < min_health_interval_ms || pool.health_interval_ms > max_health_interval_ms) {
+    return invalid("a pool's health interval is " + std::to_string(min_health_interval_ms) + " to " +
+                   std::to_string(max_health_interval_ms) + " ms");
+  }
+  if (pool.health_timeout_ms < 1 || pool.health_timeout_ms > pool.health_interval_ms) {
+    return invalid("a pool's health timeout is 1 ms to its interval");
+  }
+  if (pool.rise < 1 || pool.rise > max_rise_fall || pool.fall < 1 || pool.fall > max_rise_fall) {
+    return invalid("rise and fall are 1 to " + std::to_string(max_rise_fall) + " checks");
+  }
+  const std::string detail = "port " + std::to_string(pool.port) + " health " + pool.health_path + " every " +
+                             std::to_string(pool.health_interval_ms) + " ms, rise " + std::to_string(pool.rise) +
+                             " fall " + std::to_string(pool.fall);
   return store_.change({actor, "pool.create", pool.name, detail}, now, [&](db::Client::Transaction& transaction) {
     db::Outcome<db::wire::RowSet> count = transaction.query("SELECT count(*), sum(name = ?) FROM pools", {pool.name});
     if (auto problem = database_problem(count)) return problem;
@@ -108,8 +128,10 @@ Checked<Done> LbStore::create_pool(const std::string& actor, const PoolRow& pool
       return std::optional<Problem>(conflict("a cluster has at most " + std::to_string(max_pools) + " pools"));
     }
     db::Outcome<db::wire::Result> done =
-        transaction.exec("INSERT INTO pools (name, port, health_path, created_at) VALUES (?, ?, ?, ?)",
-                         {pool.name, std::int64_t{pool.port}, pool.health_path, now});
+        transaction.exec("INSERT INTO pools (name, port, health_path, health_interval_ms, health_timeout_ms, rise, fall, "
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         {pool.name, std::int64_t{pool.port}, pool.health_path, std::int64_t{pool.health_interval_ms},
+                          std::int64_t{pool.health_timeout_ms}, std::int64_t{pool.rise}, std::int64_t{pool.fall}, now});
     return done ? std::nullopt : std::optional<Problem>(problem_from(done.error()));
   });
 }
@@ -127,8 +149,12 @@ Checked<Done> LbStore::delete_pool(const std::string& actor, const std::string& 
                                         "no pool named '" + name + "'")) {
       return problem;
     }
-    db::Outcome<db::wire::Result> done = transaction.exec("DELETE FROM pool_members WHERE pool = ?", {name});
-    return done ? std::nullopt : std::optional<Problem>(problem_from(done.error()));
+    for (const char* table : {"pool_members", "backend_health"}) {
+      db::Outcome<db::wire::Result> done =
+          transaction.exec("DELETE FROM " + std::string(table) + " WHERE pool = ?", {name});
+      if (!done) return std::optional<Problem>(problem_from(done.error()));
+    }
+    return std::optional<Problem>();
   });
 }
 
@@ -250,7 +276,23 @@ Checked<LbState> LbStore::state() {
   Checked<std::vector<VipLease>> lease_rows = leases();
   if (!lease_rows) return lease_rows.problem();
   state.leases = std::move(*lease_rows);
+  Checked<std::vector<HealthView>> views = all_rows<HealthView>(
+      store_, "SELECT pool, node_id, checker_id, up, at_ms FROM backend_health", [](const db::wire::Row& row) {
+        return HealthView{text(row[0]), integer(row[1]), integer(row[2]), integer(row[3]) != 0, integer(row[4])};
+      });
+  if (!views) return views.problem();
+  state.health = std::move(*views);
   return state;
+}
+
+Checked<Done> LbStore::record_health(const HealthView& view) {
+  db::Outcome<db::wire::Result> done = store_.client().exec(
+      store_.database(),
+      "INSERT INTO backend_health (pool, node_id, checker_id, up, at_ms) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT (pool, node_id, checker_id) DO UPDATE SET up = excluded.up, at_ms = excluded.at_ms",
+      {view.pool, view.node_id, view.checker_id, std::int64_t{view.up ? 1 : 0}, view.at_ms});
+  if (!done) return problem_from(done.error());
+  return Done{};
 }
 
 Checked<bool> LbStore::claim_lease(const std::string& address, std::int64_t node_id, std::int64_t now_ms,
@@ -275,7 +317,20 @@ std::optional<std::string> service_address(const NodeRow& node) {
   return host;
 }
 
+bool member_healthy(const LbState& state, const PoolRow& pool, std::int64_t node_id, std::int64_t now_ms) {
+  const std::int64_t oldest = now_ms - health_view_max_intervals * std::int64_t{pool.health_interval_ms};
+  std::size_t fresh = 0;
+  std::size_t down = 0;
+  for (const HealthView& view : state.health) {
+    if (view.pool != pool.name || view.node_id != node_id || view.at_ms < oldest) continue;
+    ++fresh;
+    if (!view.up) ++down;
+  }
+  return down * 2 <= fresh;
+}
+
 std::vector<LbBackend> pool_backends(const LbState& state, const std::string& pool, std::int64_t now) {
+  const auto row = std::find_if(state.pools.begin(), state.pools.end(), [&](const PoolRow& p) { return p.name == pool; });
   std::vector<LbBackend> backends;
   for (const NodeRow& node : state.nodes) {
     const std::optional<std::string> address = service_address(node);
@@ -288,6 +343,7 @@ std::vector<LbBackend> pool_backends(const LbState& state, const std::string& po
       if (member.state == MemberState::maintenance) backend.state = "down";
     }
     if (!online(node, now)) backend.state = "down";
+    if (row != state.pools.end() && !member_healthy(state, *row, node.id, now * 1000)) backend.state = "down";
     backends.push_back(std::move(backend));
   }
   return backends;

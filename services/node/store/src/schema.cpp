@@ -51,13 +51,16 @@ const std::vector<Migration> migrations_list = {
     // Version 4: load balancing as cluster state (issue 6). A pool's members are every node's
     // service on `port` unless pool_members says otherwise for a node (by its dqlite id, which a
     // rename keeps); a VIP sends to a pool; a VIP address's lease names the one node that answers
-    // for it (ARP is per address, whatever the ports) until expires_at_ms (Unix milliseconds), renewed through Raft, so only a node that reaches
-    // the majority can hold one.
+    // for it (ARP is per address, whatever the ports) until expires_at_ms (Unix milliseconds),
+    // renewed through Raft, so only a node that reaches the majority can hold one.
+    // backend_health holds every node's view of every member; a member is down when most fresh
+    // views say so.
     {4,
-     "pools, pool members, VIPs and VIP leases",
+     "pools, pool members, VIPs, VIP leases and health views",
      {
          "CREATE TABLE pools (name TEXT PRIMARY KEY, port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535), "
-         "health_path TEXT NOT NULL, created_at INTEGER NOT NULL)",
+         "health_path TEXT NOT NULL, health_interval_ms INTEGER NOT NULL, health_timeout_ms INTEGER NOT NULL, "
+         "rise INTEGER NOT NULL, fall INTEGER NOT NULL, created_at INTEGER NOT NULL)",
          "CREATE TABLE pool_members (pool TEXT NOT NULL, node_id INTEGER NOT NULL, "
          "weight INTEGER NOT NULL CHECK (weight BETWEEN 1 AND 65535), "
          "state TEXT NOT NULL CHECK (state IN ('active', 'draining', 'maintenance')), PRIMARY KEY (pool, node_id))",
@@ -66,6 +69,9 @@ const std::vector<Migration> migrations_list = {
          "pool TEXT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('ipip', 'l2_dsr')), created_at INTEGER NOT NULL, "
          "UNIQUE (address, port, protocol))",
          "CREATE TABLE vip_leases (address TEXT PRIMARY KEY, node_id INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
+         // Each node's view of each pool member (checker_id's health checks of node_id's service).
+         "CREATE TABLE backend_health (pool TEXT NOT NULL, node_id INTEGER NOT NULL, checker_id INTEGER NOT NULL, "
+         "up INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (pool, node_id, checker_id))",
      }},
 };
 

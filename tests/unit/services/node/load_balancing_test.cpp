@@ -29,7 +29,10 @@ LbState rack_state() {
   LbState state;
   state.nodes = {node(1, "sn1", "198.18.1.11:8443"), node(2, "sn2", "198.18.1.12:8443"),
                  node(3, "sn3", "198.18.1.13:8443")};
-  state.pools = {{"web", 80, "/healthz", now}};
+  PoolRow web;
+  web.name = "web";
+  web.created_at = now;
+  state.pools = {web};
   state.vips = {{"www", "198.18.0.100", 80, "tcp", "web", "l2_dsr", now},
                 {"dns", "198.18.0.100", 53, "udp", "web", "ipip", now}};
   return state;
@@ -63,6 +66,29 @@ TEST(LoadBalancing, EveryNodeIsAnActiveBackendUnlessTheOperatorOrItsHeartbeatSay
   STRCMP_EQUAL("draining", backend_at(backends, "198.18.1.12").state.c_str());
   LONGS_EQUAL(5, backend_at(backends, "198.18.1.12").weight);
   STRCMP_EQUAL("down", backend_at(backends, "198.18.1.13").state.c_str());  // maintenance
+}
+
+TEST(LoadBalancing, AMemberIsDownOnlyWhenMostFreshViewsSaySo) {
+  LbState state = rack_state();
+  const PoolRow& pool = state.pools[0];
+  const std::int64_t now_ms = now * 1000;
+  CHECK(member_healthy(state, pool, 2, now_ms));  // no view yet: up (checks have not run)
+  // One node's broken link: one of three says down.
+  state.health = {{"web", 2, 1, false, now_ms - 100}, {"web", 2, 2, true, now_ms - 100}, {"web", 2, 3, true, now_ms}};
+  CHECK(member_healthy(state, pool, 2, now_ms));
+  STRCMP_EQUAL("active", backend_at(pool_backends(state, "web", now), "198.18.1.12").state.c_str());
+  // Two of three: down, in the dataplane's backends too.
+  state.health[1].up = false;
+  CHECK_FALSE(member_healthy(state, pool, 2, now_ms));
+  STRCMP_EQUAL("down", backend_at(pool_backends(state, "web", now), "198.18.1.12").state.c_str());
+  STRCMP_EQUAL("active", backend_at(pool_backends(state, "web", now), "198.18.1.11").state.c_str());
+  // A view older than health_view_max_intervals intervals no longer votes: one down, one up.
+  state.health[0].at_ms = now_ms - health_view_max_intervals * pool.health_interval_ms - 1;
+  CHECK(member_healthy(state, pool, 2, now_ms));
+  // Views of another pool or member count for nothing here.
+  state.health = {{"other", 2, 1, false, now_ms}, {"web", 3, 1, false, now_ms}};
+  CHECK(member_healthy(state, pool, 2, now_ms));
+  CHECK_FALSE(member_healthy(state, pool, 3, now_ms));
 }
 
 TEST(LoadBalancing, ANodeWithoutAnIpv4ServiceAddressIsNoBackend) {

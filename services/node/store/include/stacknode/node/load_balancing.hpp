@@ -29,6 +29,17 @@ inline constexpr std::size_t max_vips = 256;
 inline constexpr std::uint32_t max_member_weight = 65535;  // the dataplane's limit
 inline constexpr std::uint16_t default_pool_port = 80;     // the web service of every node
 inline constexpr std::string_view default_health_path = "/healthz";
+// Health checks (HTTP GET of health_path, up when the status is below 400), per pool.
+inline constexpr std::uint32_t default_health_interval_ms = 1000;
+inline constexpr std::uint32_t min_health_interval_ms = 200;
+inline constexpr std::uint32_t max_health_interval_ms = 60'000;
+inline constexpr std::uint32_t default_health_timeout_ms = 1000;
+inline constexpr std::uint32_t default_rise = 2;  // consecutive good checks to turn up
+inline constexpr std::uint32_t default_fall = 2;  // consecutive bad checks to turn down
+inline constexpr std::uint32_t max_rise_fall = 10;
+// A node's view counts while it is this many of its pool's intervals old at most (a node that
+// stopped checking, or cannot write, stops voting).
+inline constexpr std::int64_t health_view_max_intervals = 5;
 // The dataplane's Maglev table size for every VIP (a prime; dataplane/README.md).
 inline constexpr std::uint32_t vip_table_size = 65537;
 
@@ -42,6 +53,10 @@ struct PoolRow {
   std::string name;
   std::uint16_t port = default_pool_port;  // the service the pool's members run (health checks)
   std::string health_path = std::string(default_health_path);
+  std::uint32_t health_interval_ms = default_health_interval_ms;
+  std::uint32_t health_timeout_ms = default_health_timeout_ms;
+  std::uint32_t rise = default_rise;
+  std::uint32_t fall = default_fall;
   std::int64_t created_at = 0;
 };
 
@@ -70,6 +85,15 @@ struct VipLease {
   std::int64_t expires_at_ms = 0;  // Unix milliseconds
 };
 
+// One node's (checker_id's) view of one pool member (node_id) at at_ms.
+struct HealthView {
+  std::string pool;
+  std::int64_t node_id = 0;
+  std::int64_t checker_id = 0;
+  bool up = true;
+  std::int64_t at_ms = 0;
+};
+
 // Everything the load-balancing loop reads.
 struct LbState {
   std::vector<NodeRow> nodes;
@@ -77,6 +101,7 @@ struct LbState {
   std::vector<PoolMemberRow> members;
   std::vector<VipRow> vips;
   std::vector<VipLease> leases;
+  std::vector<HealthView> health;
 };
 
 class LbStore {
@@ -103,6 +128,8 @@ class LbStore {
   // at now_ms, or held by `node_id` already; true when `node_id` holds it afterwards. A write
   // through Raft: it succeeds only where the majority is reachable. Not audited (no one made it).
   Checked<bool> claim_lease(const std::string& address, std::int64_t node_id, std::int64_t now_ms, std::int64_t lease_ms);
+  // Records `view` (this node's verdict on a member); not audited.
+  Checked<Done> record_health(const HealthView& view);
 
  private:
   ControlStore& store_;
@@ -119,8 +146,12 @@ struct LbBackend {
   std::string state;  // the dataplane's: active, draining or down
 };
 // The backends of `pool`: every node's service address; the operator's state (maintenance is
-// down); a node offline at `now` (Unix seconds) is down.
+// down); a node offline at `now` (Unix seconds) is down, and so is one that most fresh health
+// views (member_healthy) call down.
 std::vector<LbBackend> pool_backends(const LbState& state, const std::string& pool, std::int64_t now);
+// The majority of the fresh views of `node_id` in `pool` at now_ms: true unless more than half of
+// them say down (no fresh view: up, so a cluster whose checks have not run yet still serves).
+bool member_healthy(const LbState& state, const PoolRow& pool, std::int64_t node_id, std::int64_t now_ms);
 
 // Of `candidates` (node ids), the one a free VIP address should go to: the highest rendezvous
 // score of (address, node), so that VIPs spread over nodes and a node's loss moves only its own.
