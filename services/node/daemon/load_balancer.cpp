@@ -166,7 +166,11 @@ void LoadBalancer::step() {
     const std::int64_t now_ms = unix_now_ms();
     const bool mine = lease != state.leases.end() && lease->node_id == self_id_;
     const bool free = lease == state.leases.end() || lease->expires_at_ms < now_ms;
-    if (!mine && !(free && preferred_owner(address, candidates) == self_id_)) continue;
+    // A lease that ran out was not renewed: its holder is dead or cut off even while its
+    // heartbeat still looks recent (offline_after is 20 s), so it is no candidate for it.
+    std::vector<std::int64_t> takers = candidates;
+    if (lease != state.leases.end() && free) std::erase(takers, lease->node_id);
+    if (!mine && !(free && preferred_owner(address, takers) == self_id_)) continue;
     const Clock::time_point sent = Clock::now();
     Checked<bool> claimed = lb_.claim_lease(address, self_id_, now_ms, vip_lease.count());
     if (!claimed) {

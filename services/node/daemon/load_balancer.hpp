@@ -6,7 +6,8 @@
 // Leases: a node answers for a VIP only while it holds the VIP's lease, taken and renewed every
 // `lb_interval` through Raft (so only a node that reaches the majority can), valid for
 // `vip_lease` from the moment the request was sent. A free or expired lease is taken by the
-// VIP's preferred owner among the online nodes (preferred_owner); a held lease stays with its
+// VIP's preferred owner among the online nodes but the one whose lease ran out
+// (preferred_owner); a held lease stays with its
 // holder (no move back when a node returns). The holder stops answering `lease_margin` before
 // others may take the VIP, and a second thread (the enforcer) takes a lapsed VIP out of the
 // dataplane even while the loop waits on an unreachable database.
