@@ -45,3 +45,15 @@ check() {  # check "what" command...: one verdict line per check
     failed=$((failed + 1))
   fi
 }
+
+# The EXIT trap of a rack test (trap rack_cleanup EXIT): background jobs stopped; on failure the
+# tail of every node's logs; then the rack down and the work dir removed, whatever happened.
+rack_cleanup() {
+  local status=$?
+  jobs -p | xargs -r kill 2>/dev/null || true
+  if (( status != 0 )) && [[ -d "$STACKNODE_RACK_DIR" ]]; then
+    for log in "$STACKNODE_RACK_DIR"/sn*/log/*.log; do echo "--- $log"; tail -n 15 "$log"; done
+  fi
+  "$rack" down > /dev/null 2>&1 || true
+  rm -rf "$work"
+}

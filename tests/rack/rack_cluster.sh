@@ -38,15 +38,7 @@ prefix_letters=ct
 required_binaries=(stacknode-db stacknoded stackctl)
 # shellcheck source=tests/rack/common.sh
 source "$(dirname "$0")/common.sh"
-cleanup() {
-  local status=$?
-  if (( status != 0 )) && [[ -d "$STACKNODE_RACK_DIR" ]]; then
-    for log in "$STACKNODE_RACK_DIR"/sn*/log/*.log; do echo "--- $log"; tail -n 15 "$log"; done
-  fi
-  "$rack" down > /dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap rack_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -41,16 +41,7 @@ prefix_letters=tt
 required_binaries=(stacknode-db stacknoded stackctl stacknode-dataplane stacknode-web)
 # shellcheck source=tests/rack/common.sh
 source "$(dirname "$0")/common.sh"
-cleanup() {
-  local status=$?
-  jobs -p | xargs -r kill 2>/dev/null || true
-  if (( status != 0 )) && [[ -d "$STACKNODE_RACK_DIR" ]]; then
-    for log in "$STACKNODE_RACK_DIR"/sn*/log/*.log; do echo "--- $log"; tail -n 15 "$log"; done
-  fi
-  "$rack" down > /dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap rack_cleanup EXIT
 trap 'exit 130' INT
 
 client() { ip netns exec "${prefix}client" "$@"; }

@@ -62,6 +62,25 @@ TEST(Addresses, CanonicalOrderIsByFamilyThenBytes) {
   CHECK(IpAddress::ipv4(255, 255, 255, 255) < v6);
 }
 
+// A pseudo-random IPv4 5-tuple per call (a linear congruential step of `state`), TCP and UDP in turn.
+struct Tuple {
+  Ip4 source;
+  Ip4 destination;
+  std::uint16_t source_port;
+  std::uint16_t destination_port;
+  IpProtocol protocol;
+};
+Tuple next_tuple(std::uint64_t& state) {
+  state = state * 6364136223846793005ull + 1442695040888963407ull;
+  return {{static_cast<std::uint8_t>(state >> 56), static_cast<std::uint8_t>(state >> 48),
+           static_cast<std::uint8_t>(state >> 40), static_cast<std::uint8_t>(state >> 32)},
+          {static_cast<std::uint8_t>(state >> 24), static_cast<std::uint8_t>(state >> 16),
+           static_cast<std::uint8_t>(state >> 8), static_cast<std::uint8_t>(state)},
+          static_cast<std::uint16_t>(state >> 13),
+          static_cast<std::uint16_t>(state >> 29),
+          (state >> 7) % 2 ? IpProtocol::tcp : IpProtocol::udp};
+}
+
 TEST_GROUP(FlowHash){};
 
 TEST(FlowHash, PinnedValuesMatchTheDocumentedDefinition) {
@@ -88,14 +107,7 @@ TEST(FlowHash, Ipv4FromValuesEqualsTheKeyHash) {
                                                                  53, 53, IpProtocol::udp));
   std::uint64_t state = 0x9e3779b97f4a7c15ull;
   for (int round = 0; round < 1000; ++round) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    const Ip4 source = {static_cast<std::uint8_t>(state >> 56), static_cast<std::uint8_t>(state >> 48),
-                        static_cast<std::uint8_t>(state >> 40), static_cast<std::uint8_t>(state >> 32)};
-    const Ip4 destination = {static_cast<std::uint8_t>(state >> 24), static_cast<std::uint8_t>(state >> 16),
-                             static_cast<std::uint8_t>(state >> 8), static_cast<std::uint8_t>(state)};
-    const auto source_port = static_cast<std::uint16_t>(state >> 13);
-    const auto destination_port = static_cast<std::uint16_t>(state >> 29);
-    const IpProtocol protocol = round % 2 ? IpProtocol::tcp : IpProtocol::udp;
+    const auto [source, destination, source_port, destination_port, protocol] = next_tuple(state);
     UNSIGNED_LONGLONGS_EQUAL(flow_hash(flow_of(source, destination, source_port, destination_port, protocol)),
                              flow_hash_ipv4(source.data(), destination.data(), source_port, destination_port, protocol));
   }
@@ -106,14 +118,7 @@ TEST(FlowHash, KeyWordsFromValuesEqualTheKeysBytes) {
   // the control side would build, or a lookup misses (or, worse, matches another flow).
   std::uint64_t state = 0x2545f4914f6cdd1dull;
   for (int round = 0; round < 1000; ++round) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    const Ip4 source = {static_cast<std::uint8_t>(state >> 56), static_cast<std::uint8_t>(state >> 48),
-                        static_cast<std::uint8_t>(state >> 40), static_cast<std::uint8_t>(state >> 32)};
-    const Ip4 destination = {static_cast<std::uint8_t>(state >> 24), static_cast<std::uint8_t>(state >> 16),
-                             static_cast<std::uint8_t>(state >> 8), static_cast<std::uint8_t>(state)};
-    const auto source_port = static_cast<std::uint16_t>(state >> 13);
-    const auto destination_port = static_cast<std::uint16_t>(state >> 29);
-    const IpProtocol protocol = round % 2 ? IpProtocol::tcp : IpProtocol::udp;
+    const auto [source, destination, source_port, destination_port, protocol] = next_tuple(state);
     const FlowKey key = flow_of(source, destination, source_port, destination_port, protocol);
     const FlowKeyWords words =
         flow_key_words_ipv4(source.data(), destination.data(), source_port, destination_port, protocol);

@@ -63,21 +63,15 @@ struct Reply {
     const auto found = raw.find(field);
     return found == raw.end() ? std::string() : std::string(found->value());
   }
-  // body.error.kind, or "" when the body has none.
-  std::string error_kind() const {
+  // body.error.kind and body.error.message, or "" when the body has none.
+  std::string error_kind() const { return error_field("kind"); }
+  std::string error_message() const { return error_field("message"); }
+  std::string error_field(std::string_view name) const {
     if (!body.is_object()) return {};
     const json::value* error = body.as_object().if_contains("error");
     if (error == nullptr || !error->is_object()) return {};
-    const json::value* kind = error->as_object().if_contains("kind");
-    return kind != nullptr && kind->is_string() ? std::string(kind->as_string()) : std::string();
-  }
-  // body.error.message, or "" when the body has none.
-  std::string error_message() const {
-    if (!body.is_object()) return {};
-    const json::value* error = body.as_object().if_contains("error");
-    if (error == nullptr || !error->is_object()) return {};
-    const json::value* message = error->as_object().if_contains("message");
-    return message != nullptr && message->is_string() ? std::string(message->as_string()) : std::string();
+    const json::value* field = error->as_object().if_contains(name);
+    return field != nullptr && field->is_string() ? std::string(field->as_string()) : std::string();
   }
 };
 

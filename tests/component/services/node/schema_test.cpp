@@ -69,8 +69,10 @@ TEST(ControlSchema, AFreshDatabaseReachesTheLastVersionWithEveryTable) {
   CHECK_EQUAL(last, *schema_version(*client, "cluster"));
   std::vector<std::string> tables =
       column_strings(client->query("cluster", "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"));
-  const std::vector<std::string> expected = {"api_tokens", "audit_log", "cluster", "join_tokens", "nodes",
-                                             "revoked_certificates", "schema_migrations", "settings", "users"};
+  const std::vector<std::string> expected = {"api_tokens",   "audit_log",  "backend_health",       "cluster",
+                                             "join_tokens",  "nodes",      "pool_members",         "pools",
+                                             "revoked_certificates", "schema_migrations", "settings", "users",
+                                             "vip_leases",   "vips"};
   CHECK(tables == expected);
   CHECK_EQUAL(last, count_of(*client, "cluster", "SELECT count(*) FROM schema_migrations"));
   CHECK_EQUAL(last, count_of(*client, "cluster", "SELECT count(*) FROM schema_migrations WHERE applied_at = 1795000000"));
