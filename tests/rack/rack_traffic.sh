@@ -5,10 +5,12 @@
 # 198.18.0.100:80/tcp in l2_dsr mode):
 #   - 600 requests from the client namespace are answered by all 3 nodes' web servers, each with a
 #     fair share (20-47 %);
+#   - the owner's stacknoded exports its dataplane's counters on /metrics;
 #   - bad VIPs are refused (a node's own address, a taken address:port);
 #   - a drained member gets no new connections, and a download it serves finishes;
 #   - a web server that stops is out of rotation (health checks, majority of views), and back in
 #     when it runs again;
+#   - the owner's dataplane restarts: the VIP answers again (stacknoded pushes the config again);
 #   - kill the node that owns the VIP: the VIP answers again through another node (the gap is
 #     printed, not asserted: timings belong in benchmarks), and downloads served by surviving
 #     nodes continue without a reset across the owner change (every dataplane built the same
@@ -96,6 +98,16 @@ fair_share() {
 }
 check "$requests requests through the VIP: every one answered, each node $fair_low_percent-$fair_high_percent %" fair_share
 
+# ---- the owner's /metrics carries its dataplane's counters (read every 5 s) ----
+first_owner=$(owner sn1)
+owner_number=${first_owner#sn}
+forwarded() {
+  curl -sk -m 2 "https://198.18.1.1$owner_number:8443/metrics" |
+    awk -v want="stacknode_dataplane_vip_packets_total{vip=\"$vip\",protocol=\"tcp\",port=\"80\"}" \
+      '$1 == want && $2 + 0 >= 1800 { found = 1 } END { exit !found }'
+}
+check "the owner's /metrics counts the VIP's packets (3 or more per request)" poll 20 forwarded
+
 # ---- bad VIPs ----
 refused() { ! stackctl_on sn1 "$@" > "$work/refused" 2>&1; }
 check "a VIP on a node's own address is refused" refused vip add own 198.18.1.12:80/tcp --pool web
@@ -140,6 +152,13 @@ check "a stopped web server is out of rotation (every request answered elsewhere
 "$rack" start sn2 > /dev/null
 has_sn2() { tally 30 | grep -q ' sn2$'; }
 check "it is back in rotation when it runs again" poll "$rotation_seconds" has_sn2
+
+# ---- the owner's dataplane restarts: stacknoded pushes the config again (a fresh dataplane has none) ----
+restarted=$(owner sn1)
+"$rack" kill "$restarted" stacknode-dataplane > /dev/null
+"$rack" start "$restarted" > /dev/null
+check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
+  poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
 
 # ---- the owner dies ----
 lost=$(owner sn1)

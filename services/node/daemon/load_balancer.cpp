@@ -118,12 +118,76 @@ std::optional<json::object> dataplane_request(const std::string& socket_path, co
   return std::move(value.as_object());
 }
 
-LoadBalancer::LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options)
+LoadBalancer::LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options,
+                           metrics::Registry& registry)
     : store_(store),
       lb_(store),
       self_id_(self_id),
       options_(std::move(options)),
-      next_version_(static_cast<std::uint64_t>(unix_now_ms())) {}
+      next_version_(static_cast<std::uint64_t>(unix_now_ms())),
+      registry_(registry) {
+  registry_.gauge_callback("stacknode_vip_answered_count", "VIP addresses this node answers for now",
+                           [this] { return static_cast<double>(owned().size()); });
+}
+
+void LoadBalancer::export_counters() {
+  if (options_.dataplane_socket.empty()) return;
+  std::string error;
+  std::optional<json::object> reply = dataplane_request(options_.dataplane_socket, {{"op", "counters"}}, error);
+  registry_.gauge("stacknode_dataplane_up", "1 when the local dataplane answered its last counters request")
+      .set(reply ? 1.0 : 0.0);
+  if (!reply) return;
+  // A counter child fed from the dataplane's running total.
+  const auto add = [&](std::string_view name, std::string_view help, const metrics::Labels& labels,
+                       const json::value* total) {
+    if (total == nullptr || !total->is_number()) return;
+    const double value = total->to_number<double>();
+    std::string key(name);
+    for (const auto& [label, text] : labels) key += "|" + label + "=" + text;
+    const auto last = exported_.find(key);
+    const double previous = last == exported_.end() ? 0.0 : last->second;
+    // Lower than before: the dataplane restarted and counts from zero again.
+    const double delta = value >= previous ? value - previous : value;
+    registry_.counter(name, help, labels).inc(delta);
+    exported_[key] = value;
+  };
+  const auto field = [](const json::value& object, std::string_view key) -> const json::value* {
+    return object.is_object() ? object.as_object().if_contains(key) : nullptr;
+  };
+  const auto text = [](const json::value* value) {
+    return value != nullptr && value->is_string() ? std::string(value->as_string())
+                                                  : value != nullptr ? json::serialize(*value) : std::string();
+  };
+  if (const json::value* services = reply->if_contains("services"); services && services->is_array()) {
+    for (const json::value& service : services->as_array()) {
+      const metrics::Labels vip_labels = {{"vip", text(field(service, "vip"))},
+                                          {"protocol", text(field(service, "protocol"))},
+                                          {"port", text(field(service, "port"))}};
+      add("stacknode_dataplane_vip_packets_total", "packets the local dataplane forwarded for a VIP", vip_labels,
+          field(service, "packets"));
+      add("stacknode_dataplane_vip_bytes_total", "bytes the local dataplane forwarded for a VIP", vip_labels,
+          field(service, "bytes"));
+      add("stacknode_dataplane_vip_new_flows_total", "flows the local dataplane started for a VIP", vip_labels,
+          field(service, "new_flows"));
+      if (const json::value* backends = field(service, "backends"); backends && backends->is_array()) {
+        for (const json::value& backend : backends->as_array()) {
+          metrics::Labels labels = vip_labels;
+          labels.push_back({"backend", text(field(backend, "address"))});
+          add("stacknode_dataplane_backend_packets_total", "packets the local dataplane sent a backend of a VIP",
+              labels, field(backend, "packets"));
+          add("stacknode_dataplane_backend_new_flows_total", "flows the local dataplane started to a backend of a VIP",
+              labels, field(backend, "new_flows"));
+        }
+      }
+    }
+  }
+  if (const json::value* drops = reply->if_contains("drops"); drops && drops->is_object()) {
+    for (const auto& [reason, count] : drops->as_object()) {
+      add("stacknode_dataplane_drops_total", "frames the local dataplane dropped, by reason",
+          {{"reason", std::string(reason)}}, &count);
+    }
+  }
+}
 
 std::set<std::string> LoadBalancer::owned_locked(Clock::time_point now) const {
   std::set<std::string> names;
@@ -141,8 +205,8 @@ std::set<std::string> LoadBalancer::owned() const {
 void LoadBalancer::step() {
   Checked<LbState> read = lb_.state();
   if (!read) {
-    if (read.problem().message != last_problem_) log::warn("load balancing: ", read.problem().message);
-    last_problem_ = read.problem().message;
+    if (read.problem().message != last_step_problem_) log::warn("load balancing: ", read.problem().message);
+    last_step_problem_ = read.problem().message;
     enforce();
     return;
   }
@@ -176,8 +240,8 @@ void LoadBalancer::step() {
     if (!claimed) {
       // Unknown outcome (the database did not answer): what this node held runs out on its own.
       if (const auto kept = before.find(address); kept != before.end()) held.insert(*kept);
-      if (claimed.problem().message != last_problem_) log::warn("VIP ", address, ": ", claimed.problem().message);
-      last_problem_ = claimed.problem().message;
+      if (claimed.problem().message != last_step_problem_) log::warn("VIP ", address, ": ", claimed.problem().message);
+      last_step_problem_ = claimed.problem().message;
       continue;
     }
     if (*claimed) held[address] = sent + vip_lease - lease_margin;
@@ -213,8 +277,8 @@ void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
     // Unchanged: a dataplane that restarted reports another version and gets the config again.
     std::optional<json::object> status = dataplane_request(options_.dataplane_socket, {{"op", "status"}}, error);
     if (!status) {
-      if (error != last_problem_) log::warn("dataplane: ", error);
-      last_problem_ = error;
+      if (error != last_push_problem_) log::warn("dataplane: ", error);
+      last_push_problem_ = error;
       return;
     }
     const json::value* version = status->if_contains("version");
@@ -225,8 +289,8 @@ void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
   std::optional<json::object> reply =
       dataplane_request(options_.dataplane_socket, {{"op", "apply"}, {"config", std::move(config)}}, error);
   if (!reply) {
-    if (error != last_problem_) log::warn("dataplane: ", error);
-    last_problem_ = error;
+    if (error != last_push_problem_) log::warn("dataplane: ", error);
+    last_push_problem_ = error;
     pushed_.clear();
     return;
   }
@@ -234,8 +298,8 @@ void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
   if (ok == nullptr || !ok->is_bool() || !ok->as_bool()) {
     const json::value* message = reply->if_contains("error");
     const std::string refused = message && message->is_string() ? std::string(message->as_string()) : "no reason given";
-    if (refused != last_problem_) log::error("dataplane refused the config: ", refused);
-    last_problem_ = refused;
+    if (refused != last_push_problem_) log::error("dataplane refused the config: ", refused);
+    last_push_problem_ = refused;
     pushed_.clear();
     return;
   }
@@ -261,9 +325,9 @@ void LoadBalancer::keep_kernel(const LbState& state) {
     const int status = run_ip({"addr", "add", address + "/32", "dev", "lo"});
     if (status == 0 || status == 2) {
       kernel_vips_.insert(address);
-    } else if (address + ":" + std::to_string(status) != last_problem_) {
+    } else if (address + ":" + std::to_string(status) != last_step_problem_) {
       log::warn("load balancing: 'ip addr add ", address, "/32 dev lo' failed (status ", status, ")");
-      last_problem_ = address + ":" + std::to_string(status);
+      last_step_problem_ = address + ":" + std::to_string(status);
     }
   }
   for (auto address = kernel_vips_.begin(); address != kernel_vips_.end();) {

@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 
+#include "stacknode/common/metrics.hpp"
 #include "stacknode/node/load_balancing.hpp"
 
 namespace stacknode::node {
@@ -31,6 +32,9 @@ inline constexpr std::chrono::milliseconds lease_margin{300};
 inline constexpr std::chrono::milliseconds lease_enforce_interval{100};
 inline constexpr std::chrono::milliseconds dataplane_reply_timeout{2000};
 inline constexpr std::size_t max_dataplane_reply_bytes = 1 << 20;
+// How often the dataplane's counters are read for /metrics: each read walks the connection
+// tables (dataplane/README.md: every few seconds, not in a tight loop).
+inline constexpr std::chrono::seconds dataplane_counters_interval{5};
 
 struct LoadBalancerOptions {
   std::string dataplane_socket;  // "" when this node runs no dataplane
@@ -44,7 +48,8 @@ std::optional<boost::json::object> dataplane_request(const std::string& socket_p
 
 class LoadBalancer {
  public:
-  LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options);
+  // `registry` gets the dataplane's counters (export_counters) and which VIPs this node answers.
+  LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options, metrics::Registry& registry);
   // The loop's step: read the state, renew and take leases, push the dataplane's config when it
   // changed or the dataplane restarted, and keep the kernel's VIPs.
   void step();
@@ -52,6 +57,10 @@ class LoadBalancer {
   void enforce();
   // For /metrics and tests: the VIP addresses this node answers for now.
   std::set<std::string> owned() const;
+  // Reads the dataplane's counters into the registry: per VIP and backend packets, bytes and new
+  // flows (counters: the dataplane's totals as deltas, so a restarted dataplane's reset counts
+  // from zero again), active flows (gauges), drops by reason, and whether it answered.
+  void export_counters();
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -71,9 +80,14 @@ class LoadBalancer {
   std::string pushed_;                                    // the config last applied, without version
   std::uint64_t pushed_version_ = 0;
   std::uint64_t next_version_;
-  std::string last_problem_;                              // logged once per distinct message
+  // Logged once per distinct message: the step's (its thread only) and the pushes' (under mutex_).
+  std::string last_step_problem_;
+  std::string last_push_problem_;
   std::set<std::string> kernel_vips_;                     // addresses this loop put on lo
   bool kernel_prepared_ = false;
+  metrics::Registry& registry_;
+  std::map<std::string, double> exported_;  // the dataplane's last total per counter child
+  std::set<std::string> owned_gauges_;      // VIP addresses with a stacknode_vip_answered gauge
 };
 
 }  // namespace stacknode::node

@@ -248,19 +248,24 @@ MemberEnd run_member(const NodeConfig& config) {
   });
   // Load balancing on threads of its own: a lease must be renewed (or given up) on time even
   // while the other loops wait on the database.
-  LoadBalancer balancer(store, self.node_id, {config.dataplane_socket, config.manage_kernel});
+  LoadBalancer balancer(store, self.node_id, {config.dataplane_socket, config.manage_kernel}, registry);
   Reconciler lb_loop;
   lb_loop.add("load balancing", lb_interval, [&] { balancer.step(); });
+
   Reconciler lb_enforcer;
   lb_enforcer.add("VIP lease enforcer", lease_enforce_interval, [&] { balancer.enforce(); });
   HealthChecker checker(store, self.node_id);
   Reconciler health_loop;  // checks that time out must not hold up the leases
   health_loop.add("health checks", health_tick, [&] { checker.step(); });
+  Reconciler counters_loop;  // a counters read walks the flow tables: not on the lease thread
+  counters_loop.add("dataplane counters", dataplane_counters_interval, [&] { balancer.export_counters(); });
   reconciler.start();
   lb_loop.start();
   lb_enforcer.start();
   health_loop.start();
+  counters_loop.start();
   server.run();
+  counters_loop.stop();
   health_loop.stop();
   lb_enforcer.stop();
   lb_loop.stop();
