@@ -704,15 +704,15 @@ class Routes {
     const auto state_text = string_member(body, "state");
     if (const Answer* bad = std::get_if<Answer>(&weight)) return *bad;
     if (const Answer* bad = std::get_if<Answer>(&state_text)) return *bad;
-    MemberState state = MemberState::active;
+    std::optional<MemberState> state;
     if (std::get<0>(state_text)) {
-      const std::optional<MemberState> parsed_state = parse_member_state(*std::get<0>(state_text));
-      if (!parsed_state) return error_answer(400, "invalid", "'state' is active, draining or maintenance");
-      state = *parsed_state;
+      state = parse_member_state(*std::get<0>(state_text));
+      if (!state) return error_answer(400, "invalid", "'state' is active, draining or maintenance");
     }
-    return done(LbStore(store_).set_member(call.principal, pool, node,
-                                           static_cast<std::uint32_t>(std::get<0>(weight).value_or(1)), state,
-                                           unix_now()));
+    std::optional<std::uint32_t> weight_value;
+    if (std::get<0>(weight)) weight_value = static_cast<std::uint32_t>(*std::get<0>(weight));
+    if (!state && !weight_value) return error_answer(400, "invalid", "give 'weight', 'state' or both");
+    return done(LbStore(store_).set_member(call.principal, pool, node, weight_value, state, unix_now()));
   }
 
   Answer vips() {

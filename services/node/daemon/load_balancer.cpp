@@ -223,20 +223,35 @@ void LoadBalancer::step() {
     std::lock_guard lock(mutex_);
     before = held_until_;
   }
+  std::erase_if(observed_, [&](const auto& entry) { return !addresses.contains(entry.first); });
   std::map<std::string, Clock::time_point> held;
   for (const std::string& address : addresses) {
     const auto lease = std::find_if(state.leases.begin(), state.leases.end(),
                                     [&](const VipLease& row) { return row.address == address; });
     const std::int64_t now_ms = unix_now_ms();
     const bool mine = lease != state.leases.end() && lease->node_id == self_id_;
-    const bool free = lease == state.leases.end() || lease->expires_at_ms < now_ms;
-    // A lease that ran out was not renewed: its holder is dead or cut off even while its
+    // Another node's lease is stale when this node has seen the very same row (holder and
+    // expiry: a renewal changes the expiry) for a whole lease on its own steady clock. No wall
+    // clock is compared across nodes; the holder stopped answering lease_margin before.
+    bool stale = false;
+    if (lease != state.leases.end() && !mine) {
+      const auto seen = observed_.find(address);
+      if (seen == observed_.end() || seen->second.row.node_id != lease->node_id ||
+          seen->second.row.expires_at_ms != lease->expires_at_ms) {
+        observed_[address] = {*lease, Clock::now()};
+      } else {
+        stale = Clock::now() - seen->second.since >= vip_lease;
+      }
+    }
+    const bool free = lease == state.leases.end() || stale;
+    // A lease that went stale was not renewed: its holder is dead or cut off even while its
     // heartbeat still looks recent (offline_after is 20 s), so it is no candidate for it.
     std::vector<std::int64_t> takers = candidates;
-    if (lease != state.leases.end() && free) std::erase(takers, lease->node_id);
+    if (stale) std::erase(takers, lease->node_id);
     if (!mine && !(free && preferred_owner(address, takers) == self_id_)) continue;
     const Clock::time_point sent = Clock::now();
-    Checked<bool> claimed = lb_.claim_lease(address, self_id_, now_ms, vip_lease.count());
+    const std::optional<VipLease> replacing = stale ? std::optional<VipLease>(*lease) : std::nullopt;
+    Checked<bool> claimed = lb_.claim_lease(address, self_id_, now_ms, vip_lease.count(), replacing);
     if (!claimed) {
       // Unknown outcome (the database did not answer): what this node held runs out on its own.
       if (const auto kept = before.find(address); kept != before.end()) held.insert(*kept);
@@ -247,30 +262,47 @@ void LoadBalancer::step() {
     if (*claimed) held[address] = sent + vip_lease - lease_margin;
   }
   keep_kernel(state);
-  std::lock_guard lock(mutex_);
-  for (const auto& [vip, until] : held) {
-    if (!held_until_.contains(vip) || held_until_[vip] <= Clock::now()) {
-      log::info("VIP address ", vip, ": this node answers for it");
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [vip, until] : held) {
+      if (!held_until_.contains(vip) || held_until_[vip] <= Clock::now()) {
+        log::info("VIP address ", vip, ": this node answers for it");
+      }
     }
+    for (const auto& [vip, until] : held_until_) {
+      if (!held.contains(vip) && until > Clock::now()) log::info("VIP address ", vip, ": no longer answered here");
+    }
+    held_until_ = std::move(held);
+    state_ = std::move(*read);
   }
-  for (const auto& [vip, until] : held_until_) {
-    if (!held.contains(vip) && until > Clock::now()) log::info("VIP address ", vip, ": no longer answered here");
-  }
-  held_until_ = std::move(held);
-  state_ = std::move(*read);
-  push_locked(Clock::now(), true);
+  push(true);
 }
 
-void LoadBalancer::enforce() {
-  std::lock_guard lock(mutex_);
-  if (state_) push_locked(Clock::now(), false);
+void LoadBalancer::enforce() { push(false); }
+
+void LoadBalancer::release() {
+  if (options_.dataplane_socket.empty()) return;
+  std::lock_guard io(io_mutex_);
+  json::object empty{{"version", 0}, {"services", json::array()}, {"owned_vips", json::array()}};
+  const std::string problem = apply(empty, json::serialize(empty));
+  if (!problem.empty()) log::warn("dataplane: could not clear its VIPs: ", problem);
 }
 
-void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
-  if (options_.dataplane_socket.empty() || !state_) return;
-  const std::set<std::string> owned = owned_locked(now);
-  json::object config = dataplane_config(*state_, owned, 0, unix_now());
+void LoadBalancer::push(bool check_restart) {
+  if (options_.dataplane_socket.empty()) return;
+  json::object config;
+  std::size_t vips = 0;
+  std::size_t answered = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!state_) return;
+    const std::set<std::string> owned = owned_locked(Clock::now());
+    config = dataplane_config(*state_, owned, 0, unix_now());
+    vips = state_->vips.size();
+    answered = owned.size();
+  }
   const std::string text = json::serialize(config);
+  std::lock_guard io(io_mutex_);
   std::string error;
   if (text == pushed_) {
     if (!check_restart) return;
@@ -284,28 +316,32 @@ void LoadBalancer::push_locked(Clock::time_point now, bool check_restart) {
     const json::value* version = status->if_contains("version");
     if (version != nullptr && version->is_number() && version->to_number<std::uint64_t>() == pushed_version_) return;
   }
-  const std::uint64_t version = ++next_version_;
-  config["version"] = version;
-  std::optional<json::object> reply =
-      dataplane_request(options_.dataplane_socket, {{"op", "apply"}, {"config", std::move(config)}}, error);
-  if (!reply) {
-    if (error != last_push_problem_) log::warn("dataplane: ", error);
-    last_push_problem_ = error;
-    pushed_.clear();
+  const std::string problem = apply(std::move(config), text);
+  if (!problem.empty()) {
+    if (problem != last_push_problem_) log::warn("dataplane: ", problem);
+    last_push_problem_ = problem;
     return;
   }
+  log::info("dataplane: config ", pushed_version_, " applied (", vips, " VIPs, ", answered, " answered here)");
+}
+
+std::string LoadBalancer::apply(json::object config, const std::string& text) {
+  const std::uint64_t version = ++next_version_;
+  config["version"] = version;
+  std::string error;
+  std::optional<json::object> reply =
+      dataplane_request(options_.dataplane_socket, {{"op", "apply"}, {"config", std::move(config)}}, error);
+  pushed_.clear();
+  if (!reply) return error;
   const json::value* ok = reply->if_contains("ok");
   if (ok == nullptr || !ok->is_bool() || !ok->as_bool()) {
     const json::value* message = reply->if_contains("error");
-    const std::string refused = message && message->is_string() ? std::string(message->as_string()) : "no reason given";
-    if (refused != last_push_problem_) log::error("dataplane refused the config: ", refused);
-    last_push_problem_ = refused;
-    pushed_.clear();
-    return;
+    return "refused the config: " +
+           (message && message->is_string() ? std::string(message->as_string()) : std::string("no reason given"));
   }
   pushed_ = text;
   pushed_version_ = version;
-  log::info("dataplane: config ", version, " applied (", state_->vips.size(), " VIPs, ", owned.size(), " answered here)");
+  return "";
 }
 
 void LoadBalancer::keep_kernel(const LbState& state) {

@@ -3,14 +3,16 @@
 // after a dataplane restart), and the kernel side of direct server return on this node (every
 // VIP on `lo`, ARP for it left to the dataplane).
 //
-// Leases: a node answers for a VIP only while it holds the VIP's lease, taken and renewed every
-// `lb_interval` through Raft (so only a node that reaches the majority can), valid for
-// `vip_lease` from the moment the request was sent. A free or expired lease is taken by the
-// VIP's preferred owner among the online nodes but the one whose lease ran out
-// (preferred_owner); a held lease stays with its
-// holder (no move back when a node returns). The holder stops answering `lease_margin` before
-// others may take the VIP, and a second thread (the enforcer) takes a lapsed VIP out of the
-// dataplane even while the loop waits on an unreachable database.
+// Leases: a node answers for a VIP address only while it holds the address's lease, taken and
+// renewed every `lb_interval` through Raft (so only a node that reaches the majority can), valid
+// for `vip_lease` from the moment the request was sent, on the holder's steady clock; it stops
+// answering `lease_margin` before that, and a second thread (the enforcer) takes a lapsed address
+// out of the dataplane even while the loop waits on an unreachable database. Other nodes take a
+// lease over only after seeing the same lease row (each renewal changes it) for a whole
+// `vip_lease` on their own steady clocks: no wall clocks are compared between nodes. A free or
+// stale lease goes to the address's preferred owner among the online nodes, without the stale
+// holder (preferred_owner); a held lease stays with its holder (no move back when a node
+// returns). stacknoded clears the dataplane's owned addresses when it starts and when it stops.
 #pragma once
 
 #include <chrono>
@@ -50,6 +52,9 @@ class LoadBalancer {
  public:
   // `registry` gets the dataplane's counters (export_counters) and which VIPs this node answers.
   LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options, metrics::Registry& registry);
+  // Clears the dataplane's owned addresses (and services): at start, before the first step, so
+  // that what a previous run left behind is not answered without a lease; and at stop.
+  void release();
   // The loop's step: read the state, renew and take leases, push the dataplane's config when it
   // changed or the dataplane restarted, and keep the kernel's VIPs.
   void step();
@@ -66,15 +71,20 @@ class LoadBalancer {
   using Clock = std::chrono::steady_clock;
   std::set<std::string> owned_locked(Clock::time_point now) const;
   // Applies the config when it differs from the last applied, or (check_restart) when the
-  // dataplane reports another version than the last applied (it restarted).
-  void push_locked(Clock::time_point now, bool check_restart);
+  // dataplane reports another version than the last applied (it restarted). The config is made
+  // under mutex_; the socket is used under io_mutex_ only, so owned() and the state never wait
+  // for the dataplane.
+  void push(bool check_restart);
+  // Sends `config` (version set here) and records it as applied; "" when it was, else why not.
+  std::string apply(boost::json::object config, const std::string& text);
   void keep_kernel(const LbState& state);
 
   ControlStore& store_;
   LbStore lb_;
   std::int64_t self_id_;
   LoadBalancerOptions options_;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // the state below
+  std::mutex io_mutex_;        // the dataplane socket and pushed_/pushed_version_/next_version_
   std::optional<LbState> state_;                          // the last state read
   std::map<std::string, Clock::time_point> held_until_;   // VIP address -> this node answers until
   std::string pushed_;                                    // the config last applied, without version
@@ -84,10 +94,14 @@ class LoadBalancer {
   std::string last_step_problem_;
   std::string last_push_problem_;
   std::set<std::string> kernel_vips_;                     // addresses this loop put on lo
+  struct Observed {
+    VipLease row;
+    Clock::time_point since;  // when this node first saw the row as it is (step thread only)
+  };
+  std::map<std::string, Observed> observed_;  // VIP address -> another node's lease as last seen
   bool kernel_prepared_ = false;
   metrics::Registry& registry_;
   std::map<std::string, double> exported_;  // the dataplane's last total per counter child
-  std::set<std::string> owned_gauges_;      // VIP addresses with a stacknode_vip_answered gauge
 };
 
 }  // namespace stacknode::node

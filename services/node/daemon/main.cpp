@@ -259,6 +259,7 @@ MemberEnd run_member(const NodeConfig& config) {
   health_loop.add("health checks", health_tick, [&] { checker.step(); });
   Reconciler counters_loop;  // a counters read walks the flow tables: not on the lease thread
   counters_loop.add("dataplane counters", dataplane_counters_interval, [&] { balancer.export_counters(); });
+  balancer.release();  // what a previous run left in the dataplane is answered only with a lease
   reconciler.start();
   lb_loop.start();
   lb_enforcer.start();
@@ -269,6 +270,7 @@ MemberEnd run_member(const NodeConfig& config) {
   health_loop.stop();
   lb_enforcer.stop();
   lb_loop.stop();
+  balancer.release();  // no lease is renewed from here on: stop answering now
   reconciler.stop();
   queue.stop();
   if (left) return MemberEnd::left;

@@ -12,6 +12,7 @@ namespace stacknode::node {
 namespace {
 
 namespace json = boost::json;
+using db::wire::Value;
 using rows::conflict;
 using rows::integer;
 using rows::invalid;
@@ -168,11 +169,15 @@ Checked<std::vector<PoolMemberRow>> LbStore::members() {
 }
 
 Checked<Done> LbStore::set_member(const std::string& actor, const std::string& pool, const std::string& node_name,
-                                  std::uint32_t weight, MemberState state, std::int64_t now) {
-  if (weight < 1 || weight > max_member_weight) {
+                                  std::optional<std::uint32_t> weight, std::optional<MemberState> state,
+                                  std::int64_t now) {
+  if (weight && (*weight < 1 || *weight > max_member_weight)) {
     return invalid("a member's weight is from 1 to " + std::to_string(max_member_weight));
   }
-  const std::string detail = std::string(to_string(state)) + " weight " + std::to_string(weight);
+  const Value weight_value = weight ? Value(std::int64_t{*weight}) : Value(db::wire::Null{});
+  const Value state_value = state ? Value(std::string(to_string(*state))) : Value(db::wire::Null{});
+  std::string detail = state ? std::string(to_string(*state)) : "";
+  if (weight) detail += (detail.empty() ? "" : " ") + std::string("weight ") + std::to_string(*weight);
   return store_.change({actor, "pool.member", pool + "/" + node_name, detail}, now,
                        [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
                          db::Outcome<db::wire::RowSet> found = transaction.query(
@@ -183,9 +188,10 @@ Checked<Done> LbStore::set_member(const std::string& actor, const std::string& p
                          const auto node_id = rows::optional_integer(found->rows[0][1]);
                          if (!node_id) return not_found("no node named '" + node_name + "' in this cluster");
                          db::Outcome<db::wire::Result> done = transaction.exec(
-                             "INSERT INTO pool_members (pool, node_id, weight, state) VALUES (?, ?, ?, ?) "
-                             "ON CONFLICT (pool, node_id) DO UPDATE SET weight = excluded.weight, state = excluded.state",
-                             {pool, *node_id, std::int64_t{weight}, std::string(to_string(state))});
+                             "INSERT INTO pool_members (pool, node_id, weight, state) "
+                             "VALUES (?, ?, coalesce(?, 1), coalesce(?, 'active')) ON CONFLICT (pool, node_id) DO "
+                             "UPDATE SET weight = coalesce(?, weight), state = coalesce(?, state)",
+                             {pool, *node_id, weight_value, state_value, weight_value, state_value});
                          return done ? std::nullopt : std::optional<Problem>(problem_from(done.error()));
                        });
 }
@@ -296,16 +302,18 @@ Checked<Done> LbStore::record_health(const HealthView& view) {
 }
 
 Checked<bool> LbStore::claim_lease(const std::string& address, std::int64_t node_id, std::int64_t now_ms,
-                                   std::int64_t lease_ms) {
-  // One statement: the row is taken only when free, expired, or ours already; an address no VIP
-  // has any more (removed meanwhile) gets no lease: the SELECT finds no row.
+                                   std::int64_t lease_ms, const std::optional<VipLease>& replacing) {
+  // One statement: the row is taken only when there is none, when it is ours, or when it is
+  // still exactly the row the caller saw go stale; an address no VIP has any more (removed
+  // meanwhile) gets no lease: the SELECT finds no row.
   db::Outcome<db::wire::Result> done = store_.client().exec(
       store_.database(),
       "INSERT INTO vip_leases (address, node_id, expires_at_ms) SELECT DISTINCT address, ?, ? FROM vips "
       "WHERE address = ? ON CONFLICT (address) DO UPDATE SET node_id = excluded.node_id, "
       "expires_at_ms = excluded.expires_at_ms WHERE vip_leases.node_id = excluded.node_id "
-      "OR vip_leases.expires_at_ms < ?",
-      {node_id, now_ms + lease_ms, address, now_ms});
+      "OR (vip_leases.node_id = ? AND vip_leases.expires_at_ms = ?)",
+      {node_id, now_ms + lease_ms, address, replacing ? replacing->node_id : std::int64_t{-1},
+       replacing ? replacing->expires_at_ms : std::int64_t{-1}});
   if (!done) return problem_from(done.error());
   return done->rows_affected == 1;
 }

@@ -572,7 +572,13 @@ TEST(NodeDaemon, PoolsAndVipsAreClusterStateAndTheOnlyNodeTakesTheVipsLease) {
   const json::value& member = after.at("items").as_array()[0].at("members").as_array()[0];
   LONGS_EQUAL(3, member.at("weight").as_int64());
   STRCMP_EQUAL("draining", text_of(member.at("state")).c_str());
-  CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn9"}).status);                       // no such node
+  // What is not given stays: a new weight keeps the node draining.
+  LONGS_EQUAL(0, stackctl({"pool", "member", "web", "sn1", "--weight", "5"}).status);
+  const json::value kept = stackctl_json({"pool", "list"}).at("items").as_array()[0].at("members").as_array()[0];
+  LONGS_EQUAL(5, kept.at("weight").as_int64());
+  STRCMP_EQUAL("draining", text_of(kept.at("state")).c_str());
+  CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn9", "--weight", "2"}).status);      // no such node
+  CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn1"}).status);                       // nothing to set
   CHECK_EQUAL(1, stackctl({"pool", "member", "web", "sn1", "--state", "asleep"}).status);  // no such state
 
   // Bad VIPs and pools are refused with the reason, and change nothing.

@@ -113,9 +113,10 @@ class LbStore {
   // Refused (conflict) while a VIP sends to the pool.
   Checked<Done> delete_pool(const std::string& actor, const std::string& name, std::int64_t now);
   Checked<std::vector<PoolMemberRow>> members();
-  // Sets `node_name`'s weight and state in `pool` (both must exist).
+  // Sets `node_name`'s weight and/or state in `pool` (both must exist); what is not given stays
+  // (a node without a row: weight 1, active).
   Checked<Done> set_member(const std::string& actor, const std::string& pool, const std::string& node_name,
-                           std::uint32_t weight, MemberState state, std::int64_t now);
+                           std::optional<std::uint32_t> weight, std::optional<MemberState> state, std::int64_t now);
 
   Checked<std::vector<VipRow>> vips();
   // The pool must exist; (address, port, protocol) must be free; the address must not be a node's.
@@ -124,10 +125,14 @@ class LbStore {
 
   Checked<std::vector<VipLease>> leases();
   Checked<LbState> state();
-  // Takes or renews the lease of VIP address `address` for `node_id` until now_ms + lease_ms if it is free, expired
-  // at now_ms, or held by `node_id` already; true when `node_id` holds it afterwards. A write
-  // through Raft: it succeeds only where the majority is reachable. Not audited (no one made it).
-  Checked<bool> claim_lease(const std::string& address, std::int64_t node_id, std::int64_t now_ms, std::int64_t lease_ms);
+  // Takes or renews the lease of VIP address `address` for `node_id` (expires_at_ms = now_ms +
+  // lease_ms, for people: no node compares it with its own clock) if there is none, if `node_id`
+  // holds it already, or if it is still exactly `replacing` (the row the caller saw unchanged
+  // for a whole lease on its own clock: its holder stopped renewing). True when `node_id` holds
+  // it afterwards. A write through Raft: it succeeds only where the majority is reachable. Not
+  // audited (no one made it).
+  Checked<bool> claim_lease(const std::string& address, std::int64_t node_id, std::int64_t now_ms, std::int64_t lease_ms,
+                            const std::optional<VipLease>& replacing);
   // Records `view` (this node's verdict on a member); not audited.
   Checked<Done> record_health(const HealthView& view);
 
