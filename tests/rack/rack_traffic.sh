@@ -33,7 +33,7 @@ fair_low_percent=20
 fair_high_percent=47
 download_bytes=$((24 * 1024 * 1024))
 download_rate=2M         # curl --limit-rate: each download lasts about 12 s
-downloads=6
+downloads=9
 vip=198.18.0.100
 
 for tool in curl python3; do
@@ -156,13 +156,6 @@ check "a stopped web server is out of rotation (every request answered elsewhere
 has_sn2() { tally 30 | grep -q ' sn2$'; }
 check "it is back in rotation when it runs again" poll "$rotation_seconds" has_sn2
 
-# ---- the owner's dataplane restarts: stacknoded pushes the config again (a fresh dataplane has none) ----
-restarted=$(owner sn1)
-"$rack" kill "$restarted" stacknode-dataplane > /dev/null
-"$rack" start "$restarted" > /dev/null
-check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
-  poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
-
 # ---- the owner dies ----
 lost=$(owner sn1)
 echo "the VIP's owner: $lost"
@@ -198,6 +191,19 @@ check "the cut-off node's dataplane stops answering for the VIP" poll "$takeover
   bash -c "[[ -z \"\$($(declare -f dataplane_owned); prefix=$prefix STACKNODE_RACK_DIR=$STACKNODE_RACK_DIR dataplane_owned $cut)\" ]]"
 check "the VIP answers through another node meanwhile" poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
 "$rack" link "$cut" up > /dev/null
+
+# ---- the owner's dataplane restarts: stacknoded pushes the config again (a fresh dataplane has none) ----
+restarted=""
+for _ in $(seq 50); do
+  restarted=$(owner "$survivor")
+  [[ -z "$restarted" ]] || break
+  sleep "$poll_seconds"
+done
+check "the VIP has an owner again after the cut-off node is back ($restarted)" test -n "$restarted"
+"$rack" kill "$restarted" stacknode-dataplane > /dev/null
+"$rack" start "$restarted" > /dev/null
+check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
+  poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
 
 echo "rack_traffic: $passed passed, $failed failed"
 (( failed == 0 ))
