@@ -625,7 +625,7 @@ class Routes {
     for (const PoolRow& pool : state->pools) {
       json::array members;
       for (const NodeRow& node : state->nodes) {
-        const std::int64_t now_ms = unix_now() * 1000;
+        const std::int64_t now_ms = unix_now_ms();
         json::object member{{"node", node.name},
                             {"address", service_address(node).value_or("")},
                             {"weight", 1},
@@ -719,9 +719,7 @@ class Routes {
     LbStore lb(store_);
     Checked<LbState> state = lb.state();
     if (!state) return problem_answer(state.problem());
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const std::int64_t now_ms = unix_now_ms();
     json::array items;
     for (const VipRow& vip : state->vips) {
       json::value owner = nullptr;

@@ -42,9 +42,7 @@ void HealthChecker::step() {
         const bool changed = verdict != track.verdict;
         track.verdict = verdict;
         if (track.verdict && (changed || track.write_failed || Clock::now() - track.written >= 2 * interval)) {
-          const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count();
+          const std::int64_t now_ms = unix_now_ms();
           Checked<Done> written = lb_.record_health({pool.name, node.id, self_id_, *track.verdict, now_ms});
           track.write_failed = !written;
           if (written) {

@@ -22,11 +22,6 @@ namespace {
 
 namespace json = boost::json;
 
-std::int64_t unix_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Runs `ip ARGS...` (iproute2, found on PATH) and waits for it; its exit status.
 int run_ip(const std::vector<std::string>& args) {
   std::vector<std::string> argv_text = {"ip"};
@@ -120,8 +115,7 @@ std::optional<json::object> dataplane_request(const std::string& socket_path, co
 
 LoadBalancer::LoadBalancer(ControlStore& store, std::int64_t self_id, LoadBalancerOptions options,
                            metrics::Registry& registry)
-    : store_(store),
-      lb_(store),
+    : lb_(store),
       self_id_(self_id),
       options_(std::move(options)),
       next_version_(static_cast<std::uint64_t>(unix_now_ms())),

@@ -79,7 +79,6 @@ class LoadBalancer {
   std::string apply(boost::json::object config, const std::string& text);
   void keep_kernel(const LbState& state);
 
-  ControlStore& store_;
   LbStore lb_;
   std::int64_t self_id_;
   LoadBalancerOptions options_;

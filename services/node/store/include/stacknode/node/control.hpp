@@ -284,6 +284,7 @@ class JoinDesk {
 };
 
 std::int64_t unix_now();  // the wall clock in Unix seconds, as the tables keep time
+std::int64_t unix_now_ms();  // the same in milliseconds (health views, VIP lease rows)
 // Whether `node` wrote its heartbeat within offline_after of `now`.
 bool online(const NodeRow& node, std::int64_t now);
 
