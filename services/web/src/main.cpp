@@ -1,7 +1,8 @@
 // stacknode-web: the node's web tier. Wires node.cfg's `web` section to the HTTP server base:
 // requests whose path matches a route go to the reverse proxy (with the response cache), the rest
-// to static content. SIGHUP re-reads node.cfg (routes, pools, content, certificate, access log)
-// without dropping connections; SIGTERM stops gracefully.
+// to static content. SIGHUP re-reads node.cfg (routes, pools, content, X-Served-By, certificate,
+// access log) without dropping connections; SIGTERM stops gracefully. Every answer of the handler
+// carries X-Served-By (served_by.hpp): set by StaticFiles, by the proxy, and here for bad paths.
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -14,6 +15,7 @@
 #include "proxy.hpp"
 #include "response_cache.hpp"
 #include "semantics.hpp"
+#include "served_by.hpp"
 #include "stacknode/common/daemon.hpp"
 #include "stacknode/common/log.hpp"
 #include "static_files.hpp"
@@ -33,12 +35,16 @@ constexpr std::string_view listen_file_name = "web.listen";
 struct Site {
   std::shared_ptr<StaticFiles> files;
   std::shared_ptr<ProxySite> proxy;
+  std::string served_by;  // X-Served-By for the answers made here (bad paths); "" for none
 };
 
 std::shared_ptr<const Site> build_site(const WebConfig& config, const Site* previous,
                                        metrics::Registry& registry) {
   auto site = std::make_shared<Site>();
-  site->files = std::make_shared<StaticFiles>(config.content_dir, config.index_files);
+  site->served_by = config.served_by;
+  site->files =
+      std::make_shared<StaticFiles>(config.content_dir, config.index_files, config.served_by,
+                                    !config.content_dir_managed);
   site->proxy = build_proxy_site(config, previous != nullptr ? previous->proxy.get() : nullptr, registry);
   return site;
 }
@@ -68,8 +74,10 @@ class WebHandler final : public http::Handler {
     const Site& site = site_for(context.thread_index);
     const PathResult path = normalize_request_path(request.target());
     if (!path.ok) {
-      return respond(http::text_response(bhttp::status::bad_request, request.version(),
-                                         "bad request path: " + path.error + "\n"));
+      auto refusal = http::text_response(bhttp::status::bad_request, request.version(),
+                                         "bad request path: " + path.error + "\n");
+      set_served_by(refusal, site.served_by);
+      return respond(std::move(refusal));
     }
     if (const RouteConfig* route = site.proxy->match(path.path)) {
       return proxy_->handle(context, request, path.path, site.proxy, *route, std::move(respond));
@@ -228,6 +236,9 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   for (std::size_t index = 0; index < bound.size(); ++index) {
     log::info("listening on ", bound[index], config.listeners[index].tls ? " (https)" : " (http)",
               " with ", config.threads, " threads; content ", config.content_dir);
+  }
+  if (std::error_code missing; config.content_dir_managed && !std::filesystem::is_directory(config.content_dir, missing)) {
+    log::warn("content ", config.content_dir, " does not exist yet (stacknoded creates it): answering 503 until then");
   }
   // web.listen tells whoever started us that we serve, so it is written from inside run(), on
   // thread 0: by then SIGTERM and SIGHUP have their handlers, and a signal sent the moment the

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "semantics.hpp"
+#include "served_by.hpp"
 #include "stacknode/common/log.hpp"
 
 namespace stacknode::web {
@@ -147,6 +148,7 @@ const RouteConfig* ProxySite::match(std::string_view path) const {
 std::shared_ptr<ProxySite> build_proxy_site(const WebConfig& config, const ProxySite* previous,
                                             metrics::Registry& registry) {
   auto site = std::make_shared<ProxySite>();
+  site->served_by = config.served_by;
   site->routes = config.routes;
   std::stable_sort(site->routes.begin(), site->routes.end(),
                    [](const RouteConfig& a, const RouteConfig& b) { return a.prefix.size() > b.prefix.size(); });
@@ -284,6 +286,7 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
                           Clock::now());
     }
     if (!cache_status.empty()) response.set("X-Cache", cache_status);
+    set_served_by(response, site->served_by);  // after offer(): a hit sets its own
     // For HEAD the upstream's Content-Length describes the GET body: keep it, send no body.
     if (method != bhttp::verb::head) response.prepare_payload();
     http::Reply reply(std::move(response));
@@ -306,6 +309,7 @@ struct Proxy::Attempt : std::enable_shared_from_this<Attempt> {
   void fail(bhttp::status status, std::string body, const std::string& upstream) {
     auto response = http::text_response(status, version, std::move(body));
     response.set(bhttp::field::cache_control, "no-store");
+    set_served_by(response, site->served_by);
     http::Reply reply(std::move(response));
     reply.upstream = upstream;
     reply.upstream_seconds = std::chrono::duration<double>(Clock::now() - started).count();
@@ -358,6 +362,7 @@ void Proxy::handle(const http::RequestContext& context, http::Request& request, 
         const auto age = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - hit->stored_at);
         response.set(bhttp::field::age, std::to_string(age.count()));
         response.set("X-Cache", "HIT");
+        set_served_by(response, site->served_by);
         if (request.method() != bhttp::verb::head) {
           response.body() = hit->body;
           response.prepare_payload();

@@ -12,6 +12,8 @@
 // upstream; a failure after sending (timeout, closed, garbage) is retried only for idempotent
 // methods. At most `retries` further attempts. Failures end in 502 (connection refused, closed,
 // garbage) or 504 (timeout).
+// Every answer of the proxy (the upstream's, a cache hit, 502/503/504) carries this node's
+// X-Served-By when configured, replacing one the upstream sent (served_by.hpp).
 #pragma once
 
 #include <atomic>
@@ -56,6 +58,7 @@ struct Pool {
 struct ProxySite {
   std::vector<RouteConfig> routes;  // sorted, longest prefix first
   std::map<std::string, std::shared_ptr<Pool>> pools;
+  std::string served_by;  // X-Served-By of this configuration; "" for none
   // The route for a normalised path, or null.
   const RouteConfig* match(std::string_view path) const;
 };

@@ -1,5 +1,6 @@
-// Static content: confined file opening, validators, ranges, precompressed variants and the
-// streaming file body. See static_files.hpp for the rules.
+// Static content: the content root opened per request, confined file opening beneath it,
+// validators, ranges, precompressed variants and the streaming file body. See static_files.hpp
+// for the rules.
 #include "static_files.hpp"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 
 #include "semantics.hpp"
+#include "served_by.hpp"
 
 namespace stacknode::web {
 namespace {
@@ -104,6 +106,13 @@ struct FileSliceBody {
   };
 };
 
+// Opens the content root as it is now, following a symlink (the swapped "current" link) to the
+// directory it names. O_PATH: the descriptor only anchors openat2/fstatat, nothing is read
+// through it, so it needs no read permission on the directory itself. -1 on failure.
+int open_root(const std::filesystem::path& root) {
+  return ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 // Opens `relative` (no leading '/') beneath `root_fd`; -1 with errno set on failure.
 int open_beneath(int root_fd, const std::string& relative) {
   open_how how{};
@@ -123,14 +132,22 @@ Response& common_headers(Response& response) {
   return response;
 }
 
-http::Reply plain(bhttp::status status, const http::Request& request, std::string body) {
+// Every response of StaticFiles::serve leaves through here, so each one names the node.
+template <class Response>
+http::Reply reply(Response&& response, std::string_view served_by) {
+  set_served_by(response, served_by);
+  return http::Reply(std::forward<Response>(response));
+}
+
+http::Reply plain(bhttp::status status, const http::Request& request, std::string body,
+                  std::string_view served_by) {
   auto response = http::text_response(status, request.version(), std::move(body));
   if (request.method() == bhttp::verb::head) {
     bhttp::response<bhttp::empty_body> head{status, request.version()};
     head.base() = response.base();
-    return http::Reply(std::move(head));
+    return reply(std::move(head), served_by);
   }
-  return http::Reply(std::move(response));
+  return reply(std::move(response), served_by);
 }
 
 std::string query_of(std::string_view target) {
@@ -140,37 +157,49 @@ std::string query_of(std::string_view target) {
 
 }  // namespace
 
-StaticFiles::StaticFiles(const std::filesystem::path& root, std::vector<std::string> index_files)
-    : root_(root), index_files_(std::move(index_files)) {
-  root_fd_ = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd_ < 0) {
+StaticFiles::StaticFiles(const std::filesystem::path& root, std::vector<std::string> index_files,
+                         std::string served_by, bool must_exist)
+    : root_(root), index_files_(std::move(index_files)), served_by_(std::move(served_by)) {
+  // Only a check: a content directory set in node.cfg and missing at start-up is a configuration
+  // mistake worth refusing; serve() opens the root again for every request.
+  const FileDescriptor check(open_root(root_));
+  if (!check && must_exist) {
     throw std::runtime_error("content directory " + root.string() + ": " + std::strerror(errno));
   }
-}
-
-StaticFiles::~StaticFiles() {
-  if (root_fd_ >= 0) ::close(root_fd_);
 }
 
 http::Reply StaticFiles::serve(const http::Request& request, const std::string& path) const {
   const bool head = request.method() == bhttp::verb::head;
   if (request.method() != bhttp::verb::get && !head) {
-    auto reply = http::text_response(bhttp::status::method_not_allowed, request.version(),
-                                     "method not allowed for static content\n");
-    reply.set(bhttp::field::allow, "GET, HEAD");
-    return http::Reply(std::move(reply));
+    auto refusal = http::text_response(bhttp::status::method_not_allowed, request.version(),
+                                       "method not allowed for static content\n");
+    refusal.set(bhttp::field::allow, "GET, HEAD");
+    return reply(std::move(refusal), served_by_);
+  }
+
+  // This request's root: every open and stat below is relative to it, so the whole answer comes
+  // from one version of the content even if the root symlink is swapped meanwhile.
+  const FileDescriptor root(open_root(root_));
+  if (!root) {
+    // Removed, or a dangling symlink mid-rollout: nothing to serve, and nothing to log per
+    // request (the access log has the status).
+    return plain(bhttp::status::service_unavailable, request, "content unavailable\n", served_by_);
   }
 
   std::string relative = path.size() > 1 ? path.substr(1) : std::string(".");
-  FileDescriptor file(open_beneath(root_fd_, relative));
+  FileDescriptor file(open_beneath(root.get(), relative));
   if (!file) {
-    if (errno == EACCES || errno == EPERM) return plain(bhttp::status::forbidden, request, "forbidden\n");
+    if (errno == EACCES || errno == EPERM) {
+      return plain(bhttp::status::forbidden, request, "forbidden\n", served_by_);
+    }
     // ENOENT, ENOTDIR, and EXDEV/ELOOP for a path or symlink leaving the root: all just "not
     // found", so that the answer tells nothing about what lies outside.
-    return plain(bhttp::status::not_found, request, "not found\n");
+    return plain(bhttp::status::not_found, request, "not found\n", served_by_);
   }
   struct stat info {};
-  if (::fstat(file.get(), &info) != 0) return plain(bhttp::status::not_found, request, "not found\n");
+  if (::fstat(file.get(), &info) != 0) {
+    return plain(bhttp::status::not_found, request, "not found\n", served_by_);
+  }
 
   std::string served_path = path;  // the file whose type decides Content-Type
   if (S_ISDIR(info.st_mode)) {
@@ -178,12 +207,12 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
       auto redirect = http::text_response(bhttp::status::moved_permanently, request.version(),
                                           "moved to " + path + "/\n");
       redirect.set(bhttp::field::location, path + "/" + query_of(request.target()));
-      return http::Reply(std::move(redirect));
+      return reply(std::move(redirect), served_by_);
     }
     bool found = false;
     for (const auto& index : index_files_) {
       const std::string candidate = relative == "." ? index : relative + "/" + index;
-      FileDescriptor index_file(open_beneath(root_fd_, candidate));
+      FileDescriptor index_file(open_beneath(root.get(), candidate));
       struct stat index_info {};
       if (index_file && ::fstat(index_file.get(), &index_info) == 0 && S_ISREG(index_info.st_mode)) {
         file = std::move(index_file);
@@ -194,18 +223,18 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
         break;
       }
     }
-    if (!found) return plain(bhttp::status::not_found, request, "not found\n");
+    if (!found) return plain(bhttp::status::not_found, request, "not found\n", served_by_);
   }
-  if (!S_ISREG(info.st_mode)) return plain(bhttp::status::not_found, request, "not found\n");
+  if (!S_ISREG(info.st_mode)) return plain(bhttp::status::not_found, request, "not found\n", served_by_);
 
   // A precompressed sibling "<file>.gz" is served to clients that accept gzip.
   const std::string gzip_relative = relative + ".gz";
   struct stat gzip_info {};
-  const bool has_gzip = ::fstatat(root_fd_, gzip_relative.c_str(), &gzip_info, 0) == 0 &&
+  const bool has_gzip = ::fstatat(root.get(), gzip_relative.c_str(), &gzip_info, 0) == 0 &&
                         S_ISREG(gzip_info.st_mode);
   bool gzip = false;
   if (has_gzip && accepts_gzip(request[bhttp::field::accept_encoding])) {
-    FileDescriptor gzip_file(open_beneath(root_fd_, gzip_relative));
+    FileDescriptor gzip_file(open_beneath(root.get(), gzip_relative));
     struct stat opened {};
     if (gzip_file && ::fstat(gzip_file.get(), &opened) == 0 && S_ISREG(opened.st_mode)) {
       file = std::move(gzip_file);
@@ -233,10 +262,10 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
     case Precondition::not_modified: {
       bhttp::response<bhttp::empty_body> response{bhttp::status::not_modified, request.version()};
       set_validators(response);
-      return http::Reply(std::move(response));
+      return reply(std::move(response), served_by_);
     }
     case Precondition::failed:
-      return plain(bhttp::status::precondition_failed, request, "precondition failed\n");
+      return plain(bhttp::status::precondition_failed, request, "precondition failed\n", served_by_);
     case Precondition::proceed:
       break;
   }
@@ -251,7 +280,7 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
                                           "range not satisfiable\n");
       response.set(bhttp::field::content_range, unsatisfied_content_range(size));
       set_validators(response);
-      return http::Reply(std::move(response));
+      return reply(std::move(response), served_by_);
     }
     if (parsed.outcome == RangeOutcome::partial) {
       range = parsed.range;
@@ -273,7 +302,7 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
     bhttp::response<bhttp::empty_body> response{status, request.version()};
     finish(response);
     response.content_length(range.length);
-    return http::Reply(std::move(response));
+    return reply(std::move(response), served_by_);
   }
   if (range.length <= small_file_bytes) {
     bhttp::response<bhttp::string_body> response{status, request.version()};
@@ -289,10 +318,10 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
     }
     if (done != body.size()) {
       // The file changed size between fstat and read: answer with what the file is now.
-      return plain(bhttp::status::service_unavailable, request, "file changed while reading\n");
+      return plain(bhttp::status::service_unavailable, request, "file changed while reading\n", served_by_);
     }
     response.content_length(range.length);
-    return http::Reply(std::move(response));
+    return reply(std::move(response), served_by_);
   }
   bhttp::response<FileSliceBody> response{status, request.version()};
   finish(response);
@@ -300,7 +329,7 @@ http::Reply StaticFiles::serve(const http::Request& request, const std::string& 
   response.body().offset = range.first;
   response.body().length = range.length;
   response.content_length(range.length);
-  return http::Reply(std::move(response));
+  return reply(std::move(response), served_by_);
 }
 
 }  // namespace stacknode::web

@@ -5,6 +5,8 @@
 #include <set>
 #include <thread>
 
+#include "served_by.hpp"
+
 namespace stacknode::web {
 namespace {
 
@@ -93,7 +95,10 @@ WebConfig load_web_config(const config::Section& root) {
   const auto threads = section.get_int("threads", 0, 0, max_threads);
   web.threads = threads == 0 ? cores : static_cast<unsigned>(threads);
 
-  web.content_dir = section.get_string("content_dir", state_dir + "/content");
+  // stacknoded's sites live under paths.content_dir; its `default` site is what a node serves.
+  const std::string sites_dir = paths.get_string("content_dir", state_dir + "/content");
+  web.content_dir_managed = !section.has("content_dir");
+  web.content_dir = section.get_string("content_dir", sites_dir + "/default/current");
   web.index_files = section.get_strings("index_files", web.index_files);
   for (const auto& index : web.index_files) {
     if (index.empty() || index.find('/') != std::string::npos || index == "." || index == "..") {
@@ -101,6 +106,25 @@ WebConfig load_web_config(const config::Section& root) {
     }
   }
   web.access_log = section.get_string("access_log", "");
+
+  // X-Served-By: web.served_by when set ("" turns it off), else this node's node.name. node.name
+  // is checked by stacknoded only for its length, so a name that cannot go in a header is an
+  // error here too, naming both keys.
+  const std::string served_by_rule = "1 to " + std::to_string(served_by_max_length) +
+                                     " characters of A-Z a-z 0-9 . _ -, or \"\" for no header";
+  if (section.has("served_by")) {
+    web.served_by = section.get_string("served_by", "");
+    if (!web.served_by.empty() && !valid_served_by(web.served_by)) {
+      section.fail("served_by", "\"" + web.served_by + "\" is not valid: " + served_by_rule);
+    }
+  } else {
+    const auto node = root.section("node");
+    web.served_by = node.get_string("name", "");
+    if (!web.served_by.empty() && !valid_served_by(web.served_by)) {
+      node.fail("name", "\"" + web.served_by + "\" cannot be the default of web.served_by (" +
+                            served_by_rule + "); set web.served_by");
+    }
+  }
 
   const auto limits = section.section("limits");
   web.limits.header_bytes = static_cast<std::uint32_t>(

@@ -1,7 +1,7 @@
-// stacknode-web's settings: the `web` section of node.cfg (and `paths`), read once at start and
-// again on SIGHUP. Every value is checked here, so the rest of the daemon can trust it; a bad
-// value throws config::ConfigError naming file:line and key (exit status 2 at start; at reload
-// the old configuration stays).
+// stacknode-web's settings: the `web` section of node.cfg (and `paths`, and `node.name` as the
+// default of web.served_by), read once at start and again on SIGHUP. Every value is checked
+// here, so the rest of the daemon can trust it; a bad value throws config::ConfigError naming
+// file:line and key (exit status 2 at start; at reload the old configuration stays).
 #pragma once
 
 #include <chrono>
@@ -43,6 +43,10 @@ struct WebConfig {
   unsigned threads = 1;
   http::ServerLimits limits;
   std::string content_dir;
+  // True when content_dir is the default, stacknoded's site (paths.content_dir/default/current):
+  // it may appear after stacknode-web starts (answers are 503 until then). A content_dir set in
+  // node.cfg must exist at start-up.
+  bool content_dir_managed = false;
   std::vector<std::string> index_files{"index.html"};
   std::string access_log;  // file path; "-" for stderr; "" for none
   std::string tls_certificate;
@@ -52,9 +56,12 @@ struct WebConfig {
   std::vector<RouteConfig> routes;
   std::vector<PoolConfig> pools;
   std::string runtime_dir;  // where web.listen (the bound addresses) is written
+  // X-Served-By on every answer (served_by.hpp); "" sends none. Defaults to node.name.
+  std::string served_by;
 };
 
-// Reads and validates `web` and `paths` from the root of node.cfg.
+// Reads and validates `web`, `paths` and (for served_by's default) `node.name` from the root of
+// node.cfg.
 WebConfig load_web_config(const config::Section& root);
 
 }  // namespace stacknode::web

@@ -410,18 +410,28 @@ class WebNode {
     test::write_file(content() / relative, bytes);
   }
 
+  // web.content_dir for the next config written: `root` instead of content() (a symlink, say).
+  void serve_from(fs::path root) { content_dir_ = std::move(root); }
+  // No web.content_dir in the next config: the default, stacknoded's site under paths.state_dir.
+  void serve_default_site() { default_content_dir_ = true; }
+  fs::path default_site_current() const { return dir() / "state" / "content" / "default" / "current"; }
+  // Settings outside `web` and `paths` (e.g. `node = { name = "sn1"; };`) in the next config.
+  void set_other_sections(std::string text) { other_sections_ = std::move(text); }
+
   // node.cfg text: `web_settings` inside `web { }`, `limits` inside `web.limits { }`,
   // `threads` the literal value of web.threads.
   std::string config_text(std::string_view web_settings, std::string_view limits = "",
                           std::string_view threads = daemon_threads) const {
-    return "paths = {\n"
+    const fs::path content_dir = content_dir_.empty() ? content() : content_dir_;
+    return (other_sections_.empty() ? std::string() : other_sections_ + "\n") +
+           "paths = {\n"
            "  runtime_dir = \"" + (dir() / "run").string() + "\";\n"
            "  state_dir = \"" + (dir() / "state").string() + "\";\n"
            "};\n"
            "web = {\n"
            "  listen_http = \"" + test::loopback_address(0) + "\";\n"
            "  threads = " + std::string(threads) + ";\n"
-           "  content_dir = \"" + content().string() + "\";\n"
+           + (default_content_dir_ ? std::string() : "  content_dir = \"" + content_dir.string() + "\";\n") +
            "  limits = { shutdown_grace_ms = " + std::to_string(daemon_shutdown_grace_ms) + "; " +
            std::string(limits) + " };\n"
            "  " + std::string(web_settings) + "\n"
@@ -499,6 +509,9 @@ class WebNode {
 
  private:
   test::TempDir temp_;
+  fs::path content_dir_;        // empty: content()
+  bool default_content_dir_ = false;
+  std::string other_sections_;  // written before `paths`
   std::unique_ptr<test::Process> process_;
   std::uint16_t http_port_ = 0;
   std::uint16_t https_port_ = 0;
@@ -842,6 +855,139 @@ TEST(WebConfinement, SymlinksStayingInsideAreServed) {
     LONGS_EQUAL_TEXT(200, answer.status, one.target);
     STRCMP_EQUAL_TEXT(one.body, answer.body.c_str(), one.target);
   }
+}
+
+// ============================================================================================
+// Content root per request: web.content_dir as a symlink that stacknoded swaps with rename(2)
+// when it rolls out a content bundle; the next request serves the new version, no reload.
+// ============================================================================================
+
+// Bodies of the two versions of the site: distinct, and not found in any response head.
+constexpr std::string_view version_a_text = "page of version one\n";
+constexpr std::string_view version_b_text = "page of version two\n";
+
+TEST_GROUP(WebContentRoot) {
+  WebNode node;
+  // <dir>/site/current -> versions/<name>, laid out as stacknoded lays out a site.
+  fs::path site() const { return node.dir() / "site"; }
+  fs::path current() const { return site() / "current"; }
+  fs::path version(std::string_view name) const { return site() / "versions" / name; }
+
+  void setup() override {
+    test::write_file(version("a") / "page.txt", version_a_text);
+    test::write_file(version("b") / "page.txt", version_b_text);
+    fs::create_symlink(fs::path("versions") / "a", current());
+    node.serve_from(current());
+  }
+  void teardown() override { node.finish(); }
+
+  // Points `current` at versions/<name> the way a rollout does: a new link renamed over the old
+  // one (rename(2) replaces it atomically; there is never a moment without a link).
+  void swap_to(std::string_view name) {
+    const fs::path staged = site() / "current.staged";
+    fs::create_symlink(fs::path("versions") / name, staged);
+    fs::rename(staged, current());
+  }
+};
+
+TEST(WebContentRoot, SwappedSymlinkIsServedFromTheNextRequestWithoutReload) {
+  node.start();
+  const auto before = node.fetch("/page.txt");
+  LONGS_EQUAL(200, before.status);
+  STRCMP_EQUAL(std::string(version_a_text).c_str(), before.body.c_str());
+  // A keep-alive connection opened before the swap.
+  test::RawConnection kept(test::loopback, node.http_port());
+  CHECK(kept.connected());
+  kept.send("GET /page.txt HTTP/1.1\r\nHost: test\r\n\r\n");
+  STRCMP_EQUAL(std::string(version_a_text).c_str(),
+               test::split_response(kept.read_until(version_a_text, eventually)).body.c_str());
+
+  swap_to("b");
+  // No signal, no wait: the first request that starts after the rename sees version b, on a new
+  // connection and on the one opened before.
+  const auto after = node.fetch("/page.txt");
+  LONGS_EQUAL(200, after.status);
+  STRCMP_EQUAL(std::string(version_b_text).c_str(), after.body.c_str());
+  CHECK(kept.send("GET /page.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
+  const auto on_kept = test::split_response(kept.read_until_close(eventually));
+  LONGS_EQUAL(200, on_kept.status);
+  STRCMP_EQUAL(std::string(version_b_text).c_str(), on_kept.body.c_str());
+
+  swap_to("a");  // a rollback is the same swap
+  STRCMP_EQUAL(std::string(version_a_text).c_str(), node.fetch("/page.txt").body.c_str());
+  CHECK_TEXT(!test::contains(node.output(), "reload"), node.output().c_str());
+}
+
+TEST(WebContentRoot, MissingRootAtRequestTimeIs503UntilItIsBack) {
+  node.start();
+  LONGS_EQUAL(200, node.fetch("/page.txt").status);
+  const std::string log_before = node.output();
+
+  fs::remove(current());
+  const auto removed = node.fetch("/page.txt");
+  LONGS_EQUAL(503, removed.status);
+  STRCMP_EQUAL("content unavailable\n", removed.body.c_str());
+  LONGS_EQUAL(503, node.fetch("/").status);
+  const auto head = exchange(node.http_port(), request_closing("HEAD", "/page.txt"));
+  LONGS_EQUAL(503, head.status);
+  STRCMP_EQUAL("", head.body.c_str());
+
+  // A link to a version not unpacked (yet) is the same.
+  fs::create_symlink(fs::path("versions") / "not-there", current());
+  const auto dangling = node.fetch("/page.txt");
+  LONGS_EQUAL(503, dangling.status);
+  STRCMP_EQUAL("content unavailable\n", dangling.body.c_str());
+
+  swap_to("b");
+  const auto back = node.fetch("/page.txt");
+  LONGS_EQUAL(200, back.status);
+  STRCMP_EQUAL(std::string(version_b_text).c_str(), back.body.c_str());
+  // Nothing was logged per request (the access log is off in this config).
+  STRCMP_EQUAL(log_before.c_str(), node.output().c_str());
+}
+
+TEST(WebContentRoot, TheDefaultSiteMayAppearAfterStartAndAnExplicitRootMustExist) {
+  // The default root is stacknoded's default site; before stacknoded makes it, 503 (and a warning).
+  WebNode fresh;
+  fresh.serve_default_site();
+  fresh.start();
+  CHECK_TEXT(test::contains(fresh.output(), "does not exist yet"), fresh.output().c_str());
+  LONGS_EQUAL(503, fresh.fetch("/page.txt").status);
+  const fs::path site = fresh.default_site_current().parent_path();
+  test::write_file(site / "versions" / "1" / "page.txt", version_a_text);
+  fs::create_symlink(fs::path("versions") / "1", fresh.default_site_current());
+  const auto served = fresh.fetch("/page.txt");
+  LONGS_EQUAL(200, served.status);
+  STRCMP_EQUAL(std::string(version_a_text).c_str(), served.body.c_str());
+  fresh.finish();
+
+  // A content_dir set in node.cfg is a promise: missing, it is a configuration error (exit 2).
+  node.serve_from(node.dir() / "no-such-dir");
+  node.write_config();
+  const test::CommandResult refused = test::run_command(
+      {(test::binary_dir() / "stacknode-web").string(), "--config", node.config_file().string()});
+  LONGS_EQUAL(2, refused.status);
+  CHECK_TEXT(test::contains(refused.output, "no-such-dir"), refused.output.c_str());
+  node.serve_from(current());
+  node.start();  // for teardown's finish()
+}
+
+TEST(WebContentRoot, ConfinementIsToTheVersionTheLinkNames) {
+  // Links from version b into version a leave the directory the root resolved to: refused like
+  // any other escape, although both lie under the same site directory. A link within b is served.
+  fs::create_symlink(fs::path("..") / "a" / "page.txt", version("b") / "from-a.txt");
+  fs::create_symlink(fs::path("..") / "a", version("b") / "a-dir");
+  fs::create_symlink("page.txt", version("b") / "alias.txt");
+  node.start();
+  swap_to("b");
+  for (const char* target : {"/from-a.txt", "/a-dir/page.txt"}) {
+    const auto answer = node.fetch(target);
+    LONGS_EQUAL_TEXT(404, answer.status, target);
+    CHECK_TEXT(!test::contains(answer.body, version_a_text), target);
+  }
+  const auto alias = node.fetch("/alias.txt");
+  LONGS_EQUAL(200, alias.status);
+  STRCMP_EQUAL(std::string(version_b_text).c_str(), alias.body.c_str());
 }
 
 // ============================================================================================
@@ -1227,6 +1373,133 @@ TEST(WebCache, SuccessfulPostMakesTheCachedAnswerStale) {
 }
 
 // ============================================================================================
+// X-Served-By: names the node on every answer of the handler; web.served_by, else node.name.
+// ============================================================================================
+
+// A web.served_by value using every kind of character allowed.
+constexpr std::string_view configured_served_by = "web-7.rack_A";
+// What the upstream below claims; the node's own name must replace it.
+constexpr std::string_view upstream_served_by = "the-upstream";
+
+// Answers with its own X-Served-By, cacheable for a while.
+void foreign_served_by_answer(UpstreamServer&, const http::RequestContext&, http::Request& request,
+                              http::Respond respond) {
+  auto response = http::text_response(bhttp::status::ok, request.version(), "from the upstream\n");
+  response.set("X-Served-By", upstream_served_by);
+  response.set(bhttp::field::cache_control, "max-age=600");
+  respond(std::move(response));
+}
+
+// How many fields named `name` (case-insensitive) a response head has.
+int field_count(std::string_view head, std::string_view name) {
+  const std::string lowered = test::lower(head);
+  const std::string wanted = "\r\n" + test::lower(name) + ":";
+  int count = 0;
+  for (auto at = lowered.find(wanted); at != std::string::npos; at = lowered.find(wanted, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+TEST_GROUP(WebServedBy) {
+  WebNode node;
+  void setup() override { node.write_content("a.txt", alphabet_text); }
+  void teardown() override { node.finish(); }
+};
+
+TEST(WebServedBy, ConfiguredNameIsOnEveryKindOfAnswer) {
+  UpstreamServer upstream(foreign_served_by_answer);
+  const std::string dead = test::loopback_address(test::unused_port());
+  node.start("served_by = \"" + std::string(configured_served_by) + "\";\n  " +
+             proxy_settings({{"app", {upstream.address()}, std::string(quiet_health)},
+                             {"dead", {dead}, std::string(quiet_health) + " retries = 0;"}},
+                            {{"/api/", "app", "cache = false;"},
+                             {"/cached/", "app", "cache = true;"},
+                             {"/dead/", "dead", "cache = false;"}}));
+
+  struct Seen {
+    std::string what;
+    int expected_status;  // 0: 502 or 503 (whether the checker already marked the pool down)
+    int status;
+    std::string head;
+  };
+  std::vector<Seen> seen;
+  auto add = [&](std::string what, int expected_status, const HttpResult& answer) {
+    seen.push_back({std::move(what), expected_status, answer.status, answer.head});
+  };
+  const auto plain = node.fetch("/a.txt");
+  add("static", 200, plain);
+  add("static, If-None-Match", 304,
+      node.fetch("/a.txt", {"-H", "If-None-Match: " + plain.header("ETag")}));
+  add("static, Range", 206, node.fetch("/a.txt", {"-H", "Range: bytes=0-1"}));
+  add("static, Range beyond the end", 416, node.fetch("/a.txt", {"-H", "Range: bytes=100-"}));
+  add("missing file", 404, node.fetch("/missing.txt"));
+  add("POST to static", 405, node.fetch("/a.txt", {"--data", "x"}));
+  add("bad path", 400, node.fetch("/../a.txt", {"--path-as-is"}));
+  add("proxied", 200, node.fetch("/api/x"));
+  add("proxied, to be cached", 200, node.fetch("/cached/x"));
+  const auto hit = node.fetch("/cached/x");
+  STRCMP_EQUAL("HIT", hit.header("X-Cache").c_str());
+  add("proxied, cache hit", 200, hit);
+  add("proxied, upstream down", 0, node.fetch("/dead/x"));
+  const auto head = exchange(node.http_port(), request_closing("HEAD", "/a.txt"));
+  seen.push_back({"HEAD", 200, head.status, head.head});
+
+  for (const auto& one : seen) {
+    const std::string context = one.what + ":\n" + one.head;
+    if (one.expected_status != 0) {
+      LONGS_EQUAL_TEXT(one.expected_status, one.status, context.c_str());
+    } else {
+      CHECK_TEXT(one.status == 502 || one.status == 503, context.c_str());
+    }
+    STRCMP_EQUAL_TEXT(std::string(configured_served_by).c_str(),
+                      test::header_value(one.head, "X-Served-By").c_str(), context.c_str());
+    // Replaced, never added beside the upstream's.
+    LONGS_EQUAL_TEXT(1, field_count(one.head, "X-Served-By"), context.c_str());
+  }
+}
+
+TEST(WebServedBy, DefaultsToNodeName) {
+  node.set_other_sections("node = { name = \"sn3\"; };");
+  node.start();
+  const auto answer = node.fetch("/a.txt");
+  LONGS_EQUAL(200, answer.status);
+  STRCMP_EQUAL("sn3", answer.header("X-Served-By").c_str());
+  STRCMP_EQUAL("sn3", node.fetch("/missing.txt").header("X-Served-By").c_str());
+}
+
+TEST(WebServedBy, ExplicitValueWinsOverNodeNameAndEmptyTurnsItOff) {
+  node.set_other_sections("node = { name = \"sn3\"; };");
+  node.start("served_by = \"front-1\";");
+  STRCMP_EQUAL("front-1", node.fetch("/a.txt").header("X-Served-By").c_str());
+
+  // Changed by a reload like the rest of the web section.
+  node.write_config("served_by = \"\";");
+  node.reload();
+  const bool off = test::poll_until(
+      [&] {
+        const auto answer = node.fetch("/a.txt");
+        return answer.status == 200 && field_count(answer.head, "X-Served-By") == 0;
+      },
+      eventually);
+  CHECK_TEXT(off, ("X-Served-By stayed after served_by = \"\"; output:\n" + node.output()).c_str());
+}
+
+TEST(WebServedBy, AbsentWhenNeitherServedByNorNodeNameIsSet) {
+  UpstreamServer upstream(echo_answer);
+  node.start(single_upstream(upstream.address()));
+  const auto file = node.fetch("/a.txt");
+  LONGS_EQUAL(200, file.status);
+  LONGS_EQUAL_TEXT(0, field_count(file.head, "X-Served-By"), file.head.c_str());
+  const auto missing = node.fetch("/missing.txt");
+  LONGS_EQUAL(404, missing.status);
+  LONGS_EQUAL_TEXT(0, field_count(missing.head, "X-Served-By"), missing.head.c_str());
+  const auto proxied = node.fetch("/api/x");
+  LONGS_EQUAL(200, proxied.status);
+  LONGS_EQUAL_TEXT(0, field_count(proxied.head, "X-Served-By"), proxied.head.c_str());
+}
+
+// ============================================================================================
 // Bad input from clients: answered, counted, and nothing else is affected.
 // ============================================================================================
 
@@ -1372,6 +1645,51 @@ TEST(WebConfig, UnknownKeyIsWarnedAboutAndTheDaemonRuns) {
   const std::string where = location_of(test::read_file(node.config_file()), "colour");
   CHECK_TEXT(test::contains(node.output(), where + ": web.colour"), node.output().c_str());
   LONGS_EQUAL(200, node.fetch("/a.txt").status);
+}
+
+TEST(WebConfig, BadServedByExits2NamingTheKey) {
+  const std::string too_long(65, 'n');  // one above the 64 allowed
+  // As written between the quotes in node.cfg (libconfig escapes: \\ is a backslash, \n a newline).
+  const char* bad_values[] = {"two words", "a/b",         "back\\\\slash",
+                              "x:y",       "caf\xc3\xa9", "line\\nbreak"};
+  std::vector<std::string> values(std::begin(bad_values), std::end(bad_values));
+  values.push_back(too_long);
+  for (const auto& value : values) {
+    const std::string text = node.config_text("served_by = \"" + value + "\";");
+    const auto ran = run_with_config(text);
+    LONGS_EQUAL_TEXT(2, ran.status, (value + ":\n" + ran.output).c_str());
+    CHECK_TEXT(test::contains(ran.output, location_of(text, "served_by") + ": web.served_by:"),
+               (value + ":\n" + ran.output).c_str());
+  }
+  // A string of the wrong type is refused the same way.
+  const std::string number = node.config_text("served_by = 7;");
+  const auto ran = run_with_config(number);
+  LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, location_of(number, "served_by") + ": web.served_by:"),
+             ran.output.c_str());
+}
+
+TEST(WebConfig, ServedByAtTheLimitsIsAccepted) {
+  for (const std::string& value : {std::string(64, 'n'), std::string("a"), std::string("")}) {
+    test::write_file(node.config_file(), node.config_text("served_by = \"" + value + "\";"));
+    const auto ran = run_daemon({"--config", node.config_file().string(), "--check-config"});
+    LONGS_EQUAL_TEXT(0, ran.status, ("\"" + value + "\":\n" + ran.output).c_str());
+  }
+}
+
+TEST(WebConfig, NodeNameUnfitForServedByExits2NamingBothKeys) {
+  node.set_other_sections("node = { name = \"rack one\"; };");
+  const std::string text = node.config_text("");
+  const auto ran = run_with_config(text);
+  LONGS_EQUAL_TEXT(2, ran.status, ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, location_of(text, "rack one") + ": node.name:"),
+             ran.output.c_str());
+  CHECK_TEXT(test::contains(ran.output, "web.served_by"), ran.output.c_str());
+
+  // Setting web.served_by makes node.name irrelevant to stacknode-web.
+  test::write_file(node.config_file(), node.config_text("served_by = \"rack-one\";"));
+  const auto fixed = run_daemon({"--config", node.config_file().string(), "--check-config"});
+  LONGS_EQUAL_TEXT(0, fixed.status, fixed.output.c_str());
 }
 
 TEST(WebConfig, CheckConfigValidatesWithoutServing) {
