@@ -93,7 +93,8 @@ print("answered" if len(answer) == 8 and answer[4] == 1 else "nothing")
 PY
 }
 node_address() { echo "198.18.1.1${1#sn}"; }
-# The state dir's entries but content/ (tools/rack's default site for stacknode-web: not membership).
+# The state dir's entries but content/ (stacknoded's sites, the factory page before any membership:
+# content, not membership).
 state_dir_files() {
   find "$STACKNODE_RACK_DIR/$1/state" -mindepth 1 -maxdepth 1 ! -name content -printf '%f\n' | sort | tr '\n' ' '
 }

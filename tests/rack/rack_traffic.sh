@@ -7,6 +7,8 @@
 #     fair share (20-47 %);
 #   - the owner's stacknoded exports its dataplane's counters on /metrics;
 #   - bad VIPs are refused (a node's own address, a taken address:port);
+#   - content: v1 pushed from sn2, v2 from sn3, each served by every node and the VIP; a rollback
+#     brings v1 back everywhere, with the same ETag on every node;
 #   - a drained member gets no new connections, and a download it serves finishes;
 #   - a web server that stops is out of rotation (health checks, majority of views), and back in
 #     when it runs again;
@@ -52,8 +54,9 @@ stackctl_on() {  # stackctl_on NODE ARGS...: stackctl inside NODE with its node.
   shift
   ip netns exec "${prefix}$node" "$bin_dir/stackctl" --config "$STACKNODE_RACK_DIR/$node/node.cfg" "$@"
 }
-# The node answering one request through the VIP ("" when none did).
-answer() { client curl -s -m 2 "http://$vip/node.txt" 2>/dev/null || true; }
+# The node answering one request through the VIP ("" when none did): stacknode-web's X-Served-By.
+answer() { client curl -s -m 2 -o /dev/null -w '%header{x-served-by}' "http://$vip/" 2>/dev/null || true; }
+vip_answers() { [[ -n "$(client curl -s -m 1 -o /dev/null -w '%header{x-served-by}' "http://$vip/" 2>/dev/null)" ]]; }
 # Counts of answers per node for N requests: lines "COUNT NODE".
 tally() { for _ in $(seq "$1"); do answer; echo; done | grep -v '^$' | sort | uniq -c; }
 owner() { stackctl_on "$1" --json vip list | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["owner"] or "")'; }
@@ -115,11 +118,43 @@ check "a VIP on a taken address:port is refused" refused vip add again "$vip:80/
 check "the refusals changed nothing (one VIP)" \
   test "$(stackctl_on sn1 --json vip list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')" = 1
 
+# ---- content: versions pushed from any node, served by every node, rolled back ----
+site_text() {  # site_text URL: release.txt's text there ("" when none)
+  client curl -s -m 2 "$1/release.txt" 2>/dev/null || true
+}
+every_node_serves() {  # every_node_serves TEXT: each node's web server, and the VIP, answer TEXT
+  local number
+  for number in 1 2 3; do [[ "$(site_text "http://198.18.1.1$number")" == "$1" ]] || return 1; done
+  [[ "$(site_text "http://$vip")" == "$1" ]]
+}
+for version in one two; do
+  mkdir -p "$work/site-$version/css"
+  echo "release $version" > "$work/site-$version/release.txt"
+  printf '<!doctype html><title>release %s</title>\n' "$version" > "$work/site-$version/index.html"
+  echo "/* $version */" > "$work/site-$version/css/site.css"
+done
+check "content push of v1 from sn2 reaches every node (--wait)" \
+  stackctl_on sn2 content push "$work/site-one" --wait 30
+check "every node and the VIP serve v1" every_node_serves "release one"
+check "content push of v2 from sn3 reaches every node (--wait)" \
+  stackctl_on sn3 content push "$work/site-two" --wait 30
+check "every node and the VIP serve v2" every_node_serves "release two"
+check "content rollback reaches every node (--wait)" stackctl_on sn1 content rollback --wait 30
+check "every node and the VIP serve v1 again" every_node_serves "release one"
+same_etag() {  # the ETag of /release.txt is the same on every node (same bytes, same mtime)
+  local number tags=""
+  for number in 1 2 3; do
+    tags+="$(client curl -s -m 2 -o /dev/null -w '%header{etag}' "http://198.18.1.1$number/release.txt") "
+  done
+  [[ $(tr ' ' '\n' <<< "$tags" | grep -v '^$' | sort -u | wc -l) == 1 ]]
+}
+check "every node gives the same ETag for the same version" same_etag
+
 # ---- big files for downloads: the first line names the node that served it ----
 for node in sn1 sn2 sn3; do
-  { echo "$node"; head -c "$download_bytes" /dev/zero; } > "$STACKNODE_RACK_DIR/$node/state/content/big.bin"
+  { echo "$node"; head -c "$download_bytes" /dev/zero; } > "$STACKNODE_RACK_DIR/$node/state/content/default/current/big.bin"
 done
-expected_size=$(stat -c %s "$STACKNODE_RACK_DIR/sn1/state/content/big.bin")
+expected_size=$(stat -c %s "$STACKNODE_RACK_DIR/sn1/state/content/default/current/big.bin")
 start_downloads() {  # start_downloads TAG: $downloads slow downloads in the background
   local index
   for index in $(seq "$downloads"); do
@@ -164,7 +199,7 @@ survivor=""
 for node in sn1 sn2 sn3; do [[ "$node" == "$lost" ]] || { survivor=$node; break; }; done
 "$rack" kill "$lost" > /dev/null
 killed_at=$(date +%s%N)
-check "the VIP answers again after its owner ($lost) is killed" poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
+check "the VIP answers again after its owner ($lost) is killed" poll "$takeover_seconds" vip_answers
 echo "  failover gap: about $(( ($(date +%s%N) - killed_at) / 1000000 )) ms (polled every ${poll_seconds}s; measured, not asserted)"
 wait
 survived=0
@@ -189,7 +224,7 @@ echo "cutting off the owner: $cut"
 "$rack" link "$cut" down > /dev/null
 check "the cut-off node's dataplane stops answering for the VIP" poll "$takeover_seconds" \
   bash -c "[[ -z \"\$($(declare -f dataplane_owned); prefix=$prefix STACKNODE_RACK_DIR=$STACKNODE_RACK_DIR dataplane_owned $cut)\" ]]"
-check "the VIP answers through another node meanwhile" poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
+check "the VIP answers through another node meanwhile" poll "$takeover_seconds" vip_answers
 "$rack" link "$cut" up > /dev/null
 
 # ---- the owner's dataplane restarts: stacknoded pushes the config again (a fresh dataplane has none) ----
@@ -203,7 +238,7 @@ check "the VIP has an owner again after the cut-off node is back ($restarted)" t
 "$rack" kill "$restarted" stacknode-dataplane > /dev/null
 "$rack" start "$restarted" > /dev/null
 check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
-  poll "$takeover_seconds" bash -c "[[ -n \"\$(ip netns exec ${prefix}client curl -s -m 1 http://$vip/node.txt)\" ]]"
+  poll "$takeover_seconds" vip_answers
 
 echo "rack_traffic: $passed passed, $failed failed"
 (( failed == 0 ))

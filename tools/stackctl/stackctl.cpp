@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,6 +33,7 @@
 
 #include "db_config.hpp"
 #include "stacknode/common/config.hpp"
+#include "stacknode/node/content.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join.hpp"
@@ -80,6 +82,13 @@ Commands (run as root on a member; API commands use this box's node certificate)
             [--rise N] [--fall N] | delete NAME
   pool member POOL NODE [--weight W] [--state active|draining|maintenance]
   vip list | add NAME ADDR:PORT/PROTO --pool POOL [--mode ipip|l2_dsr] | remove NAME
+  content push DIR [--site NAME] [--wait SECONDS]
+                                       DIR's files as the site's next version (default site:
+                                       default), rolled out to every node; --wait: until every
+                                       online node serves it
+  content list                         sites, their versions, and what each node serves
+  content rollback [--site NAME] [--to VERSION] [--wait SECONDS]
+                                       back to the previous (or the given) kept version
   audit [--limit N] [--after ID]       who changed what, newest first
 
 Options:
@@ -381,8 +390,14 @@ struct ApiReply {
 
 // One call to this box's stacknoded, authenticated with this box's node certificate and checked
 // against this cluster's CA. Throws std::runtime_error for a person when it cannot be made.
-ApiReply call_api(const Global& global, bhttp::verb method, const std::string& target, const json::object* body,
-                  std::string address = {}) {
+// A request body as bytes with its media type.
+struct RawBody {
+  std::string_view bytes;
+  std::string_view content_type;
+};
+
+ApiReply call_api_raw(const Global& global, bhttp::verb method, const std::string& target, const RawBody* body,
+                      std::string address = {}) {
   node::NodeConfig config;
   try {
     const auto document = config::Document::load_file(global.config);
@@ -403,8 +418,8 @@ ApiReply call_api(const Global& global, bhttp::verb method, const std::string& t
   request.set(bhttp::field::host, address);
   request.set(bhttp::field::user_agent, "stackctl");
   if (body != nullptr) {
-    request.set(bhttp::field::content_type, "application/json");
-    request.body() = json::serialize(*body);
+    request.set(bhttp::field::content_type, body->content_type);
+    request.body() = std::string(body->bytes);
   }
   node::PinnedAnswer answer = node::pinned_https_request(address, *pin.value, std::move(request),
                                                          std::chrono::system_clock::now(), api_timeout, &identity);
@@ -415,6 +430,14 @@ ApiReply call_api(const Global& global, bhttp::verb method, const std::string& t
   reply.body = json::parse(answer.response.body(), error);
   if (error) throw std::runtime_error("stacknoded answered " + std::to_string(reply.status) + " with a body that is not JSON");
   return reply;
+}
+
+ApiReply call_api(const Global& global, bhttp::verb method, const std::string& target, const json::object* body,
+                  std::string address = {}) {
+  if (body == nullptr) return call_api_raw(global, method, target, nullptr, std::move(address));
+  const std::string text = json::serialize(*body);
+  const RawBody raw{text, "application/json"};
+  return call_api_raw(global, method, target, &raw, std::move(address));
 }
 
 std::string scalar_text(const json::value& value) {
@@ -949,6 +972,228 @@ int cluster_recover(const Global& global, const std::vector<std::string>& args, 
   return exit_ok;
 }
 
+constexpr std::string_view content_usage = R"(usage: stackctl [--config FILE] [--json] content push DIR [--site NAME] [--wait SECONDS]
+       stackctl [--config FILE] [--json] content list
+       stackctl [--config FILE] [--json] content rollback [--site NAME] [--to VERSION] [--wait SECONDS]
+
+push: DIR's regular files (recursively; symlinks and special files are refused) become one
+checksummed bundle, uploaded in chunks and stored once in the cluster as the site's next version;
+every node unpacks it and switches to it atomically. Pushing the version a site serves already
+changes nothing. The cluster keeps the newest 3 versions of a site.
+rollback: the site serves its previous kept version again (or --to VERSION).
+--wait SECONDS: after the change, wait until every online node serves the version (exit 1 if
+that does not happen in time). The site stacknode-web serves is "default".
+)";
+// How often `content ... --wait` asks which version each node serves.
+constexpr std::chrono::milliseconds content_wait_poll{250};
+constexpr long max_content_wait_s = 3600;
+
+// The site's entry in GET /api/v1/content, or null.
+const json::object* content_site(const json::value& answer, const std::string& site) {
+  const json::value* sites = answer.is_object() ? answer.as_object().if_contains("sites") : nullptr;
+  if (sites == nullptr || !sites->is_array()) return nullptr;
+  for (const json::value& entry : sites->as_array()) {
+    if (entry.is_object() && scalar_text(entry.as_object().at("site")) == site) return &entry.as_object();
+  }
+  return nullptr;
+}
+
+// The message of an API error answer.
+std::string api_error(const ApiReply& reply) {
+  const json::value* error = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
+  if (error && error->is_object()) return scalar_text(error->as_object().at("message"));
+  return "stacknoded answered " + std::to_string(reply.status);
+}
+
+// Waits until every online node serves `version` of `site`; the empty string, else why not.
+std::string wait_for_content(const Global& global, const std::string& site, std::int64_t version, long seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  std::string lagging;
+  for (;;) {
+    const ApiReply nodes = call_api(global, bhttp::verb::get, "/api/v1/nodes", nullptr);
+    const ApiReply content = call_api(global, bhttp::verb::get, "/api/v1/content", nullptr);
+    if (nodes.status != 200) return api_error(nodes);
+    if (content.status != 200) return api_error(content);
+    std::map<std::string, std::int64_t> serving;
+    if (const json::object* entry = content_site(content.body, site)) {
+      for (const json::value& node : entry->at("nodes").as_array()) {
+        serving[scalar_text(node.as_object().at("node"))] = node.as_object().at("version").to_number<std::int64_t>();
+      }
+    }
+    lagging.clear();
+    const json::value* items = nodes.body.as_object().if_contains("items");
+    for (const json::value& node : items && items->is_array() ? items->as_array() : json::array{}) {
+      const json::object& row = node.as_object();
+      const json::value* online = row.if_contains("online");
+      if (online && online->is_bool() && !online->as_bool()) continue;
+      const std::string name = scalar_text(row.at("name"));
+      if (const auto found = serving.find(name); found == serving.end() || found->second != version) {
+        lagging += " " + name;
+      }
+    }
+    if (lagging.empty()) return {};
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return "not every online node serves version " + std::to_string(version) + " after " + std::to_string(seconds) +
+             " s:" + lagging;
+    }
+    std::this_thread::sleep_for(content_wait_poll);
+  }
+}
+
+// Prints a version answer (push, rollback) and waits if asked.
+int finish_content_change(const Global& global, const json::object& version, const std::string& what,
+                          std::optional<long> wait_seconds) {
+  const std::string site = scalar_text(version.at("site"));
+  const std::int64_t number = version.at("version").to_number<std::int64_t>();
+  std::string waited;
+  if (wait_seconds) waited = wait_for_content(global, site, number, *wait_seconds);
+  if (global.json) {
+    json::object shown = version;
+    if (wait_seconds) shown["all_nodes_serve"] = waited.empty();
+    std::cout << json::serialize(shown) << "\n";
+  } else {
+    std::cout << "Site " << site << ": " << what << " version " << number << " (sha256 "
+              << scalar_text(version.at("sha256")) << ", " << scalar_text(version.at("files")) << " files, "
+              << scalar_text(version.at("bytes")) << " bytes).\n"
+              << (wait_seconds ? (waited.empty() ? "Every online node serves it.\n" : "")
+                               : "Nodes switch to it within seconds: 'stackctl content list' shows each node.\n");
+  }
+  if (!waited.empty()) {
+    std::cerr << "stackctl: " << waited << "\n";
+    return exit_failed;
+  }
+  return exit_ok;
+}
+
+int content_push(const Global& global, const std::map<std::string, std::string>& values, std::optional<long> wait) {
+  const std::string site = values.contains("--site") ? values.at("--site") : std::string(node::default_site);
+  node::Bundle bundle;
+  if (const node::BundleError read = node::read_bundle_directory(values.at("DIR"), bundle); !read.ok()) {
+    std::cerr << "stackctl: " << read.message << "\n";
+    return exit_failed;
+  }
+  if (bundle.files.empty()) {
+    std::cerr << "stackctl: " << values.at("DIR") << " holds no files: nothing to push\n";
+    return exit_failed;
+  }
+  const std::vector<std::uint8_t> bytes = node::encode_bundle(bundle);
+  const std::string sha256 = node::sha256_hex(bytes);
+  const ApiReply begun = call_api(global, bhttp::verb::post, "/api/v1/content/" + site + "/uploads", nullptr);
+  if (begun.status != 201) {
+    std::cerr << "stackctl: " << api_error(begun) << "\n";
+    return exit_failed;
+  }
+  const std::string upload = scalar_text(begun.body.as_object().at("upload"));
+  const auto chunk_bytes = begun.body.as_object().at("chunk_bytes").to_number<std::size_t>();
+  for (std::size_t offset = 0, sequence = 0; offset < bytes.size(); offset += chunk_bytes, ++sequence) {
+    const std::size_t length = std::min(chunk_bytes, bytes.size() - offset);
+    const RawBody chunk{std::string_view(reinterpret_cast<const char*>(bytes.data()) + offset, length),
+                        "application/octet-stream"};
+    const ApiReply stored = call_api_raw(
+        global, bhttp::verb::put, "/api/v1/content/uploads/" + upload + "/chunks/" + std::to_string(sequence), &chunk);
+    if (stored.status != 200) {
+      std::cerr << "stackctl: chunk " << sequence << ": " << api_error(stored) << "\n";
+      return exit_failed;
+    }
+  }
+  const json::object commit{{"sha256", sha256}};
+  const ApiReply committed =
+      call_api(global, bhttp::verb::post, "/api/v1/content/uploads/" + upload + "/commit", &commit);
+  if (committed.status != 200) {
+    std::cerr << "stackctl: " << api_error(committed) << "\n";
+    return exit_failed;
+  }
+  const bool unchanged = committed.body.as_object().at("unchanged").as_bool();
+  return finish_content_change(global, committed.body.as_object(), unchanged ? "unchanged, serves" : "pushed", wait);
+}
+
+int content_list(const Global& global) {
+  const ApiReply answer = call_api(global, bhttp::verb::get, "/api/v1/content", nullptr);
+  if (answer.status != 200) {
+    std::cerr << "stackctl: " << api_error(answer) << "\n";
+    return exit_failed;
+  }
+  if (global.json) {
+    std::cout << json::serialize(answer.body) << "\n";
+    return exit_ok;
+  }
+  json::array rows;
+  for (const json::value& entry : answer.body.as_object().at("sites").as_array()) {
+    const json::object& site = entry.as_object();
+    std::string kept;
+    for (const json::value& version : site.at("versions").as_array()) {
+      kept += (kept.empty() ? "" : " ") + scalar_text(version.as_object().at("version"));
+    }
+    std::string serving;
+    for (const json::value& node : site.at("nodes").as_array()) {
+      serving += (serving.empty() ? "" : " ") + scalar_text(node.as_object().at("node")) + "=" +
+                 scalar_text(node.as_object().at("version"));
+    }
+    rows.push_back(json::object{{"site", site.at("site")}, {"current", site.at("current")}, {"kept", kept},
+                                {"nodes", serving}});
+  }
+  print_table(rows, {"site", "current", "kept", "nodes"});
+  return exit_ok;
+}
+
+int content_rollback(const Global& global, const std::map<std::string, std::string>& values, std::optional<long> wait) {
+  const std::string site = values.contains("--site") ? values.at("--site") : std::string(node::default_site);
+  json::object body;
+  if (values.contains("--to")) {
+    const std::optional<long> to = whole_number(values.at("--to"), 1, std::numeric_limits<long>::max());
+    if (!to) return usage_error("--to is a version number", content_usage);
+    body["version"] = *to;
+  }
+  const ApiReply answer = call_api(global, bhttp::verb::post, "/api/v1/content/" + site + "/rollback", &body);
+  if (answer.status != 200) {
+    std::cerr << "stackctl: " << api_error(answer) << "\n";
+    return exit_failed;
+  }
+  return finish_content_change(global, answer.body.as_object(), "rolled back to", wait);
+}
+
+int content_command(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  if (first >= args.size() || args[first] == "--help") {
+    std::cout << content_usage;
+    return first >= args.size() ? exit_usage : exit_ok;
+  }
+  const std::string verb = args[first];
+  std::size_t index = first + 1;
+  if (std::find(args.begin() + static_cast<std::ptrdiff_t>(index), args.end(), "--help") != args.end()) {
+    std::cout << content_usage;
+    return exit_ok;
+  }
+  std::map<std::string, std::string> values;
+  if (verb == "push") {
+    if (index >= args.size() || args[index].starts_with("--")) return usage_error("DIR is required", content_usage);
+    values["DIR"] = args[index++];
+  }
+  std::vector<std::string> accepted;
+  if (verb == "push") accepted = {"--site", "--wait"};
+  else if (verb == "rollback") accepted = {"--site", "--to", "--wait"};
+  else if (verb != "list") return usage_error("unknown command 'content " + verb + "'", content_usage);
+  std::string problem;
+  const auto options = flags(args, index, accepted, problem);
+  if (!options) return usage_error(problem, content_usage);
+  values.insert(options->begin(), options->end());
+  std::optional<long> wait;
+  if (values.contains("--wait")) {
+    wait = whole_number(values.at("--wait"), 1, max_content_wait_s);
+    if (!wait) return usage_error("--wait is 1 to " + std::to_string(max_content_wait_s) + " seconds", content_usage);
+  }
+  try {
+    if (verb == "push") return content_push(global, values, wait);
+    if (verb == "rollback") return content_rollback(global, values, wait);
+    return content_list(global);
+  } catch (const std::invalid_argument& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_usage;
+  } catch (const std::exception& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_failed;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -986,6 +1231,7 @@ int main(int argc, char** argv) {
   if (args[index] == "cluster" && index + 1 < args.size() && args[index + 1] == "join") {
     return cluster_join(global, args, index + 2);
   }
+  if (args[index] == "content") return content_command(global, args, index + 1);
   if (const std::optional<int> status = run_api_command(global, args, index)) return *status;
   std::string command;
   for (std::size_t word = index; word < args.size() && !args[word].starts_with("--"); ++word) {

@@ -8,6 +8,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "stacknode/node/api_target.hpp"
+#include "stacknode/node/content.hpp"
 #include "stacknode/node/credentials.hpp"
 #include "stacknode/node/load_balancing.hpp"
 #include "stacknode/node/membership.hpp"
@@ -387,6 +390,11 @@ class Routes {
     if (is(verb::get, {"vips"})) return vips();
     if (is(verb::post, {"vips"})) return create_vip(call);
     if (is(verb::delete_, {"vips", "*"})) return done(LbStore(store_).delete_vip(call.principal, path[1], unix_now()));
+    if (is(verb::get, {"content"})) return content();
+    if (is(verb::post, {"content", "*", "uploads"})) return begin_upload(call, path[1]);
+    if (is(verb::put, {"content", "uploads", "*", "chunks", "*"})) return put_chunk(call, path[2], path[4]);
+    if (is(verb::post, {"content", "uploads", "*", "commit"})) return commit_upload(call, path[2]);
+    if (is(verb::post, {"content", "*", "rollback"})) return rollback_content(call, path[1]);
     if (is(verb::get, {"audit"})) {
       return paged<AuditRow>(call, [&](const PageRequest& page) { return store_.audit(page); }, audit_json);
     }
@@ -713,6 +721,94 @@ class Routes {
     if (std::get<0>(weight)) weight_value = static_cast<std::uint32_t>(*std::get<0>(weight));
     if (!state && !weight_value) return error_answer(400, "invalid", "give 'weight', 'state' or both");
     return done(LbStore(store_).set_member(call.principal, pool, node, weight_value, state, unix_now()));
+  }
+
+  static json::object content_version_json(const ContentVersionRow& version) {
+    return json::object{{"site", version.site},       {"version", version.version},
+                        {"sha256", version.sha256},   {"bytes", version.bytes},
+                        {"files", version.files},     {"created_at", version.created_at},
+                        {"created_by", version.created_by}};
+  }
+
+  // Every site: the version the cluster serves, the versions kept, and what each node serves.
+  Answer content() {
+    Checked<ContentState> state = ContentStore(store_).state();
+    if (!state) return problem_answer(state.problem());
+    Checked<std::vector<NodeRow>> nodes = store_.nodes();
+    if (!nodes) return problem_answer(nodes.problem());
+    json::array sites;
+    for (const ContentSiteRow& site : state->sites) {
+      json::array versions;
+      for (const ContentVersionRow& version : state->versions) {
+        if (version.site == site.site) versions.push_back(content_version_json(version));
+      }
+      json::array serving;
+      for (const ContentNodeRow& row : state->nodes) {
+        if (row.site != site.site) continue;
+        for (const NodeRow& node : *nodes) {
+          if (node.id == row.node_id) {
+            serving.push_back(json::object{{"node", node.name}, {"version", row.version}, {"at", row.at}});
+          }
+        }
+      }
+      sites.push_back(json::object{{"site", site.site},
+                                   {"current", site.current},
+                                   {"versions", std::move(versions)},
+                                   {"nodes", std::move(serving)}});
+    }
+    return {200, json::object{{"sites", std::move(sites)}}, {}};
+  }
+
+  Answer begin_upload(Call& call, const std::string& site) {
+    Checked<std::string> upload = ContentStore(store_).begin_upload(call.principal, site, unix_now());
+    if (!upload) return problem_answer(upload.problem());
+    return {201,
+            json::object{{"upload", *upload},
+                         {"site", site},
+                         {"chunk_bytes", content_chunk_bytes},
+                         {"max_bytes", max_bundle_bytes}},
+            {}};
+  }
+
+  // The body is the chunk's bytes as they are (application/octet-stream), not JSON.
+  Answer put_chunk(Call& call, const std::string& upload, const std::string& sequence_text) {
+    std::int64_t sequence = -1;
+    const char* end = sequence_text.data() + sequence_text.size();
+    if (const auto parsed = std::from_chars(sequence_text.data(), end, sequence);
+        parsed.ec != std::errc() || parsed.ptr != end) {
+      return error_answer(400, "invalid", "a chunk's number is a whole number, not '" + sequence_text + "'");
+    }
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(call.body.data());
+    return done(ContentStore(store_).put_chunk(upload, sequence, std::span(bytes, call.body.size())));
+  }
+
+  Answer commit_upload(Call& call, const std::string& upload) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    if (auto bad = unknown_member(body, {"sha256"})) return *bad;
+    const auto sha256 = string_member(body, "sha256");
+    if (const Answer* bad = std::get_if<Answer>(&sha256)) return *bad;
+    if (!std::get<0>(sha256)) return error_answer(400, "invalid", "'sha256' (of the whole bundle) is required");
+    Checked<CommittedContent> committed =
+        ContentStore(store_).commit_upload(call.principal, upload, *std::get<0>(sha256), unix_now());
+    if (!committed) return problem_answer(committed.problem());
+    json::object answer = content_version_json(committed->version);
+    answer["unchanged"] = committed->unchanged;
+    return {200, std::move(answer), {}};
+  }
+
+  Answer rollback_content(Call& call, const std::string& site) {
+    const auto parsed = body_object(call.body);
+    if (const Answer* bad = std::get_if<Answer>(&parsed)) return *bad;
+    const json::object& body = std::get<json::object>(parsed);
+    if (auto bad = unknown_member(body, {"version"})) return *bad;
+    const auto version = integer_member(body, "version", 1, std::numeric_limits<std::int64_t>::max());
+    if (const Answer* bad = std::get_if<Answer>(&version)) return *bad;
+    Checked<ContentVersionRow> chosen =
+        ContentStore(store_).rollback(call.principal, site, std::get<0>(version), unix_now());
+    if (!chosen) return problem_answer(chosen.problem());
+    return {200, content_version_json(*chosen), {}};
   }
 
   Answer vips() {

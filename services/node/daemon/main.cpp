@@ -22,6 +22,7 @@
 #include "stacknode/db/tls.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/membership.hpp"
+#include "content_sync.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/pki.hpp"
 #include "stacknode/node/schema.hpp"
@@ -40,6 +41,8 @@ constexpr std::chrono::milliseconds startup_retry_interval{1'000};
 constexpr std::string_view members_file_name = "members";
 // How often the membership loop looks at roles and member addresses.
 constexpr std::chrono::milliseconds membership_interval{2'000};
+// How often the content loop compares this node's sites with the cluster's current versions.
+constexpr std::chrono::milliseconds content_interval{1'000};
 
 // Retries `step` until it gives a value, logging each failure once per distinct message; nullopt
 // as soon as `go_on` says no (this box's membership changed meanwhile).
@@ -259,13 +262,19 @@ MemberEnd run_member(const NodeConfig& config) {
   health_loop.add("health checks", health_tick, [&] { checker.step(); });
   Reconciler counters_loop;  // a counters read walks the flow tables: not on the lease thread
   counters_loop.add("dataplane counters", dataplane_counters_interval, [&] { balancer.export_counters(); });
+  // Content on a thread of its own: unpacking a large site must not delay the other loops.
+  ContentSync content(store, self.node_id, config.content_dir);
+  Reconciler content_loop;
+  content_loop.add("content", content_interval, [&] { content.step(); });
   balancer.release();  // what a previous run left in the dataplane is answered only with a lease
   reconciler.start();
   lb_loop.start();
   lb_enforcer.start();
   health_loop.start();
   counters_loop.start();
+  content_loop.start();
   server.run();
+  content_loop.stop();
   counters_loop.stop();
   health_loop.stop();
   lb_enforcer.stop();
@@ -286,6 +295,8 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     log::info("configuration ", document.file_name(), " is valid");
     return daemon::exit_ok;
   }
+  // Before any membership: a box not yet in a cluster serves the factory page.
+  ContentSync::prepare_factory_site(config.content_dir);
   for (;;) {
     const MemberEnd end = run_member(config);
     if (end == MemberEnd::stopped) return daemon::exit_ok;

@@ -12,6 +12,7 @@ NodeConfig load_node_config(const config::Section& root) {
   const config::Section paths = root.section("paths");
   config.state_dir = paths.get_string("state_dir", "/var/lib/stacknode");
   config.runtime_dir = paths.get_string("runtime_dir", "/run/stacknode");
+  config.content_dir = paths.get_string("content_dir", (config.state_dir / "content").string());
 
   const config::Section node = root.section("node");
   if (!node.has("name")) node.fail("name", "required: this box's name in the cluster");

@@ -13,7 +13,9 @@ namespace {
 
 namespace json = boost::json;
 using db::wire::Value;
+using rows::all_rows;
 using rows::conflict;
+using rows::database_problem;
 using rows::integer;
 using rows::invalid;
 using rows::not_found;
@@ -51,20 +53,6 @@ constexpr std::string_view vip_columns = "name, address, port, protocol, pool, m
 VipRow vip_row(const db::wire::Row& row) {
   return {text(row[0]), text(row[1]), static_cast<std::uint16_t>(integer(row[2])), text(row[3]), text(row[4]),
           text(row[5]), integer(row[6])};
-}
-
-template <typename Row, typename Convert>
-Checked<std::vector<Row>> all_rows(ControlStore& store, const std::string& sql, Convert convert) {
-  db::Outcome<db::wire::RowSet> rows = store.client().query(store.database(), sql);
-  if (!rows) return problem_from(rows.error());
-  std::vector<Row> result;
-  for (const db::wire::Row& row : rows->rows) result.push_back(convert(row));
-  return result;
-}
-
-std::optional<Problem> database_problem(const db::Outcome<db::wire::RowSet>& rows) {
-  if (!rows) return problem_from(rows.error());
-  return std::nullopt;
 }
 
 // A 64-bit mix (splitmix64's finaliser): the rendezvous score's spreading step.

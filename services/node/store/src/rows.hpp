@@ -1,12 +1,13 @@
-// Helpers shared by the control store's source files (control.cpp, load_balancing.cpp): Problems
-// by kind, typed column readers, name checks and the "exactly one row" check. Private to the
-// store library.
+// Helpers shared by the control store's source files (control.cpp, load_balancing.cpp,
+// content.cpp): Problems by kind, typed column readers, name checks, the "exactly one row" check,
+// and reading every row of a query. Private to the store library.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "stacknode/node/control.hpp"
 
@@ -48,6 +49,22 @@ inline bool valid_name(std::string_view name, std::size_t max_chars) {
 inline std::optional<Problem> expect_one(const db::Outcome<db::wire::Result>& done, const std::string& missing) {
   if (!done) return problem_from(done.error());
   if (done->rows_affected != 1) return not_found(missing);
+  return std::nullopt;
+}
+
+// Every row of `sql` (no parameters), each converted by `convert`.
+template <typename Row, typename Convert>
+Checked<std::vector<Row>> all_rows(ControlStore& store, const std::string& sql, Convert convert) {
+  db::Outcome<db::wire::RowSet> rows = store.client().query(store.database(), sql);
+  if (!rows) return problem_from(rows.error());
+  std::vector<Row> result;
+  for (const db::wire::Row& row : rows->rows) result.push_back(convert(row));
+  return result;
+}
+
+// The Problem of a failed query inside a change's transaction, or nothing.
+inline std::optional<Problem> database_problem(const db::Outcome<db::wire::RowSet>& rows) {
+  if (!rows) return problem_from(rows.error());
   return std::nullopt;
 }
 

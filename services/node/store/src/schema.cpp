@@ -73,6 +73,22 @@ const std::vector<Migration> migrations_list = {
          "CREATE TABLE backend_health (pool TEXT NOT NULL, node_id INTEGER NOT NULL, checker_id INTEGER NOT NULL, "
          "up INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (pool, node_id, checker_id))",
      }},
+    // Content bundles (content.hpp): uploads in progress, their chunks (kept by the versions made
+    // from them), the versions, each site's current version, and what each node serves.
+    {5,
+     "content: uploads, chunks, versions, sites, what each node serves",
+     {
+         "CREATE TABLE content_uploads (id TEXT PRIMARY KEY, site TEXT NOT NULL, created_at INTEGER NOT NULL, "
+         "created_by TEXT NOT NULL)",
+         "CREATE TABLE content_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL CHECK (seq >= 0), "
+         "data BLOB NOT NULL, PRIMARY KEY (upload, seq))",
+         "CREATE TABLE content_versions (site TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 1), "
+         "upload TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, files INTEGER NOT NULL, "
+         "chunks INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, PRIMARY KEY (site, version))",
+         "CREATE TABLE content_sites (site TEXT PRIMARY KEY, current INTEGER NOT NULL)",
+         "CREATE TABLE content_nodes (site TEXT NOT NULL, node_id INTEGER NOT NULL, version INTEGER NOT NULL, "
+         "at INTEGER NOT NULL, PRIMARY KEY (site, node_id))",
+     }},
 };
 
 std::optional<std::int64_t> integer_of(const db::wire::RowSet& rows) {

@@ -9,6 +9,8 @@
 // pages, a node refusing to remove itself, the heartbeat, and a clean stop on SIGTERM.
 #include <CppUTest/TestHarness.h>
 
+#include <sys/stat.h>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include "net.hpp"
 #include "process.hpp"
 #include "stacknode/db/client.hpp"
+#include "stacknode/node/content_bundle.hpp"
 #include "stacknode/node/join_token.hpp"
 #include "stacknode/node/pinned_https.hpp"
 #include "stacknode/node/pki.hpp"
@@ -606,6 +609,112 @@ TEST(NodeDaemon, PoolsAndVipsAreClusterStateAndTheOnlyNodeTakesTheVipsLease) {
   LONGS_EQUAL(0, stackctl({"vip", "remove", "www"}).status);
   LONGS_EQUAL(0, stackctl({"pool", "delete", "web"}).status);
   CHECK(stackctl_json({"pool", "list"}).at("items").as_array().empty());
+}
+
+// The version directory `site`'s current link names, relative to the site ("versions/2").
+std::string current_link(const fs::path& state_dir, const std::string& site = "default") {
+  std::error_code error;
+  return fs::read_symlink(state_dir / "content" / site / "current", error).string();
+}
+
+TEST(NodeDaemon, ContentIsPushedInVersionsRolledOutToTheNodeAndRolledBack) {
+  // Before anything is pushed the node serves the factory page.
+  STRCMP_EQUAL("versions/0", current_link(state_dir).c_str());
+  CHECK(support::read_file(state_dir / "content/default/current/index.html").find("stackctl content push") !=
+        std::string::npos);
+
+  const fs::path v1 = dir->path() / "site-v1";
+  fs::create_directories(v1 / "css");
+  support::write_file(v1 / "index.html", "<p>version one</p>\n");
+  support::write_file(v1 / "css/site.css", "body { color: black; }\n");
+  const json::value first = stackctl_json({"content", "push", v1.string(), "--wait", "20"});
+  LONGS_EQUAL(1, first.at("version").as_int64());
+  LONGS_EQUAL(2, first.at("files").as_int64());
+  CHECK(first.at("all_nodes_serve").as_bool());
+  STRCMP_EQUAL("versions/1", current_link(state_dir).c_str());
+  STRCMP_EQUAL("<p>version one</p>\n", support::read_file(state_dir / "content/default/current/index.html").c_str());
+  STRCMP_EQUAL("body { color: black; }\n", support::read_file(state_dir / "content/default/current/css/site.css").c_str());
+  // Every node stamps the files with the push time, so ETags agree across nodes.
+  struct stat stamped {};
+  LONGS_EQUAL(0, ::stat((state_dir / "content/default/current/index.html").c_str(), &stamped));
+  LONGS_EQUAL(first.at("created_at").as_int64(), stamped.st_mtim.tv_sec);
+
+  const fs::path v2 = dir->path() / "site-v2";
+  fs::create_directories(v2);
+  support::write_file(v2 / "index.html", "<p>version two</p>\n");
+  const json::value second = stackctl_json({"content", "push", v2.string(), "--wait", "20"});
+  LONGS_EQUAL(2, second.at("version").as_int64());
+  CHECK(!second.at("unchanged").as_bool());
+  STRCMP_EQUAL("versions/2", current_link(state_dir).c_str());
+  STRCMP_EQUAL("<p>version two</p>\n", support::read_file(state_dir / "content/default/current/index.html").c_str());
+  CHECK(!fs::exists(state_dir / "content/default/current/css"));  // a version is whole, not merged
+  CHECK(!fs::exists(state_dir / "content/default/versions/0"));   // the factory page is not kept
+
+  // The same files again: nothing new.
+  const json::value again = stackctl_json({"content", "push", v2.string()});
+  LONGS_EQUAL(2, again.at("version").as_int64());
+  CHECK(again.at("unchanged").as_bool());
+
+  // Rollback: the previous version, on the node too.
+  const json::value back = stackctl_json({"content", "rollback", "--wait", "20"});
+  LONGS_EQUAL(1, back.at("version").as_int64());
+  STRCMP_EQUAL("versions/1", current_link(state_dir).c_str());
+  STRCMP_EQUAL("<p>version one</p>\n", support::read_file(state_dir / "content/default/current/index.html").c_str());
+  const json::value listed = stackctl_json({"content", "list"});
+  const json::value& site = listed.at("sites").as_array().at(0);
+  STRCMP_EQUAL("default", text_of(site.at("site")).c_str());
+  LONGS_EQUAL(1, site.at("current").as_int64());
+  LONGS_EQUAL(2, site.at("versions").as_array().size());
+  const bool recorded = support::poll_until(
+      [&] {
+        const json::value answer = stackctl_json({"content", "list"});
+        const json::value& nodes = answer.at("sites").as_array().at(0).at("nodes");
+        return nodes.as_array().size() == 1 && text_of(nodes.as_array()[0].at("node")) == "sn1" &&
+               nodes.as_array()[0].at("version").as_int64() == 1;
+      },
+      std::chrono::seconds(10));
+  CHECK(recorded);
+
+  // Bad pushes are refused with the reason and change nothing.
+  const auto error_of = [&](unsigned status, bhttp::verb method, const std::string& target, const std::string& body,
+                            const char* what) { return expect(status, as_node(method, target, body), what).error_message(); };
+  CHECK(error_of(400, bhttp::verb::post, "/api/v1/content/a*b/uploads", "", "a bad site name").find("site name") !=
+        std::string::npos);
+  error_of(404, bhttp::verb::put, "/api/v1/content/uploads/feedfeed/chunks/0", "bytes", "an unknown upload");
+  const std::string upload =
+      text_of(expect(201, as_node(bhttp::verb::post, "/api/v1/content/default/uploads"), "upload").body.at("upload"));
+  const std::string chunks = "/api/v1/content/uploads/" + upload + "/chunks/";
+  error_of(400, bhttp::verb::put, chunks + "x", "bytes", "a chunk number that is not a number");
+  error_of(400, bhttp::verb::put, chunks + "100000", "bytes", "a chunk number over the limit");
+  error_of(400, bhttp::verb::put, chunks + "0", "", "an empty chunk");
+  const std::string garbage = "SNB1 but nothing after it is right";
+  const std::string garbage_sha = sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(garbage.data()), garbage.size()));
+  expect(200, as_node(bhttp::verb::put, chunks + "1", garbage), "chunk 1 alone");
+  const std::string commit = "/api/v1/content/uploads/" + upload + "/commit";
+  CHECK(error_of(400, bhttp::verb::post, commit, R"({"sha256":")" + garbage_sha + R"("})", "a missing chunk 0")
+            .find("lacks chunk 0") != std::string::npos);
+  expect(200, as_node(bhttp::verb::put, chunks + "0", garbage), "chunk 0");
+  CHECK(error_of(400, bhttp::verb::post, commit, R"({"sha256":")" + std::string(64, '0') + R"("})", "a wrong sha256")
+            .find("SHA-256") != std::string::npos);
+  const std::string both = garbage + garbage;  // chunks 0 and 1 as the commit reads them
+  const std::string both_sha = sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(both.data()), both.size()));
+  CHECK(error_of(400, bhttp::verb::post, commit, R"({"sha256":")" + both_sha + R"("})", "bytes that are no bundle")
+            .find("bundle") != std::string::npos);
+  error_of(400, bhttp::verb::post, commit, R"({"sha256":"abc"})", "a sha256 that is not one");
+  error_of(404, bhttp::verb::post, "/api/v1/content/default/rollback", R"({"version":9})", "a version not kept");
+  error_of(404, bhttp::verb::post, "/api/v1/content/nosite/rollback", "", "a site never pushed");
+  const fs::path linked = dir->path() / "site-link";
+  fs::create_directories(linked);
+  fs::create_symlink("/etc/passwd", linked / "passwd");
+  const support::CommandResult refused = stackctl({"content", "push", linked.string()});
+  LONGS_EQUAL(1, refused.status);
+  CHECK(refused.output.find("passwd") != std::string::npos);
+  // Nothing changed: version 1 is still served and the cluster keeps versions 1 and 2.
+  const json::value after = stackctl_json({"content", "list"});
+  const json::value& still = after.at("sites").as_array().at(0);
+  LONGS_EQUAL(1, still.at("current").as_int64());
+  LONGS_EQUAL(2, still.at("versions").as_array().size());
+  STRCMP_EQUAL("versions/1", current_link(state_dir).c_str());
 }
 
 TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {

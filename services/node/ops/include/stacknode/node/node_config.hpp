@@ -34,6 +34,7 @@ struct NodeConfig {
   http::ServerLimits api_limits;
   std::filesystem::path state_dir;    // pki/ lives here
   std::filesystem::path runtime_dir;
+  std::filesystem::path content_dir;  // sites' versions (content_sync.hpp); stacknode-web serves from here
   db::DbConfig db;
   std::string dataplane_socket;  // "" when node.cfg has no dataplane section
   bool manage_kernel = true;

@@ -1,0 +1,169 @@
+// The content loop; see content_sync.hpp.
+#include "content_sync.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <set>
+#include <system_error>
+
+#include "stacknode/common/log.hpp"
+
+namespace stacknode::node {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view versions_dir_name = "versions";
+constexpr std::string_view current_link_name = "current";
+constexpr std::int64_t factory_version = 0;
+constexpr std::string_view factory_page =
+    "<!doctype html>\n<meta charset=\"utf-8\">\n<title>stacknode</title>\n<h1>stacknode</h1>\n"
+    "<p>No site has been pushed to this cluster yet. Push one with <code>stackctl content push DIR</code>.</p>\n";
+
+void sync_directory(const fs::path& directory) {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Every file's (and directory's) mtime set to `seconds`, so that ETags (size + mtime) and
+// Last-Modified are the same on every node.
+void set_mtimes(const fs::path& root, std::int64_t seconds) {
+  const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(seconds), 0}};
+  std::error_code error;
+  for (fs::recursive_directory_iterator entry(root, error), end; !error && entry != end; entry.increment(error)) {
+    ::utimensat(AT_FDCWD, entry->path().c_str(), times, AT_SYMLINK_NOFOLLOW);
+  }
+  ::utimensat(AT_FDCWD, root.c_str(), times, AT_SYMLINK_NOFOLLOW);
+}
+
+// Unpacks `bundle` as version `number` of the site at `site_dir` (through a .partial name) unless
+// it is there already, then points `current` at it. The empty string, else what failed.
+std::string install(const fs::path& site_dir, std::int64_t number, const Bundle& bundle, std::int64_t mtime) {
+  const fs::path versions = site_dir / versions_dir_name;
+  const std::string name = std::to_string(number);
+  const fs::path final_dir = versions / name;
+  std::error_code error;
+  fs::create_directories(versions, error);
+  if (error) return "cannot create " + versions.string() + ": " + error.message();
+  if (!fs::is_directory(final_dir)) {
+    const fs::path partial = versions / ("." + name + ".partial");
+    fs::remove_all(partial, error);  // what an interrupted earlier attempt left
+    if (const BundleError written = write_bundle_directory(bundle, partial); !written.ok()) {
+      fs::remove_all(partial, error);
+      return written.message;
+    }
+    set_mtimes(partial, mtime);
+    fs::rename(partial, final_dir, error);
+    if (error) return "cannot rename " + partial.string() + ": " + error.message();
+    sync_directory(versions);
+  }
+  const fs::path next_link = site_dir / ".current.new";
+  fs::remove(next_link, error);
+  fs::create_symlink(fs::path(versions_dir_name) / name, next_link, error);
+  if (error) return "cannot create " + next_link.string() + ": " + error.message();
+  fs::rename(next_link, site_dir / current_link_name, error);  // the atomic switch
+  if (error) return "cannot replace " + (site_dir / current_link_name).string() + ": " + error.message();
+  sync_directory(site_dir);
+  return {};
+}
+
+}  // namespace
+
+std::optional<std::int64_t> ContentSync::served_version(const fs::path& site_dir) {
+  std::error_code error;
+  const fs::path target = fs::read_symlink(site_dir / current_link_name, error);
+  if (error || target.parent_path() != versions_dir_name) return std::nullopt;
+  const std::string name = target.filename().string();
+  std::int64_t number = -1;
+  const auto parsed = std::from_chars(name.data(), name.data() + name.size(), number);
+  if (parsed.ec != std::errc() || parsed.ptr != name.data() + name.size() || number < 0) return std::nullopt;
+  if (!fs::is_directory(site_dir / target, error)) return std::nullopt;
+  return number;
+}
+
+void ContentSync::prepare_factory_site(const fs::path& content_dir) {
+  const fs::path site_dir = content_dir / default_site;
+  if (served_version(site_dir)) return;
+  Bundle factory;
+  factory.files.push_back({"index.html", false, std::string(factory_page)});
+  if (const std::string problem = install(site_dir, factory_version, factory, 0); !problem.empty()) {
+    log::error("content: cannot create the factory site in ", site_dir.string(), ": ", problem);
+    return;
+  }
+  log::info("content: site ", default_site, " serves the factory page until a site is pushed");
+}
+
+void ContentSync::step() {
+  ContentStore content(store_);
+  Checked<ContentState> state = content.state();
+  if (!state) {
+    if (state.problem().message != last_problem_) log::warn("content: ", state.problem().message);
+    last_problem_ = state.problem().message;
+    return;
+  }
+  last_problem_.clear();
+  for (const ContentSiteRow& site : state->sites) {
+    const fs::path site_dir = content_dir_ / site.site;
+    std::optional<std::int64_t> serving = served_version(site_dir);
+    if (serving != site.current) {
+      for (const ContentVersionRow& version : state->versions) {
+        if (version.site == site.site && version.version == site.current && switch_to(version)) {
+          serving = site.current;
+        }
+      }
+    }
+    if (!serving) continue;
+    if (const auto recorded = recorded_.find(site.site); recorded == recorded_.end() || recorded->second != *serving) {
+      if (content.record_served(site.site, self_id_, *serving, unix_now())) recorded_[site.site] = *serving;
+    }
+    remove_unkept(site.site, *state, *serving);
+  }
+}
+
+bool ContentSync::switch_to(const ContentVersionRow& version) {
+  ContentStore content(store_);
+  const fs::path site_dir = content_dir_ / version.site;
+  Bundle bundle;
+  if (!fs::is_directory(site_dir / versions_dir_name / std::to_string(version.version))) {
+    Checked<std::vector<std::uint8_t>> bytes = content.bundle_bytes(version);  // checks the SHA-256
+    if (!bytes) {
+      log::warn("content: site ", version.site, " version ", version.version, ": ", bytes.problem().message);
+      return false;
+    }
+    if (const BundleError parsed = parse_bundle(*bytes, bundle); !parsed.ok()) {
+      log::error("content: site ", version.site, " version ", version.version, ": ", parsed.message);
+      return false;
+    }
+  }
+  if (const std::string problem = install(site_dir, version.version, bundle, version.created_at); !problem.empty()) {
+    log::error("content: site ", version.site, " version ", version.version, ": ", problem);
+    return false;
+  }
+  log::info("content: site ", version.site, " now serves version ", version.version, " (sha256 ", version.sha256, ", ",
+            version.files, " files)");
+  return true;
+}
+
+void ContentSync::remove_unkept(const std::string& site, const ContentState& state, std::int64_t serving) {
+  std::set<std::string> kept = {std::to_string(serving)};
+  for (const ContentVersionRow& version : state.versions) {
+    if (version.site == site) kept.insert(std::to_string(version.version));
+  }
+  const fs::path versions = content_dir_ / site / versions_dir_name;
+  std::error_code error;
+  for (fs::directory_iterator entry(versions, error), end; !error && entry != end; entry.increment(error)) {
+    const std::string name = entry->path().filename().string();
+    if (kept.contains(name) || name.starts_with(".")) continue;  // .partial: being written, or cleaned by install
+    std::error_code removal;
+    fs::remove_all(entry->path(), removal);
+    if (!removal) log::info("content: site ", site, " version ", name, " removed (no longer kept)");
+  }
+}
+
+}  // namespace stacknode::node
