@@ -18,7 +18,9 @@
 #     nodes continue without a reset across the owner change (every dataplane built the same
 #     Maglev table);
 #   - the owner cut off from the majority (svc0 down) stops answering for the VIP; another node
-#     takes it.
+#     takes it;
+#   - a fourth node joins (tools/rack add) while downloads run through the VIP: none is reset, the
+#     new node serves the site's current version and gets new connections.
 #
 #   tests/rack/rack_traffic.sh      (as root; binaries from $STACKNODE_RACK_BIN, default build/bin)
 #
@@ -239,6 +241,22 @@ check "the VIP has an owner again after the cut-off node is back ($restarted)" t
 "$rack" start "$restarted" > /dev/null
 check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
   poll "$takeover_seconds" vip_answers
+
+# ---- a node joins: connections through the VIP keep their backends; it serves the current site ----
+start_downloads grow
+"$rack" add > "$work/add.log" 2>&1 || cat "$work/add.log"
+check "tools/rack add joins sn4 to the running rack" grep -q "added sn4" "$work/add.log"
+check "sn4 serves the site's current version (v1, after the rollback)" \
+  poll 30 bash -c "[[ \"\$(ip netns exec ${prefix}client curl -s -m 2 http://198.18.1.14/release.txt)\" == 'release one' ]]"
+has_sn4() { tally 40 | grep -q ' sn4$'; }
+check "sn4 gets new connections through the VIP" poll "$rotation_seconds" has_sn4
+wait
+grown_broken=""
+for index in $(seq "$downloads"); do
+  complete grow "$index" || grown_broken+=" $index($(served_by grow "$index"), $(stat -c %s "$work/grow.$index") bytes)"
+done
+check "downloads through the VIP continued across the join, none reset" test -z "$grown_broken"
+[[ -z "$grown_broken" ]] || echo "  broken:$grown_broken"
 
 echo "rack_traffic: $passed passed, $failed failed"
 (( failed == 0 ))
