@@ -440,6 +440,21 @@ ApiReply call_api(const Global& global, bhttp::verb method, const std::string& t
   return call_api_raw(global, method, target, &raw, std::move(address));
 }
 
+// Runs `calls` (API calls; returns an exit status): a bad node.cfg (std::invalid_argument) exits
+// 2, any other failure to reach or understand stacknoded 1, each with its message.
+template <typename Calls>
+int with_api_errors(Calls calls) {
+  try {
+    return calls();
+  } catch (const std::invalid_argument& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_usage;
+  } catch (const std::exception& error) {
+    std::cerr << "stackctl: " << error.what() << "\n";
+    return exit_failed;
+  }
+}
+
 std::string scalar_text(const json::value& value) {
   if (value.is_string()) return std::string(value.as_string());
   if (value.is_null()) return "-";
@@ -736,14 +751,12 @@ std::optional<int> run_api_command(const Global& global, const std::vector<std::
   const std::optional<json::object> body = command.body(values, problem);
   if (!problem.empty()) return usage_error(problem, usage);
   ApiReply reply;
-  try {
-    reply = call_api(global, command.method, command.target(values), body ? &*body : nullptr);
-  } catch (const std::invalid_argument& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_usage;
-  } catch (const std::exception& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_failed;
+  if (const int status = with_api_errors([&] {
+        reply = call_api(global, command.method, command.target(values), body ? &*body : nullptr);
+        return exit_ok;
+      });
+      status != exit_ok) {
+    return status;
   }
   if (global.json) std::cout << json::serialize(reply.body) << "\n";
   if (reply.status >= 300) {
@@ -1181,17 +1194,11 @@ int content_command(const Global& global, const std::vector<std::string>& args, 
     wait = whole_number(values.at("--wait"), 1, max_content_wait_s);
     if (!wait) return usage_error("--wait is 1 to " + std::to_string(max_content_wait_s) + " seconds", content_usage);
   }
-  try {
+  return with_api_errors([&] {
     if (verb == "push") return content_push(global, values, wait);
     if (verb == "rollback") return content_rollback(global, values, wait);
     return content_list(global);
-  } catch (const std::invalid_argument& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_usage;
-  } catch (const std::exception& error) {
-    std::cerr << "stackctl: " << error.what() << "\n";
-    return exit_failed;
-  }
+  });
 }
 
 }  // namespace

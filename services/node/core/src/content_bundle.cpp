@@ -10,6 +10,7 @@
 //  3. On acceptance encode_bundle(bundle) gives back exactly the input: one spelling per set of
 //     files (strictly increasing paths, modes 0/1 only, nothing after the check).
 #include "stacknode/node/content_bundle.hpp"
+#include "stacknode/node/hex.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -681,17 +682,7 @@ BundleError parse_bundle(std::span<const std::uint8_t> bytes, Bundle& bundle) {
   return {};
 }
 
-std::string sha256_hex(std::span<const std::uint8_t> bytes) {
-  constexpr std::string_view hex_digits = "0123456789abcdef";
-  const Digest digest = sha256(bytes);
-  std::string text;
-  text.reserve(digest.size() * 2);
-  for (const std::uint8_t byte : digest) {
-    text += hex_digits[byte >> 4];
-    text += hex_digits[byte & 0xf];
-  }
-  return text;
-}
+std::string sha256_hex(std::span<const std::uint8_t> bytes) { return to_hex(sha256(bytes)); }
 
 BundleError read_bundle_directory(const std::filesystem::path& directory, Bundle& bundle) {
   bundle.files.clear();
