@@ -22,6 +22,7 @@
 #include "stacknode/db/tls.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/membership.hpp"
+#include "cache.hpp"
 #include "content_sync.hpp"
 #include "stacknode/node/node_config.hpp"
 #include "stacknode/node/pki.hpp"
@@ -262,6 +263,20 @@ MemberEnd run_member(const NodeConfig& config) {
   health_loop.add("health checks", health_tick, [&] { checker.step(); });
   Reconciler counters_loop;  // a counters read walks the flow tables: not on the lease thread
   counters_loop.add("dataplane counters", dataplane_counters_interval, [&] { balancer.export_counters(); });
+  // The cache tier on a thread of its own: its server's answers have deadlines of their own.
+  CacheSettings cache_settings{config.cache_enabled, config.cache_port, "", config.cache_endpoint,
+                               config.cache_max_memory_mb, config.redis_server, config.state_dir / "cache"};
+  const std::optional<std::string> service = service_address(*own_row);
+  cache_settings.bind = service && *service != "127.0.0.1" ? *service + " 127.0.0.1" : "127.0.0.1";
+  CacheManager cache(store, self.node_id, self.name, cache_settings, registry);
+  try {
+    cache.start();
+  } catch (const std::exception& error) {
+    log::error("cache: ", error.what());
+    return MemberEnd::failed;
+  }
+  Reconciler cache_loop;
+  cache_loop.add("cache", cache_interval, [&] { cache.step(); });
   // Content on a thread of its own: unpacking a large site must not delay the other loops.
   ContentSync content(store, self.node_id, config.content_dir);
   Reconciler content_loop;
@@ -273,7 +288,10 @@ MemberEnd run_member(const NodeConfig& config) {
   health_loop.start();
   counters_loop.start();
   content_loop.start();
+  cache_loop.start();
   server.run();
+  cache_loop.stop();
+  cache.stop();
   content_loop.stop();
   counters_loop.stop();
   health_loop.stop();
@@ -290,7 +308,7 @@ MemberEnd run_member(const NodeConfig& config) {
 int serve(const config::Document& document, const daemon::Invocation& invocation) {
   std::signal(SIGPIPE, SIG_IGN);
   const NodeConfig config = load_node_config(document.root());
-  daemon::report_unread(document, {"node", "api", "paths", "log", "lb"});
+  daemon::report_unread(document, {"node", "api", "paths", "log", "lb", "cache"});
   if (invocation.check_only) {
     log::info("configuration ", document.file_name(), " is valid");
     return daemon::exit_ok;

@@ -113,7 +113,9 @@ PinnedAnswer pinned_https_request(const std::string& address, const pki::Pin& pi
   parser.body_limit(max_pinned_response_bytes);
   bhttp::read(stream, buffer, parser, error);
   if (error) return failure(PinnedStep::exchange, address, "reading the answer: " + error.message());
-  stream.shutdown(error);  // a courtesy; the answer is already whole
+  // A courtesy, one way: our close_notify, without waiting for the member's (a blocking wait that
+  // no deadline bounds: a peer whose socket stays open would hold the caller forever).
+  SSL_shutdown(stream.native_handle());
 
   PinnedAnswer answer;
   answer.response = parser.release();

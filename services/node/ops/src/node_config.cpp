@@ -39,6 +39,18 @@ NodeConfig load_node_config(const config::Section& root) {
         root.section("dataplane").get_string("control_socket", (config.runtime_dir / "dataplane.sock").string());
   }
   config.manage_kernel = root.section("lb").get_bool("manage_kernel", true);
+  const config::Section cache = root.section("cache");
+  config.cache_enabled = cache.get_bool("enabled", config.cache_enabled);
+  config.cache_port = static_cast<std::uint16_t>(cache.get_int("port", config.cache_port, 1, 65535));
+  config.cache_endpoint = cache.get_string("endpoint", config.cache_endpoint);
+  try {
+    http::parse_endpoint(config.cache_endpoint);
+  } catch (const std::exception& error) {
+    cache.fail("endpoint", error.what());
+  }
+  config.cache_max_memory_mb =
+      static_cast<std::uint32_t>(cache.get_int("max_memory_mb", config.cache_max_memory_mb, 1, max_cache_memory_mb));
+  config.redis_server = cache.get_string("redis_server", config.redis_server);
   return config;
 }
 

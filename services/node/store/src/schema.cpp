@@ -89,6 +89,15 @@ const std::vector<Migration> migrations_list = {
          "CREATE TABLE content_nodes (site TEXT NOT NULL, node_id INTEGER NOT NULL, version INTEGER NOT NULL, "
          "at INTEGER NOT NULL, PRIMARY KEY (site, node_id))",
      }},
+    // The cache tier (cache.hpp): the primary, its epoch and the cache password; each node's report.
+    {6,
+     "cache: the primary and its epoch, the password, each node's report",
+     {
+         "CREATE TABLE cache_cluster (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), primary_node INTEGER, "
+         "epoch INTEGER NOT NULL, password TEXT NOT NULL)",
+         "CREATE TABLE cache_nodes (node_id INTEGER PRIMARY KEY, role TEXT NOT NULL, repl_offset INTEGER NOT NULL, "
+         "epoch INTEGER NOT NULL, at_ms INTEGER NOT NULL)",
+     }},
 };
 
 std::optional<std::int64_t> integer_of(const db::wire::RowSet& rows) {

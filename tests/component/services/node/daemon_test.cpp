@@ -103,6 +103,16 @@ TEST_GROUP(NodeDaemon) {
   pki::Pin pin{};
   pki::Credentials node_credentials;
   std::string ca_pem;
+  std::uint16_t cache_port_ = 0;
+  std::uint16_t endpoint_port_ = 0;
+
+  // redis-cli ARGS against 127.0.0.1:PORT; its output, trimmed of the last newline.
+  std::string redis_cli(std::uint16_t port, std::vector<std::string> args) {
+    args.insert(args.begin(), {"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(port)});
+    std::string output = support::run_command(args).output;
+    while (!output.empty() && output.back() == '\n') output.pop_back();
+    return output;
+  }
 
   void setup() override {
     std::signal(SIGPIPE, SIG_IGN);
@@ -111,6 +121,8 @@ TEST_GROUP(NodeDaemon) {
     state_dir = base / "state";
     fs::create_directories(state_dir);
     db_address = support::loopback_address(support::unused_port());
+    cache_port_ = support::unused_port();
+    endpoint_port_ = support::unused_port();
     api_address = support::loopback_address(support::unused_port());
     const fs::path identity = base / "db-identity.cfg";
 
@@ -138,7 +150,10 @@ TEST_GROUP(NodeDaemon) {
                                     db_address + "\"; identity_file = \"" + identity.string() +
                                     "\"; };\n"
                                     // VIPs must not land on this machine's own lo.
-                                    "lb: { manage_kernel = false; };\n");
+                                    "lb: { manage_kernel = false; };\n"
+                                    // The cache's server and endpoint on ports of this test's own.
+                                    "cache: { port = " + std::to_string(cache_port_) +
+                                    "; endpoint = \"127.0.0.1:" + std::to_string(endpoint_port_) + "\"; };\n");
     const support::CommandResult init = stackctl({"--json", "cluster", "init", "--name", "rack-a",
                                                   "--admin-password", std::string(admin_password)});
     if (init.status != 0)
@@ -715,6 +730,29 @@ TEST(NodeDaemon, ContentIsPushedInVersionsRolledOutToTheNodeAndRolledBack) {
   LONGS_EQUAL(1, still.at("current").as_int64());
   LONGS_EQUAL(2, still.at("versions").as_array().size());
   STRCMP_EQUAL("versions/1", current_link(state_dir).c_str());
+}
+
+TEST(NodeDaemon, TheCacheServerRunsAsThePrimaryBehindTheEndpoint) {
+  // The only node's server is elected primary; the endpoint relays to it with the password.
+  const bool answering = support::poll_until(
+      [&] { return redis_cli(endpoint_port_, {"SET", "greeting", "hello"}) == "OK"; }, std::chrono::seconds(20));
+  if (!answering) FAIL(("the cache endpoint never took a write:\n" + daemon->output()).c_str());
+  STRCMP_EQUAL("hello", redis_cli(endpoint_port_, {"GET", "greeting"}).c_str());
+  // The server itself wants the cluster's password; its config (which holds it) is root's only.
+  CHECK(redis_cli(cache_port_, {"GET", "greeting"}).find("NOAUTH") != std::string::npos);
+  struct stat config {};
+  LONGS_EQUAL(0, ::stat((state_dir / "cache/redis.conf").c_str(), &config));
+  LONGS_EQUAL(0600, config.st_mode & 0777);
+  // /metrics: this node's server is the primary and answers.
+  const bool reported = support::poll_until(
+      [&] {
+        const Reply metrics = anonymous(bhttp::verb::get, "/metrics");
+        const std::string text = metrics.raw.body();
+        return text.find("\nstacknode_cache_role 1") != std::string::npos &&
+               text.find("\nstacknode_cache_up 1") != std::string::npos;
+      },
+      std::chrono::seconds(10));
+  CHECK(reported);
 }
 
 TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {

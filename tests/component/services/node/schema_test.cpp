@@ -69,7 +69,8 @@ TEST(ControlSchema, AFreshDatabaseReachesTheLastVersionWithEveryTable) {
   CHECK_EQUAL(last, *schema_version(*client, "cluster"));
   std::vector<std::string> tables =
       column_strings(client->query("cluster", "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"));
-  const std::vector<std::string> expected = {"api_tokens",   "audit_log",  "backend_health",       "cluster",
+  const std::vector<std::string> expected = {"api_tokens",   "audit_log",  "backend_health",       "cache_cluster",
+                                             "cache_nodes",  "cluster",
                                              "content_chunks", "content_nodes", "content_sites",
                                              "content_uploads", "content_versions",
                                              "join_tokens",  "nodes",      "pool_members",         "pools",

@@ -24,6 +24,7 @@ inline constexpr unsigned max_api_threads = 16;
 // Blocking calls in flight at once (database round trips, argon2id checks of 64 MiB each).
 inline constexpr unsigned default_api_workers = 4;
 inline constexpr unsigned max_api_workers = 64;
+inline constexpr std::int64_t max_cache_memory_mb = 1 << 20;  // redis-server's maxmemory, in MiB
 
 struct NodeConfig {
   std::string name;
@@ -38,6 +39,12 @@ struct NodeConfig {
   db::DbConfig db;
   std::string dataplane_socket;  // "" when node.cfg has no dataplane section
   bool manage_kernel = true;
+  // The cache tier (node.cfg `cache`; daemon/cache.hpp): redis-server run by stacknoded.
+  bool cache_enabled = true;
+  std::uint16_t cache_port = 6379;
+  std::string cache_endpoint = "127.0.0.1:6380";  // the node-local endpoint to the primary
+  std::uint32_t cache_max_memory_mb = 256;
+  std::string redis_server = "/usr/bin/redis-server";
 
   std::filesystem::path pki_dir() const { return state_dir / "pki"; }
 };
