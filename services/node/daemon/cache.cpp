@@ -126,7 +126,7 @@ bool CacheManager::spawn(const std::string& replica_of) {
         << "bind " << settings_.bind << "\nport " << settings_.port << "\nprotected-mode no\n"
         << "requirepass " << password_ << "\nmasterauth " << password_ << "\n"
         << "dir " << settings_.dir.string() << "\nlogfile " << (settings_.dir / log_file_name).string() << "\n"
-        << "daemonize no\nsave \"\"\nappendonly no\nrepl-diskless-sync yes\nreplica-read-only yes\n"
+        << "daemonize no\nsave \"\"\nappendonly no\nrepl-diskless-sync yes\nrepl-diskless-sync-delay 0\nreplica-read-only yes\n"
         << "maxmemory " << settings_.max_memory_mb << "mb\nmaxmemory-policy allkeys-lru\n";
     if (!replica_of.empty()) out << "replicaof " << replica_of << " " << settings_.port << "\n";
     if (!out) {
@@ -147,7 +147,8 @@ bool CacheManager::spawn(const std::string& replica_of) {
     // Only async-signal-safe calls here. The server dies with the thread that started it.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(1);
-    ::setpgid(0, 0);  // a terminal's ^C reaches stacknoded, which stops the server itself
+    // (In stacknoded's process group: whatever kills the group, a crash as tools/rack kill makes
+    // it, takes the server along.)
     // None of stacknoded's descriptors (API connections, the database's) may live on in the
     // server: a connection it held would never close for the peer.
     ::close_range(3, ~0U, 0);
@@ -268,6 +269,7 @@ void CacheManager::step() {
     if (mine.role != "primary") {
       call({"REPLICAOF", "NO", "ONE"});
       log::info("cache: this node's redis-server is the primary (epoch ", state->cluster.epoch, ")");
+      mine.role = "primary";  // for /metrics below: what it is now
     }
     // Bound what a primary cut off from every replica accepts (nothing on a one-node cluster).
     call({"CONFIG", "SET", "min-replicas-to-write", nodes->size() > 1 ? "1" : "0"});
@@ -278,6 +280,7 @@ void CacheManager::step() {
       call({"REPLICAOF", *primary_address, std::to_string(settings_.port)});
       log::info("cache: this node's redis-server replicates ", *primary_address, " (epoch ", state->cluster.epoch,
                 ")");
+      mine.role = "replica";
     }
   }
   if (primary_address) {

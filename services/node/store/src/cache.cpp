@@ -91,19 +91,15 @@ Checked<bool> CacheStore::set_primary(const std::string& actor, std::int64_t nod
 std::optional<std::int64_t> cache_promotion(const CacheState& state, const std::set<std::int64_t>& alive) {
   std::optional<std::int64_t> best;
   std::int64_t best_offset = -1;
-  std::int64_t primary_offset = -1;
   for (const CacheNodeRow& node : state.nodes) {
     if (!alive.contains(node.node_id)) continue;
-    if (state.cluster.primary == node.node_id) primary_offset = node.offset;
     if (node.offset > best_offset || (node.offset == best_offset && best && node.node_id < *best)) {
       best = node.node_id;
       best_offset = node.offset;
     }
   }
   if (!best) return std::nullopt;  // nobody alive to promote
-  if (state.cluster.primary && alive.contains(*state.cluster.primary) && primary_offset >= best_offset) {
-    return std::nullopt;  // the primary is alive and holds the most
-  }
+  if (state.cluster.primary && alive.contains(*state.cluster.primary)) return std::nullopt;  // it stays
   if (state.cluster.primary == best) return std::nullopt;
   return best;
 }

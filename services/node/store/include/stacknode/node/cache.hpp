@@ -63,10 +63,11 @@ class CacheStore {
 };
 
 // The node that should become the primary now, or nothing when the current one stays: the
-// current primary stays while it is alive and holds at least as much as any live replica (a
-// primary that restarted empty does not: a replica ahead of it takes over). Otherwise the live
-// node with the highest offset, ties to the lowest id. `alive`: nodes whose reports are still
-// changing, as the caller saw them, and whose role is not "down".
+// current primary stays while it is alive (offsets are not compared with it: reports are taken at
+// different moments, and a replica's can pass the primary's last one; a primary that restarts
+// empty hands over before its server starts, daemon/cache.hpp). Otherwise the live node with the
+// highest offset, ties to the lowest id. `alive`: nodes whose reports are still changing, as the
+// caller saw them, and whose role is not "down".
 std::optional<std::int64_t> cache_promotion(const CacheState& state, const std::set<std::int64_t>& alive);
 
 }  // namespace stacknode::node
