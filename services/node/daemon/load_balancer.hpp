@@ -99,6 +99,8 @@ class LoadBalancer {
   };
   std::map<std::string, Observed> observed_;  // VIP address -> another node's lease as last seen
   bool kernel_prepared_ = false;
+  bool ipip_ready_ = false;       // tunl0 up for the VIPs in ipip mode (keep_kernel)
+  bool ipip_missing_logged_ = false;
   metrics::Registry& registry_;
   std::map<std::string, double> exported_;  // the dataplane's last total per counter child
 };
