@@ -148,6 +148,14 @@ std::string ControlServer::answer(Runtime& runtime, std::string_view line) {
       return boost::json::serialize(runtime.counters());
     case ControlOp::flows:
       return boost::json::serialize(runtime.flows(request.flow_limit));
+    case ControlOp::renew: {
+      const std::string error = runtime.renew(request.renew_version, request.renew_for_ms);
+      if (!error.empty()) return control_error_reply(error);
+      boost::json::object reply;
+      reply["ok"] = true;
+      reply["version"] = request.renew_version;
+      return boost::json::serialize(reply);
+    }
   }
   return control_error_reply("unknown op");
 }

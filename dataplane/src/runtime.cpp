@@ -466,7 +466,7 @@ json::object Runtime::flows(std::size_t limit) {
   return reply;
 }
 
-std::string Runtime::apply(const ControlConfig& config) {
+SnapshotBuildResult Runtime::build_from(const ControlConfig& config) {
   std::vector<PortConfig> ports;
   for (const auto& port : ports_) {
     PortConfig entry;
@@ -483,10 +483,17 @@ std::string Runtime::apply(const ControlConfig& config) {
   // until ARP answers again.
   SnapshotConfig snapshot_config = make_snapshot_config(ports, config, settings_.outer_ttl);
   snapshot_config.neighbours = merge_neighbours(config.neighbours, resolver_.learned());
-  SnapshotBuildResult built = build_snapshot(snapshot_config);
+  return build_snapshot(snapshot_config);
+}
+
+std::string Runtime::apply(const ControlConfig& config) {
+  SnapshotBuildResult built = build_from(config);
   if (!built.snapshot) return built.error;
 
   const std::uint64_t now_ms = control_clock_ms();
+  owned_until_ms_.reset();
+  if (config.owned_for_ms) owned_until_ms_ = now_ms + *config.owned_for_ms;
+  ownership_lapsed_ = false;
   std::vector<IpAddress> taken;
   for (const auto& vip : built.snapshot->owned_vips()) {
     if (owned_current_ == nullptr || !owned_current_->snapshot->owns_vip(vip)) taken.push_back(vip);
@@ -495,6 +502,17 @@ std::string Runtime::apply(const ControlConfig& config) {
   applied_ = config;
   if (resolver_.set_wanted(addresses_to_resolve(config), now_ms)) republish_neighbours();
   announce(taken, now_ms);
+  return {};
+}
+
+std::string Runtime::renew(std::uint64_t version, std::uint32_t for_ms) {
+  if (version != applied_.version) {
+    return "renew of config version " + std::to_string(version) + ", but version " +
+           std::to_string(applied_.version) + " is applied";
+  }
+  if (!owned_until_ms_) return "the applied config has no owned_for_ms: its owned VIPs need no renewal";
+  if (ownership_lapsed_) return "the owned VIPs of version " + std::to_string(version) + " lapsed: apply the config again";
+  owned_until_ms_ = control_clock_ms() + for_ms;
   return {};
 }
 
@@ -584,6 +602,22 @@ void Runtime::announce(const std::vector<IpAddress>& vips, std::uint64_t now_ms)
 
 void Runtime::housekeeping() {
   const std::uint64_t now_ms = control_clock_ms();
+  if (owned_until_ms_ && !ownership_lapsed_ && now_ms >= *owned_until_ms_) {
+    // The controller stopped renewing (dead, or cut off from its cluster): stop answering for
+    // the VIPs; the services stay, so packets already sent here still reach their backends.
+    ControlConfig without = applied_;
+    without.owned_vips.clear();
+    SnapshotBuildResult built = build_from(without);
+    if (built.snapshot) {
+      publish(std::move(built.snapshot));
+      ownership_lapsed_ = true;
+      ++ownership_lapses_;
+      log::warn("dataplane: ownership of ", applied_.owned_vips.size(), " VIP(s) of config version ",
+                applied_.version, " lapsed (not renewed in time): no longer answering for them");
+    } else {
+      log::error("dataplane: could not drop the lapsed VIPs: ", built.error);
+    }
+  }
   bool changed = false;
   void* punted[burst_size];
   for (;;) {
@@ -629,6 +663,14 @@ json::object Runtime::status() const {
   reply["lcores"] = worker_lcores_.size();
   reply["hugepages"] = huge_;
   reply["poll"] = settings_.poll == PollMode::adaptive ? "adaptive" : "busy";
+  // Owned VIPs with a deadline: how long they are still answered (0 once lapsed), and lapses.
+  if (owned_until_ms_) {
+    const std::uint64_t now_ms = control_clock_ms();
+    reply["owned_for_ms_left"] = ownership_lapsed_ || now_ms >= *owned_until_ms_ ? 0 : *owned_until_ms_ - now_ms;
+  } else {
+    reply["owned_for_ms_left"] = nullptr;
+  }
+  reply["ownership_lapses"] = ownership_lapses_;
   json::array ports;
   for (const auto& port : ports_) {
     rte_eth_link link{};

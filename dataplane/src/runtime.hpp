@@ -157,6 +157,10 @@ class Runtime {
   // Control thread only. Builds and publishes `config`; on a refusal returns the one-line error
   // and the running config stays.
   std::string apply(const ControlConfig& config);
+  // Control thread only. Owned VIPs of config `version` are answered `for_ms` from now; refused
+  // (with the reason) when another version is applied, the applied config has no owned_for_ms,
+  // or its ownership lapsed already (the controller then applies its config again).
+  std::string renew(std::uint64_t version, std::uint32_t for_ms);
   boost::json::object status() const;
   // Counters, with the active flows per lcore and per service/backend from a flow scan.
   boost::json::object counters();
@@ -164,7 +168,7 @@ class Runtime {
   boost::json::object flows(std::size_t limit);
   // Control thread, every few hundred milliseconds: reads punted ARP replies, sends the ARP
   // requests and gratuitous ARP that are due, republishes the snapshot when a neighbour was
-  // learned or forgotten.
+  // learned or forgotten, and drops the owned VIPs whose deadline passed without a renew.
   void housekeeping();
 
  private:
@@ -177,6 +181,8 @@ class Runtime {
   void setup();
   void setup_ports();
   void set_port_mac(PortRuntime& port, const MacAddress& wanted);
+  // The snapshot of `config` on this node's ports (neighbours learned so far kept).
+  SnapshotBuildResult build_from(const ControlConfig& config);
   // Stops the ports and gives back what setup took, EAL last; safe on a half-done setup.
   void release();
   void worker(unsigned worker_index);
@@ -217,6 +223,11 @@ class Runtime {
   rte_ring* punt_ring_ = nullptr;        // workers (many) -> control thread
   rte_ring* control_tx_ring_ = nullptr;  // control thread -> worker 0
   ControlConfig applied_;                // the control side's config as last applied
+  // When the applied config has owned_for_ms: until when (control clock) its owned VIPs are
+  // answered; lapsed once that passed and they were dropped (until the next apply).
+  std::optional<std::uint64_t> owned_until_ms_;
+  bool ownership_lapsed_ = false;
+  std::uint64_t ownership_lapses_ = 0;
   NeighbourResolver resolver_;
   std::vector<Announcement> announcements_;
   ControlTraffic control_traffic_;

@@ -121,7 +121,7 @@ db.data_dir, paths.state_dir.
 constexpr std::string_view reset_usage = R"(usage: stackctl [--config FILE] [--json] node reset [--force]
 
 Makes this box a non-member again, so that it can join a cluster (the same one after
-'stackctl cluster remove NODE' on another member, or another). Removes pki/, db-tls/, cache/ and the db identity
+'stackctl cluster remove NODE' on another member, or another). Removes pki/, db-tls/, cache/, the sites and the db identity
 file; stacknoded stops serving and stacknode-db leaves and clears its data dir, and both wait
 for a new init or join. Refused while the cluster still lists this box (remove it first), unless
 --force (the cluster is gone for good, or this box cannot reach it).
@@ -829,8 +829,9 @@ int node_reset(const Global& global, const std::vector<std::string>& args, std::
     }
   }
   std::error_code error;
-  // cache/: the cluster's cache password is in its redis.conf.
-  for (const fs::path& path : {config.state_dir / "pki.staging", pki, config.state_dir / "cache"}) {
+  // cache/: the cluster's cache password is in its redis.conf; content_dir: the cluster's sites
+  // (stacknoded puts the factory page back).
+  for (const fs::path& path : {config.state_dir / "pki.staging", pki, config.state_dir / "cache", config.content_dir}) {
     fs::remove_all(path, error);
     if (error) break;
   }

@@ -191,7 +191,7 @@ ServiceConfig parse_service(const json::value& value, const std::string& path) {
 
 ControlConfig parse_config(const json::value& value, const std::string& path) {
   const json::object& object = as_object(value, path);
-  only_keys(object, path, {"version", "services", "owned_vips", "neighbours", "gateway"});
+  only_keys(object, path, {"version", "services", "owned_vips", "neighbours", "gateway", "owned_for_ms"});
   ControlConfig config;
   config.version = as_integer(required(object, path, "version"), path + ".version", 0,
                               std::numeric_limits<std::int64_t>::max());
@@ -218,6 +218,9 @@ ControlConfig parse_config(const json::value& value, const std::string& path) {
     }
   }
   if (const auto* gateway = object.if_contains("gateway")) config.gateway = as_ip(*gateway, path + ".gateway");
+  if (const auto* owned_for = object.if_contains("owned_for_ms")) {
+    config.owned_for_ms = static_cast<std::uint32_t>(as_integer(*owned_for, path + ".owned_for_ms", 1, max_owned_for_ms));
+  }
   return config;
 }
 
@@ -263,8 +266,15 @@ ControlParseResult parse_control_request(std::string_view line) {
       if (const auto* limit = object.if_contains("limit")) {
         request.flow_limit = as_integer(*limit, "request.limit", 1, max_flow_sample);
       }
+    } else if (op == "renew") {
+      only_keys(object, "request", {"op", "version", "for_ms"});
+      request.op = ControlOp::renew;
+      request.renew_version = static_cast<std::uint64_t>(as_integer(
+          required(object, "request", "version"), "request.version", 0, std::numeric_limits<std::int64_t>::max()));
+      request.renew_for_ms =
+          static_cast<std::uint32_t>(as_integer(required(object, "request", "for_ms"), "request.for_ms", 1, max_owned_for_ms));
     } else {
-      fail("request.op", "must be \"apply\", \"status\", \"counters\" or \"flows\", not " + quoted(op));
+      fail("request.op", "must be \"apply\", \"status\", \"counters\", \"flows\" or \"renew\", not " + quoted(op));
     }
     return {std::move(request), {}};
   } catch (const FieldError& field_error) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,10 @@ bool same_report(const CacheNodeRow& left, const CacheNodeRow& right) {
   return left.role == right.role && left.offset == right.offset && left.epoch == right.epoch &&
          left.at_ms == right.at_ms;
 }
+
+// After a gap this long in this loop's own reads, nothing it saw before says anything about who
+// is alive now: every node starts a fresh window.
+constexpr std::chrono::milliseconds observation_gap = 2 * cache_interval;
 
 }  // namespace
 
@@ -116,7 +121,8 @@ bool CacheManager::spawn(const std::string& replica_of) {
   {
     // The password is in it: readable by root only.
     const int fd = ::open(config.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    if (fd < 0 || ::fchmod(fd, 0600) != 0) {  // (an older file keeps its mode through O_CREAT)
+      if (fd >= 0) ::close(fd);
       warn_once("cannot write " + config.string());
       return false;
     }
@@ -189,8 +195,8 @@ bool CacheManager::ensure_server(const CacheState& state, const std::vector<Node
   if (best) {
     Checked<bool> moved = CacheStore(store_).set_primary("node:" + self_name_, best->node_id, state.cluster.epoch,
                                                          "the primary restarted empty", unix_now());
-    if (!moved) {
-      warn_once(moved.problem().message);
+    if (!moved || !*moved) {  // failed, or the epoch moved meanwhile: look again next round
+      if (!moved) warn_once(moved.problem().message);
       return false;
     }
     const std::optional<std::string> address = address_of(best->node_id, nodes);
@@ -218,9 +224,26 @@ void CacheManager::step() {
   }
   password_ = state->cluster.password;
   const auto now = std::chrono::steady_clock::now();
+  // A node is alive while reports of a live server keep arriving: one slow INFO ("down") or one
+  // slow read here is not a death; cache_failover_after without a good report is.
+  const bool watched = now - last_read_ <= observation_gap;
+  last_read_ = now;
   for (const CacheNodeRow& row : state->nodes) {
     auto [entry, added] = observed_.try_emplace(row.node_id, Observed{row, now});
-    if (!added && !same_report(entry->second.row, row)) entry->second = Observed{row, now};
+    if (!watched) entry->second.good = now;
+    if (!added && !same_report(entry->second.row, row)) {
+      entry->second.row = row;
+      if (row.role != "down") entry->second.good = now;
+    }
+  }
+  // The endpoint follows the cluster even while this node's own server is down.
+  const std::optional<std::int64_t> primary = state->cluster.primary;
+  const std::optional<std::string> primary_address = primary ? address_of(*primary, *nodes) : std::nullopt;
+  if (primary_address) {
+    endpoint_.set_upstream(CacheUpstream{*primary_address, settings_.port, password_,
+                                         static_cast<std::uint64_t>(state->cluster.epoch)});
+  } else {
+    endpoint_.set_upstream(std::nullopt);
   }
 
   CacheNodeRow mine{self_id_, "down", 0, state->cluster.epoch, unix_now_ms()};
@@ -240,7 +263,7 @@ void CacheManager::step() {
   // Failover: every node may propose; the conditional write lets one proposal per epoch win.
   std::set<std::int64_t> alive = {self_id_};
   for (const auto& [node_id, seen] : observed_) {
-    if (node_id != self_id_ && seen.row.role != "down" && now - seen.changed < cache_failover_after) alive.insert(node_id);
+    if (node_id != self_id_ && now - seen.good < cache_failover_after) alive.insert(node_id);
   }
   CacheState current = *state;
   for (CacheNodeRow& row : current.nodes) {
@@ -251,20 +274,20 @@ void CacheManager::step() {
   }
   if (const std::optional<std::int64_t> target = cache_promotion(current, alive);
       target && proposed_epoch_ != state->cluster.epoch) {
-    proposed_epoch_ = state->cluster.epoch;
     const std::string reason = state->cluster.primary
-                                   ? "node " + std::to_string(*state->cluster.primary) + " stopped reporting or lags"
+                                   ? "node " + std::to_string(*state->cluster.primary) + " stopped reporting"
                                    : "the first primary";
     Checked<bool> moved =
         caches.set_primary("node:" + self_name_, *target, state->cluster.epoch, reason, unix_now());
+    // Decided (here, or by another node first): not again for this epoch. A failed write is
+    // tried again next round.
+    if (moved) proposed_epoch_ = state->cluster.epoch;
     if (!moved) warn_once(moved.problem().message);
     if (moved && *moved) log::info("cache: node ", *target, " is the cache primary now (", reason, ")");
     return;  // the next round applies it
   }
 
   // This server's role, as the cluster says.
-  const std::optional<std::int64_t> primary = state->cluster.primary;
-  std::optional<std::string> primary_address = primary ? address_of(*primary, *nodes) : std::nullopt;
   if (primary == self_id_) {
     if (mine.role != "primary") {
       call({"REPLICAOF", "NO", "ONE"});
@@ -272,7 +295,8 @@ void CacheManager::step() {
       mine.role = "primary";  // for /metrics below: what it is now
     }
     // Bound what a primary cut off from every replica accepts (nothing on a one-node cluster).
-    call({"CONFIG", "SET", "min-replicas-to-write", nodes->size() > 1 ? "1" : "0"});
+    // Only while another live node's server is there to replicate: a lone survivor keeps writing.
+    call({"CONFIG", "SET", "min-replicas-to-write", alive.size() > 1 ? "1" : "0"});
     call({"CONFIG", "SET", "min-replicas-max-lag", std::to_string(cache_min_replica_lag_s)});
   } else if (primary_address) {
     if (mine.role != "replica" || info_field(info, "master_host") != *primary_address ||
@@ -283,13 +307,6 @@ void CacheManager::step() {
       mine.role = "replica";
     }
   }
-  if (primary_address) {
-    endpoint_.set_upstream(CacheUpstream{*primary_address, settings_.port, password_,
-                                         static_cast<std::uint64_t>(state->cluster.epoch)});
-  } else {
-    endpoint_.set_upstream(std::nullopt);
-  }
-
   // Counters for /metrics.
   registry_.gauge("stacknode_cache_role", "1 when this node's redis-server is the primary, 0 a replica")
       .set(mine.role == "primary" ? 1 : 0);

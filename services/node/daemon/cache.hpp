@@ -66,7 +66,7 @@ class CacheManager {
  private:
   struct Observed {
     CacheNodeRow row;
-    std::chrono::steady_clock::time_point changed;
+    std::chrono::steady_clock::time_point good;  // when a report with a live server last arrived
   };
   bool ensure_server(const CacheState& state, const std::vector<NodeRow>& nodes);
   bool spawn(const std::string& replica_of);
@@ -86,7 +86,8 @@ class CacheManager {
   std::string password_;
   resp::Client client_;
   std::map<std::int64_t, Observed> observed_;
-  std::optional<std::int64_t> proposed_epoch_;  // the epoch this node last proposed a failover for
+  std::optional<std::int64_t> proposed_epoch_;  // the epoch whose failover was decided (by anyone)
+  std::chrono::steady_clock::time_point last_read_{};  // this loop's last good read of the state
   double hits_seen_ = 0;
   double misses_seen_ = 0;
   std::string last_problem_;

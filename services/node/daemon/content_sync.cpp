@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <fstream>
 #include <set>
 #include <system_error>
 
@@ -20,6 +21,9 @@ namespace fs = std::filesystem;
 constexpr std::string_view versions_dir_name = "versions";
 constexpr std::string_view current_link_name = "current";
 constexpr std::int64_t factory_version = 0;
+constexpr std::string_view factory_marker = "factory";  // the factory version's "SHA-256"
+// A version that could not be fetched or unpacked is tried again after this long, not every round.
+constexpr std::chrono::seconds failed_version_retry{60};
 constexpr std::string_view factory_page =
     "<!doctype html>\n<meta charset=\"utf-8\">\n<title>stacknode</title>\n<h1>stacknode</h1>\n"
     "<p>No site has been pushed to this cluster yet. Push one with <code>stackctl content push DIR</code>.</p>\n";
@@ -42,16 +46,39 @@ void set_mtimes(const fs::path& root, std::int64_t seconds) {
   ::utimensat(AT_FDCWD, root.c_str(), times, AT_SYMLINK_NOFOLLOW);
 }
 
-// Unpacks `bundle` as version `number` of the site at `site_dir` (through a .partial name) unless
-// it is there already, then points `current` at it. The empty string, else what failed.
-std::string install(const fs::path& site_dir, std::int64_t number, const Bundle& bundle, std::int64_t mtime) {
+// versions/<N>.sha256, beside versions/<N>: the bundle a version directory was unpacked from, so
+// that a directory left by another cluster (a box reset and joined elsewhere) is never taken for
+// this cluster's version N.
+fs::path marker_of(const fs::path& version_dir) { return version_dir.string() + ".sha256"; }
+
+std::string read_marker(const fs::path& version_dir) {
+  std::ifstream in(marker_of(version_dir));
+  std::string text;
+  std::getline(in, text);
+  return text;
+}
+
+// True when versions/<number> holds the bundle whose SHA-256 is `sha256`, whole.
+bool unpacked(const fs::path& site_dir, std::int64_t number, const std::string& sha256) {
+  const fs::path version_dir = site_dir / versions_dir_name / std::to_string(number);
+  std::error_code error;
+  return fs::is_directory(version_dir, error) && read_marker(version_dir) == sha256;
+}
+
+// Unpacks `bundle` (whose SHA-256 is `sha256`) as version `number` of the site at `site_dir`
+// (through a .partial name) unless it is there already, then points `current` at it. The empty
+// string, else what failed.
+std::string install(const fs::path& site_dir, std::int64_t number, const std::string& sha256, const Bundle& bundle,
+                    std::int64_t mtime) {
   const fs::path versions = site_dir / versions_dir_name;
   const std::string name = std::to_string(number);
   const fs::path final_dir = versions / name;
   std::error_code error;
   fs::create_directories(versions, error);
   if (error) return "cannot create " + versions.string() + ": " + error.message();
-  if (!fs::is_directory(final_dir)) {
+  if (!unpacked(site_dir, number, sha256)) {
+    fs::remove_all(final_dir, error);  // another bundle's (or a half-removed) directory
+    fs::remove(marker_of(final_dir), error);
     const fs::path partial = versions / ("." + name + ".partial");
     fs::remove_all(partial, error);  // what an interrupted earlier attempt left
     if (const BundleError written = write_bundle_directory(bundle, partial); !written.ok()) {
@@ -61,6 +88,11 @@ std::string install(const fs::path& site_dir, std::int64_t number, const Bundle&
     set_mtimes(partial, mtime);
     fs::rename(partial, final_dir, error);
     if (error) return "cannot rename " + partial.string() + ": " + error.message();
+    {
+      std::ofstream marker(marker_of(final_dir), std::ios::trunc);
+      marker << sha256 << "\n";
+      if (!marker) return "cannot write " + marker_of(final_dir).string();
+    }
     sync_directory(versions);
   }
   const fs::path next_link = site_dir / ".current.new";
@@ -92,7 +124,8 @@ void ContentSync::prepare_factory_site(const fs::path& content_dir) {
   if (served_version(site_dir)) return;
   Bundle factory;
   factory.files.push_back({"index.html", false, std::string(factory_page)});
-  if (const std::string problem = install(site_dir, factory_version, factory, 0); !problem.empty()) {
+  if (const std::string problem = install(site_dir, factory_version, std::string(factory_marker), factory, 0);
+      !problem.empty()) {
     log::error("content: cannot create the factory site in ", site_dir.string(), ": ", problem);
     return;
   }
@@ -111,12 +144,11 @@ void ContentSync::step() {
   for (const ContentSiteRow& site : state->sites) {
     const fs::path site_dir = content_dir_ / site.site;
     std::optional<std::int64_t> serving = served_version(site_dir);
-    if (serving != site.current) {
-      for (const ContentVersionRow& version : state->versions) {
-        if (version.site == site.site && version.version == site.current && switch_to(version)) {
-          serving = site.current;
-        }
-      }
+    for (const ContentVersionRow& version : state->versions) {
+      if (version.site != site.site || version.version != site.current) continue;
+      // The number alone is not enough: the directory must hold this cluster's bundle.
+      if (serving == site.current && unpacked(site_dir, site.current, version.sha256)) break;
+      serving = switch_to(version) ? std::optional<std::int64_t>(site.current) : std::nullopt;
     }
     if (!serving) continue;
     if (const auto recorded = recorded_.find(site.site); recorded == recorded_.end() || recorded->second != *serving) {
@@ -129,22 +161,26 @@ void ContentSync::step() {
 bool ContentSync::switch_to(const ContentVersionRow& version) {
   ContentStore content(store_);
   const fs::path site_dir = content_dir_ / version.site;
-  Bundle bundle;
-  if (!fs::is_directory(site_dir / versions_dir_name / std::to_string(version.version))) {
-    Checked<std::vector<std::uint8_t>> bytes = content.bundle_bytes(version);  // checks the SHA-256
-    if (!bytes) {
-      log::warn("content: site ", version.site, " version ", version.version, ": ", bytes.problem().message);
-      return false;
-    }
-    if (const BundleError parsed = parse_bundle(*bytes, bundle); !parsed.ok()) {
-      log::error("content: site ", version.site, " version ", version.version, ": ", parsed.message);
-      return false;
-    }
-  }
-  if (const std::string problem = install(site_dir, version.version, bundle, version.created_at); !problem.empty()) {
-    log::error("content: site ", version.site, " version ", version.version, ": ", problem);
+  const std::string key = version.site + "/" + std::to_string(version.version) + "/" + version.sha256;
+  const auto now = std::chrono::steady_clock::now();
+  if (const auto failed = failed_until_.find(key); failed != failed_until_.end() && now < failed->second) return false;
+  const auto give_up = [&](const std::string& problem) {
+    log::error("content: site ", version.site, " version ", version.version, ": ", problem, " (next try in ",
+               failed_version_retry.count(), " s)");
+    failed_until_[key] = now + failed_version_retry;
     return false;
+  };
+  Bundle bundle;
+  if (!unpacked(site_dir, version.version, version.sha256)) {
+    Checked<std::vector<std::uint8_t>> bytes = content.bundle_bytes(version);  // checks the SHA-256
+    if (!bytes) return give_up(bytes.problem().message);
+    if (const BundleError parsed = parse_bundle(*bytes, bundle); !parsed.ok()) return give_up(parsed.message);
   }
+  if (const std::string problem = install(site_dir, version.version, version.sha256, bundle, version.created_at);
+      !problem.empty()) {
+    return give_up(problem);
+  }
+  failed_until_.erase(key);
   log::info("content: site ", version.site, " now serves version ", version.version, " (sha256 ", version.sha256, ", ",
             version.files, " files)");
   return true;
@@ -159,9 +195,11 @@ void ContentSync::remove_unkept(const std::string& site, const ContentState& sta
   std::error_code error;
   for (fs::directory_iterator entry(versions, error), end; !error && entry != end; entry.increment(error)) {
     const std::string name = entry->path().filename().string();
+    if (name.ends_with(".sha256") && kept.contains(name.substr(0, name.size() - 7))) continue;
     if (kept.contains(name) || name.starts_with(".")) continue;  // .partial: being written, or cleaned by install
     std::error_code removal;
     fs::remove_all(entry->path(), removal);
+    if (!name.ends_with(".sha256")) fs::remove(marker_of(entry->path()), removal);
     if (!removal) log::info("content: site ", site, " version ", name, " removed (no longer kept)");
   }
 }

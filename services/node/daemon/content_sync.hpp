@@ -4,6 +4,8 @@
 // On disk, under paths.content_dir (default <state_dir>/content), per site:
 //   <site>/versions/<N>/   version N, unpacked whole, every file's mtime the version's push time
 //                          (so ETag and Last-Modified agree on every node)
+//   <site>/versions/<N>.sha256  the SHA-256 of the bundle it came from: a directory left by
+//                          another cluster's version N is replaced, never served as this one
 //   <site>/current         a symlink to versions/<N>: what stacknode-web serves (web.content_dir)
 // A version is unpacked into versions/.<N>.partial, fsynced, then renamed to versions/<N>; only
 // then is `current` replaced, by rename(2) of a new symlink over it, so a reader sees the old
@@ -14,6 +16,7 @@
 // says so (prepare_factory_site()).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -47,6 +50,8 @@ class ContentSync {
   std::int64_t self_id_;
   std::filesystem::path content_dir_;
   std::map<std::string, std::int64_t> recorded_;  // site -> the version last recorded as served
+  // "site/version/sha256" -> when to try a version that failed to arrive or unpack again.
+  std::map<std::string, std::chrono::steady_clock::time_point> failed_until_;
   std::string last_problem_;                       // logged once until it changes
 };
 

@@ -301,15 +301,18 @@ void LoadBalancer::push(bool check_restart) {
   std::string error;
   if (text == pushed_) {
     if (!check_restart) return;
-    // Unchanged: a dataplane that restarted reports another version and gets the config again.
-    std::optional<json::object> status = dataplane_request(options_.dataplane_socket, {{"op", "status"}}, error);
-    if (!status) {
+    // Unchanged: renew the dataplane's hold on the owned VIPs. A dataplane that restarted (it
+    // has another version) or whose hold lapsed refuses, and gets the whole config again.
+    std::optional<json::object> renewed = dataplane_request(
+        options_.dataplane_socket,
+        {{"op", "renew"}, {"version", pushed_version_}, {"for_ms", dataplane_ownership.count()}}, error);
+    if (!renewed) {
       if (error != last_push_problem_) log::warn("dataplane: ", error);
       last_push_problem_ = error;
       return;
     }
-    const json::value* version = status->if_contains("version");
-    if (version != nullptr && version->is_number() && version->to_number<std::uint64_t>() == pushed_version_) return;
+    const json::value* ok = renewed->if_contains("ok");
+    if (ok != nullptr && ok->is_bool() && ok->as_bool()) return;
   }
   const std::string problem = apply(std::move(config), text);
   if (!problem.empty()) {
@@ -323,6 +326,7 @@ void LoadBalancer::push(bool check_restart) {
 std::string LoadBalancer::apply(json::object config, const std::string& text) {
   const std::uint64_t version = ++next_version_;
   config["version"] = version;
+  config["owned_for_ms"] = dataplane_ownership.count();
   std::string error;
   std::optional<json::object> reply =
       dataplane_request(options_.dataplane_socket, {{"op", "apply"}, {"config", std::move(config)}}, error);
@@ -346,6 +350,8 @@ void LoadBalancer::keep_kernel(const LbState& state) {
     // interface asked (arp_ignore 1) and never announces a VIP as a source (arp_announce 2).
     bool ok = write_sysctl("net/ipv4/conf/all/arp_ignore", "1") && write_sysctl("net/ipv4/conf/all/arp_announce", "2");
     if (!ok) log::warn("load balancing: cannot set arp_ignore/arp_announce (not root?): VIP traffic may not arrive");
+    // A tunl0 an earlier run left up is taken down below unless an ipip VIP still needs it.
+    ipip_ready_ = std::filesystem::exists("/sys/class/net/tunl0");
     kernel_prepared_ = true;
   }
   // IPIP decapsulation for VIPs in ipip mode: the kernel's catch-all IPIP device tunl0 takes
@@ -364,6 +370,15 @@ void LoadBalancer::keep_kernel(const LbState& state) {
     } else if (run_ip({"link", "set", "tunl0", "up"}) == 0 && write_sysctl("net/ipv4/conf/tunl0/rp_filter", "0")) {
       ipip_ready_ = true;
       log::info("load balancing: tunl0 up (IPIP decapsulation for VIPs in ipip mode)");
+      // The kernel filters by the larger of `all` and the device's setting.
+      std::ifstream all("/proc/sys/net/ipv4/conf/all/rp_filter");
+      int strict = 0;
+      if (all >> strict && strict == 1) {
+        log::warn("load balancing: net.ipv4.conf.all.rp_filter is 1 (strict): decapsulated VIP traffic will be "
+                  "dropped; set it to 0 or 2");
+      }
+    } else {
+      log::warn("load balancing: cannot put tunl0 up or set its rp_filter (not root?)");
     }
   } else if (!want_ipip && ipip_ready_) {
     run_ip({"link", "set", "tunl0", "down"});

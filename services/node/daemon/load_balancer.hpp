@@ -12,7 +12,8 @@
 // `vip_lease` on their own steady clocks: no wall clocks are compared between nodes. A free or
 // stale lease goes to the address's preferred owner among the online nodes, without the stale
 // holder (preferred_owner); a held lease stays with its holder (no move back when a node
-// returns). stacknoded clears the dataplane's owned addresses when it starts and when it stops.
+// returns). stacknoded clears the dataplane's owned addresses when it starts and when it stops,
+// and the dataplane drops them by itself when stacknoded stops renewing (dataplane_ownership).
 #pragma once
 
 #include <chrono>
@@ -32,6 +33,10 @@ inline constexpr std::chrono::milliseconds lb_interval{300};
 inline constexpr std::chrono::milliseconds vip_lease{1500};
 inline constexpr std::chrono::milliseconds lease_margin{300};
 inline constexpr std::chrono::milliseconds lease_enforce_interval{100};
+// The dataplane answers for its owned VIPs this long after each apply or renew (every
+// lb_interval while this node's loop runs): if stacknoded dies, its dataplane stops answering by
+// itself, no later than this node's lease would have let it (vip_lease - lease_margin).
+inline constexpr std::chrono::milliseconds dataplane_ownership = vip_lease - lease_margin;
 inline constexpr std::chrono::milliseconds dataplane_reply_timeout{2000};
 inline constexpr std::size_t max_dataplane_reply_bytes = 1 << 20;
 // How often the dataplane's counters are read for /metrics: each read walks the connection

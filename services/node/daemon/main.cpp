@@ -313,9 +313,10 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
     log::info("configuration ", document.file_name(), " is valid");
     return daemon::exit_ok;
   }
-  // Before any membership: a box not yet in a cluster serves the factory page.
-  ContentSync::prepare_factory_site(config.content_dir);
   for (;;) {
+    // Before any membership (and again after a reset, which removes the sites): a box not in a
+    // cluster serves the factory page.
+    ContentSync::prepare_factory_site(config.content_dir);
     const MemberEnd end = run_member(config);
     if (end == MemberEnd::stopped) return daemon::exit_ok;
     if (end == MemberEnd::failed) return daemon::exit_failure;

@@ -472,6 +472,60 @@ TEST(DataplaneGoldenPcap, BackendsAreResolvedByArp) {
   check_frames("service (other than ARP requests for backends 1 and 3)", {}, service_out);
 }
 
+// Owned VIPs with a deadline (config.owned_for_ms): answered while renewed, dropped by the
+// dataplane itself when the renewals stop, and a renew that cannot apply is refused with why.
+TEST(DataplaneGoldenPcap, OwnedVipsLapseWhenNoLongerRenewed) {
+  if (::geteuid() != 0) support::skip_all("stacknode-dataplane (DPDK EAL) needs root");
+  support::TempDir dir;
+  const SnapshotConfig config = rack_config();
+  GoldenRun run(dir.path(), config, {{}}, {{}});
+  json::value reply;
+  const auto ask = [&](const json::value& request) {
+    const auto answer = support::unix_line_request(run.socket(), json::serialize(request), control_timeout);
+    reply = answer ? json::parse(*answer) : json::value(nullptr);
+    return answer.has_value();
+  };
+  const auto status = [&] {
+    ask(json::object{{"op", "status"}});
+    return reply;
+  };
+  CHECK_TRUE(support::poll_until([&] { return ask(json::object{{"op", "status"}}); }, eventually));
+  CHECK(status().at("owned_for_ms_left").is_null());  // the start-up config has no deadline
+
+  json::value held = json::parse(config_json(config));
+  held.as_object()["version"] = 5;
+  held.as_object()["owned_for_ms"] = 60'000;
+  CHECK(ask(json::object{{"op", "apply"}, {"config", held}}) && reply.at("ok").as_bool());
+  LONGS_EQUAL(1, status().at("owned_vips").as_array().size());
+  CHECK(number(status().at("owned_for_ms_left")) > 0);
+
+  CHECK(ask(json::object{{"op", "renew"}, {"version", 4}, {"for_ms", 60'000}}));
+  CHECK_FALSE(reply.at("ok").as_bool());
+  CHECK(std::string(reply.at("error").as_string()).find("version 5 is applied") != std::string::npos);
+
+  // A short renewal, then none: the VIPs lapse by themselves.
+  CHECK(ask(json::object{{"op", "renew"}, {"version", 5}, {"for_ms", 300}}) && reply.at("ok").as_bool());
+  const bool lapsed = support::poll_until(
+      [&] {
+        const json::value now = status();
+        return now.at("owned_vips").as_array().empty() && number(now.at("ownership_lapses")) == 1;
+      },
+      eventually);
+  CHECK_TRUE(lapsed);
+  LONGS_EQUAL(5, number(status().at("version")));  // the services stay: only the VIPs went
+  LONGS_EQUAL(0, number(status().at("owned_for_ms_left")));
+  CHECK(ask(json::object{{"op", "renew"}, {"version", 5}, {"for_ms", 60'000}}));
+  CHECK_FALSE(reply.at("ok").as_bool());
+  CHECK(std::string(reply.at("error").as_string()).find("lapsed") != std::string::npos);
+
+  // Applied again, they are answered again.
+  held.as_object()["version"] = 6;
+  CHECK(ask(json::object{{"op", "apply"}, {"config", held}}) && reply.at("ok").as_bool());
+  LONGS_EQUAL(1, status().at("owned_vips").as_array().size());
+  CHECK(run.output().find("lapsed (not renewed in time)") != std::string::npos);
+  run.stop();
+}
+
 // Two worker lcores, each with its own queue of each port (net_pcap: one capture per queue): each
 // worker forwards and answers what its queue received out of its own transmit queues, keeps its
 // own flows and counters, and worker 0 alone sends what the control thread originates.

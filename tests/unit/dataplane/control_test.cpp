@@ -205,6 +205,31 @@ TEST(ControlOps, FlowsLimitDefaultsAndRange) {
   STRCMP_EQUAL("request.config: unknown key", error_of(R"({"op":"flows","config":{}})").c_str());
 }
 
+TEST(ControlOps, RenewNamesTheVersionAndHowLong) {
+  const ControlRequest renew = parse_or_fail(R"({"op":"renew","version":12,"for_ms":1200})");
+  CHECK(renew.op == ControlOp::renew);
+  LONGS_EQUAL(12, renew.renew_version);
+  LONGS_EQUAL(1200, renew.renew_for_ms);
+  LONGS_EQUAL(max_owned_for_ms, parse_or_fail(R"({"op":"renew","version":0,"for_ms":600000})").renew_for_ms);
+  STRCMP_EQUAL("request.version: is required", error_of(R"({"op":"renew","for_ms":5})").c_str());
+  STRCMP_EQUAL("request.for_ms: is required", error_of(R"({"op":"renew","version":1})").c_str());
+  STRCMP_EQUAL("request.for_ms: must be from 1 to 600000, not 0", error_of(R"({"op":"renew","version":1,"for_ms":0})").c_str());
+  STRCMP_EQUAL("request.for_ms: must be from 1 to 600000, not 600001",
+               error_of(R"({"op":"renew","version":1,"for_ms":600001})").c_str());
+  STRCMP_EQUAL("request.config: unknown key", error_of(R"({"op":"renew","version":1,"for_ms":5,"config":{}})").c_str());
+}
+
+TEST(ControlOps, OwnedForMsIsOptionalAndBounded) {
+  CHECK_FALSE(parse_or_fail(R"({"op":"apply","config":{"version":1}})").config.owned_for_ms.has_value());
+  const ControlRequest held = parse_or_fail(R"({"op":"apply","config":{"version":1,"owned_for_ms":1200}})");
+  CHECK(held.config.owned_for_ms.has_value());
+  LONGS_EQUAL(1200, *held.config.owned_for_ms);
+  STRCMP_EQUAL("config.owned_for_ms: must be from 1 to 600000, not 0",
+               error_of(R"({"op":"apply","config":{"version":1,"owned_for_ms":0}})").c_str());
+  STRCMP_EQUAL("config.owned_for_ms: must be an integer from 1 to 600000",
+               error_of(R"({"op":"apply","config":{"version":1,"owned_for_ms":"1s"}})").c_str());
+}
+
 TEST_GROUP(ControlErrors){};
 
 TEST(ControlErrors, EveryRefusalNamesTheFieldPath) {
@@ -221,9 +246,9 @@ TEST(ControlErrors, EveryRefusalNamesTheFieldPath) {
       {"no op", R"({"config":{"version":1}})", "request.op: is required"},
       {"numeric op", R"({"op":1})", "request.op: must be a string"},
       {"unknown op", R"({"op":"reboot"})",
-       R"(request.op: must be "apply", "status", "counters" or "flows", not "reboot")"},
+       R"(request.op: must be "apply", "status", "counters", "flows" or "renew", not "reboot")"},
       {"op letter case", R"({"op":"Status"})",
-       R"(request.op: must be "apply", "status", "counters" or "flows", not "Status")"},
+       R"(request.op: must be "apply", "status", "counters", "flows" or "renew", not "Status")"},
       {"apply without config", R"({"op":"apply"})", "request.config: is required"},
       {"unknown request key", R"({"op":"apply","config":{"version":1},"dry_run":true})", "request.dry_run: unknown key"},
       {"config not an object", R"({"op":"apply","config":[]})", "config: must be an object"},
@@ -371,7 +396,7 @@ TEST(ControlErrors, ClientTextInAnErrorStaysOnOneLine) {
   // Keys and values are echoed with JSON escapes, so an error never spans lines (it may go to a
   // log line) and a quote inside a quoted value cannot end it early.
   STRCMP_EQUAL(R"(request.a\nb: unknown key)", error_of(R"({"op":"status","a\nb":1})").c_str());
-  STRCMP_EQUAL(R"(request.op: must be "apply", "status", "counters" or "flows", not "re\"boot\r\n\\\t\u0001\u007f")",
+  STRCMP_EQUAL(R"(request.op: must be "apply", "status", "counters", "flows" or "renew", not "re\"boot\r\n\\\t\u0001\u007f")",
                error_of(R"({"op":"re\"boot\r\n\\\t\u0001\u007f"})").c_str());
   STRCMP_EQUAL(R"(config.gateway: "198.18.1.1\n" is not an IPv4 address)",
                error_of(apply_with(R"(,"gateway":"198.18.1.1\n")")).c_str());

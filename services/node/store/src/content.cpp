@@ -30,10 +30,11 @@ ContentVersionRow version_row(const db::wire::Row& row) {
           integer(row[5]), integer(row[6]), integer(row[7]), text(row[8])};
 }
 
+// A site's name is a directory name on every node: never "." or "..", nor hidden.
 std::optional<Problem> check_site(const std::string& site) {
-  if (valid_name(site, max_site_name_chars)) return std::nullopt;
+  if (valid_name(site, max_site_name_chars) && site.front() != '.') return std::nullopt;
   return invalid("a site name has 1 to " + std::to_string(max_site_name_chars) +
-                 " characters from a-z A-Z 0-9 - _ .");
+                 " characters from a-z A-Z 0-9 - _ . and does not start with a dot");
 }
 
 bool is_sha256_hex(const std::string& text) {

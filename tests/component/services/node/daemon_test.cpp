@@ -695,6 +695,7 @@ TEST(NodeDaemon, ContentIsPushedInVersionsRolledOutToTheNodeAndRolledBack) {
                             const char* what) { return expect(status, as_node(method, target, body), what).error_message(); };
   CHECK(error_of(400, bhttp::verb::post, "/api/v1/content/a*b/uploads", "", "a bad site name").find("site name") !=
         std::string::npos);
+  error_of(400, bhttp::verb::post, "/api/v1/content/.hidden/uploads", "", "a site name that is a hidden directory");
   error_of(404, bhttp::verb::put, "/api/v1/content/uploads/feedfeed/chunks/0", "bytes", "an unknown upload");
   const std::string upload =
       text_of(expect(201, as_node(bhttp::verb::post, "/api/v1/content/default/uploads"), "upload").body.at("upload"));

@@ -23,6 +23,9 @@ namespace stacknode::dataplane {
 inline constexpr std::size_t max_control_request_bytes = 8u << 20;
 inline constexpr std::size_t default_flow_sample = 100;
 inline constexpr std::size_t max_flow_sample = 10000;
+// Owned VIPs with a deadline (config.owned_for_ms, op "renew"): the dataplane stops answering for
+// them when the controller stops renewing, e.g. because it died. At most ten minutes.
+inline constexpr std::uint32_t max_owned_for_ms = 600'000;
 
 // The part of the snapshot config that the control side owns; ports come from node.cfg.
 struct ControlConfig {
@@ -31,14 +34,19 @@ struct ControlConfig {
   std::vector<IpAddress> owned_vips;
   std::vector<NeighbourConfig> neighbours;
   std::optional<IpAddress> gateway;
+  // Without it, owned VIPs are answered until the next apply. With it, only for this long after
+  // the apply or the last renew; then the dataplane drops them (and says so).
+  std::optional<std::uint32_t> owned_for_ms;
 };
 
-enum class ControlOp : std::uint8_t { apply, status, counters, flows };
+enum class ControlOp : std::uint8_t { apply, status, counters, flows, renew };
 
 struct ControlRequest {
   ControlOp op = ControlOp::status;
   ControlConfig config;                          // apply
   std::size_t flow_limit = default_flow_sample;  // flows
+  std::uint64_t renew_version = 0;               // renew: the config version the renewal is for
+  std::uint32_t renew_for_ms = 0;                // renew: owned VIPs answered this long from now
 };
 
 struct ControlParseResult {
