@@ -16,6 +16,8 @@
 #   - a web server that stops is out of rotation (health checks, majority of views), and back in
 #     when it runs again;
 #   - the owner's dataplane restarts: the VIP answers again (stacknoded pushes the config again);
+#   - the owner's stacknoded alone killed: its dataplane stops answering for the VIP by itself
+#     (owned_for_ms without renewals) and another node takes it;
 #   - kill the node that owns the VIP: the VIP answers again through another node (the gap is
 #     printed, not asserted: timings belong in benchmarks), and downloads served by surviving
 #     nodes continue without a reset across the owner change (every dataplane built the same
@@ -170,7 +172,7 @@ if ip netns exec "${prefix}sn1" ip link add "${prefix}probe" type ipip 2>/dev/nu
 else
   # This kernel has no IPIP (CONFIG_NET_IPIP): the traffic path cannot run here; what can be
   # checked is that every node says so, clearly, instead of failing silently.
-  echo "skipped: traffic through an ipip VIP (this kernel has no ipip device; tests/rack README)"
+  echo "skipped: traffic through an ipip VIP (this kernel has no ipip device: services/node/README.md, 'The kernel side')"
   says_no_ipip() { local n; for n in sn1 sn2 sn3; do grep -q "this kernel has no IPIP device" "$STACKNODE_RACK_DIR/$n/log/stacknoded.log" || return 1; done; }
   check "every node's stacknoded says this kernel cannot decapsulate ipip" poll 20 says_no_ipip
   stackctl_on sn1 vip remove tunnelled > /dev/null
@@ -216,6 +218,14 @@ check "a stopped web server is out of rotation (every request answered elsewhere
 "$rack" start sn2 > /dev/null
 has_sn2() { tally 30 | grep -q ' sn2$'; }
 check "it is back in rotation when it runs again" poll "$rotation_seconds" has_sn2
+
+# ---- the owner's stacknoded dies alone: its dataplane lets go of the VIP by itself ----
+orphaned=$(owner sn1)
+"$rack" kill "$orphaned" stacknoded > /dev/null
+check "$orphaned's dataplane stops answering for the VIP once its stacknoded is gone (no renewals)" \
+  poll "$takeover_seconds" bash -c "[[ -z \"\$($(declare -f dataplane_owned); prefix=$prefix STACKNODE_RACK_DIR=$STACKNODE_RACK_DIR dataplane_owned $orphaned)\" ]]"
+check "the VIP answers through another node meanwhile" poll "$takeover_seconds" vip_answers
+"$rack" start "$orphaned" > /dev/null
 
 # ---- the owner dies ----
 lost=$(owner sn1)
