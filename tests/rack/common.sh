@@ -1,10 +1,10 @@
 # tests/rack/common.sh: what every rack-tier script starts with (sourced, not run): the skip
 # rules (exit 77 with "SKIPPED: <reason>": not root, no iproute2 or jq, namespaces refused,
-# another rack up), the binaries, a unique namespace prefix and rack dir, and check().
+# another rack up), the binaries, a unique namespace prefix and rack dir, check() and poll().
 #
 #   source "$(dirname "$0")/common.sh"  with  prefix_letters=rs  required_binaries=(...)
-# sets: repo, rack (tools/rack), prefix, bin_dir, work (a temporary dir), and exports the
-# STACKNODE_RACK_* variables tools/rack reads.
+# sets: repo, rack (tools/rack), prefix, bin_dir, work (a temporary dir), check() and poll(), and
+# exports the STACKNODE_RACK_* variables tools/rack reads.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 rack="$repo/tools/rack"
 host_address="198.18.1.254"   # the host end of every rack: one rack per machine at a time
@@ -31,6 +31,17 @@ done
 
 work=$(mktemp -d)
 export STACKNODE_RACK_PREFIX="$prefix" STACKNODE_RACK_DIR="$work/rack" STACKNODE_RACK_BIN="$bin_dir"
+
+# poll SECONDS COMMAND...: true once COMMAND succeeds within SECONDS, trying every $poll_seconds
+# (the script's, else 0.2 s).
+poll() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    (( SECONDS < deadline )) || return 1
+    sleep "${poll_seconds:-0.2}"
+  done
+}
 
 passed=0
 failed=0

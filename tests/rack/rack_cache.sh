@@ -34,14 +34,6 @@ trap rack_cleanup EXIT
 trap 'exit 130' INT
 export STACKNODE_RACK_NO_DATAPLANE=1
 
-poll() {  # poll SECONDS COMMAND...: true once COMMAND succeeds within SECONDS
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    (( SECONDS < deadline )) || return 1
-    sleep "$poll_seconds"
-  done
-}
 cache() {  # cache NODE ARGS...: redis-cli against NODE's endpoint, from inside NODE
   local node=$1
   shift

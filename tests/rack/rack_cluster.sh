@@ -42,16 +42,6 @@ trap rack_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Polls "command..." until it succeeds or SECONDS pass.
-within() {
-  local seconds=$1
-  shift
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    (( SECONDS < deadline )) || return 1
-    sleep "$poll_seconds"
-  done
-}
 ctl() {  # ctl NODE ARGS...: stackctl on NODE with its node.cfg
   local node=$1
   shift
@@ -104,7 +94,7 @@ check "tools/rack up 3 (init on sn1, sn2 and sn3 join with tokens)" "$rack" up 3
 three_voters_online() {
   [[ "$(status_json sn1 | jq '[.nodes[] | select(.role == "voter" and .online)] | length')" == 3 ]]
 }
-check "status shows 3 voters, all online" within "$converge_seconds" three_voters_online
+check "status shows 3 voters, all online" poll "$converge_seconds" three_voters_online
 same_cluster_everywhere() {
   local id
   id=$(status_json sn1 | jq -r .id)
@@ -136,12 +126,12 @@ check "kill sn3" "$rack" kill sn3
 check "the cluster stays writable without sn3" ctl sn1 setting set syslog 198.18.1.254:514
 sn3_offline() { [[ "$(node_field sn1 sn3 online)" == false ]]; }
 started=$SECONDS
-check "sn3 is shown offline" within "$offline_seconds" sn3_offline
+check "sn3 is shown offline" poll "$offline_seconds" sn3_offline
 echo "  (offline after $((SECONDS - started)) s of polling)"
 check "remove sn3 from a survivor (sn2)" ctl sn2 cluster remove sn3
 check "the member list is sn1,sn2" test "$(member_names sn1)" = "sn1,sn2"
 sn3_old_certificate_refused() { [[ "$(wire_probe sn1 sn3)" == nothing && "$(wire_probe sn2 sn3)" == nothing ]]; }
-check "sn3's revoked certificate gets nothing on sn1's and sn2's wire ports" within "$revoke_seconds" sn3_old_certificate_refused
+check "sn3's revoked certificate gets nothing on sn1's and sn2's wire ports" poll "$revoke_seconds" sn3_old_certificate_refused
 check "start sn3's daemons again" "$rack" start sn3
 check "stackctl node reset on sn3 (the cluster no longer lists it)" ctl sn3 node reset
 check "sn3's state dir holds no membership" test "$(state_dir_files sn3)" = "db "
@@ -169,7 +159,7 @@ print("snj1." + base64.urlsafe_b64encode(body + hashlib.sha256(body).digest()[:4
 PY
 )
 past_expiry() { (( $(date +%s) >= expires_at )); }
-check "the 1-second token's expiry passes" within 5 past_expiry
+check "the 1-second token's expiry passes" poll 5 past_expiry
 members_before=$(member_names sn1)
 tokens_before=$(token_states)
 refused_at_step() {  # refused_at_step STEP TOKEN: join refused naming STEP, nothing changed
@@ -206,7 +196,7 @@ check "sn3 joins through sn2" test "$(jq -r .member <<< "$join_output" 2>/dev/nu
 check "start sn1's stacknoded again" "$rack" start sn1
 check "that token is used now" \
   test "$(ctl sn1 --json cluster token list | jq -r --arg id "$good_id" '.items[] | select(.id == $id) | .state')" = used
-check "3 voters, all online again" within "$converge_seconds" three_voters_online
+check "3 voters, all online again" poll "$converge_seconds" three_voters_online
 
 # ---- a node cut off cannot change cluster state; the majority can ------------------------------------
 check "cut sn3 off (svc0 down)" "$rack" link sn3 down
@@ -215,7 +205,7 @@ check "sn3 cannot change cluster state (its stacknoded finds no leader)" sn3_can
 check "the majority can" ctl sn1 setting set majority yes
 check "sn3 back on the network" "$rack" link sn3 up
 sn3_sees_majority() { [[ "$(ctl sn3 --json setting list 2>/dev/null | jq -r '.items.majority')" == yes ]]; }
-check "sn3 catches up with the majority's change" within "$catch_up_seconds" sn3_sees_majority
+check "sn3 catches up with the majority's change" poll "$catch_up_seconds" sn3_sees_majority
 check "sn3's refused change was never applied" \
   test "$(ctl sn1 --json setting list | jq -r '.items["cut-off"] // "absent"')" = absent
 
@@ -231,17 +221,17 @@ old_serial=$(serial_of sn3)
 check "sn3 becomes web3, its database moved to port 7002" ctl sn3 node update --name web3 --db-address 198.18.1.13:7002
 check "the member list is sn1,sn2,web3" test "$(member_names sn1)" = "sn1,sn2,web3"
 check "web3's database address is 198.18.1.13:7002" test "$(node_field sn1 web3 db_address)" = 198.18.1.13:7002
-check "3 voters, all online: web3's database caught up at its new address" within "$converge_seconds" three_voters_online
+check "3 voters, all online: web3's database caught up at its new address" poll "$converge_seconds" three_voters_online
 check "web3, restarted with its new certificate, changes cluster state" \
-  within "$converge_seconds" ctl sn3 setting set renamed yes
+  poll "$converge_seconds" ctl sn3 setting set renamed yes
 revoked_on_sn1() { grep -qx "$old_serial" "$STACKNODE_RACK_DIR/sn1/state/db-tls/revoked"; }
-check "sn3's old certificate is in sn1's revoked list" within "$revoke_seconds" revoked_on_sn1
+check "sn3's old certificate is in sn1's revoked list" poll "$revoke_seconds" revoked_on_sn1
 web3_online() { [[ "$(node_field sn1 web3 online)" == true ]]; }
-check "web3 is online" within "$converge_seconds" web3_online
+check "web3 is online" poll "$converge_seconds" web3_online
 check "web3 becomes sn3 again, its database back on 7000" ctl sn3 node update --name sn3 --db-address 198.18.1.13:7000
 members_are() { [[ "$(member_names sn1)" == "$1" ]]; }
 check "the member list is sn1,sn2,sn3 again" members_are sn1,sn2,sn3
-check "3 voters, all online after the renames" within "$converge_seconds" three_voters_online
+check "3 voters, all online after the renames" poll "$converge_seconds" three_voters_online
 
 # ---- the audit log ------------------------------------------------------------------------------
 audit=$(ctl sn1 --json audit --limit 100)
@@ -275,7 +265,7 @@ check "stackctl cluster recover --yes on sn1" ctl sn1 cluster recover --yes
 backed_up() { compgen -G "$STACKNODE_RACK_DIR/sn1/state/db.before-recover-*" > /dev/null; }
 check "the data dir was copied aside first" backed_up
 check "start sn1's stacknode-db" "$rack" start sn1
-check "sn1 alone takes changes again" within "$converge_seconds" ctl sn1 setting set recovered yes
+check "sn1 alone takes changes again" poll "$converge_seconds" ctl sn1 setting set recovered yes
 remove_lost() { ctl sn1 cluster remove sn2 && ctl sn1 cluster remove sn3; }
 check "the lost nodes are removed from sn1" remove_lost
 check "the member list is sn1" test "$(member_names sn1)" = "sn1"

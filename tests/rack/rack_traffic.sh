@@ -80,14 +80,6 @@ while not data.endswith(b"\n"):
 print(" ".join(json.loads(data)["owned_vips"]))
 PY
 }
-poll() {  # poll SECONDS COMMAND...: true once COMMAND succeeds within SECONDS
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    (( SECONDS < deadline )) || return 1
-    sleep "$poll_seconds"
-  done
-}
 
 echo "rack: up 3 (prefix $prefix)"
 "$rack" up 3 > "$work/up.log" 2>&1 || { cat "$work/up.log"; exit 1; }

@@ -43,6 +43,29 @@ bool is_sha256_hex(const std::string& text) {
          });
 }
 
+// A version's bundle: its chunks 0..chunks-1 in order, one query each (a bundle can be tens of
+// MiB: no single answer carries it), checked against its SHA-256. `query` runs one statement
+// (in a transaction or not).
+template <typename Query>
+Checked<std::vector<std::uint8_t>> read_bundle(const Query& query, const ContentVersionRow& version) {
+  std::vector<std::uint8_t> bytes;
+  for (std::int64_t sequence = 0; sequence < version.chunks; ++sequence) {
+    db::Outcome<db::wire::RowSet> chunk =
+        query("SELECT data FROM content_chunks WHERE upload = ? AND seq = ?", {version.upload, sequence});
+    if (!chunk) return problem_from(chunk.error());
+    const db::wire::Blob* data = chunk->rows.size() == 1 ? std::get_if<db::wire::Blob>(&chunk->rows[0][0]) : nullptr;
+    if (data == nullptr) return invalid("the upload lacks chunk " + std::to_string(sequence));
+    if (bytes.size() + data->size() > max_bundle_bytes) {
+      return invalid("the upload is larger than " + std::to_string(max_bundle_bytes) + " bytes");
+    }
+    bytes.insert(bytes.end(), data->begin(), data->end());
+  }
+  if (const std::string actual = sha256_hex(bytes); actual != version.sha256) {
+    return invalid("the bundle's SHA-256 is " + actual + ", not " + version.sha256 + " (a chunk was lost or damaged)");
+  }
+  return bytes;
+}
+
 std::string describe(const ContentVersionRow& version) {
   return "version " + std::to_string(version.version) + " sha256 " + version.sha256 + ", " +
          std::to_string(version.files) + " files, " + std::to_string(version.bytes) + " bytes";
@@ -106,82 +129,73 @@ Checked<CommittedContent> ContentStore::commit_upload(const std::string& actor, 
   if (found->rows.empty()) return not_found("no upload '" + upload + "' in progress");
   const std::string site = text(found->rows[0][0]);
 
-  // The chunks, one query each (a bundle can be tens of MiB: no single answer carries it all).
-  db::Outcome<db::wire::RowSet> numbers = store_.client().query(
-      store_.database(), "SELECT seq FROM content_chunks WHERE upload = ? ORDER BY seq", {upload});
-  if (!numbers) return problem_from(numbers.error());
-  if (numbers->rows.empty()) return invalid("the upload has no chunks");
-  for (std::size_t index = 0; index < numbers->rows.size(); ++index) {
-    if (integer(numbers->rows[index][0]) != static_cast<std::int64_t>(index)) {
-      return invalid("the upload lacks chunk " + std::to_string(index));
-    }
-  }
-  ContentVersionRow version;
-  version.site = site;
-  version.upload = upload;
-  version.sha256 = sha256;
-  version.chunks = static_cast<std::int64_t>(numbers->rows.size());
-  Checked<std::vector<std::uint8_t>> bytes = bundle_bytes(version);
-  if (!bytes) return bytes.problem();
-  Bundle bundle;
-  if (const BundleError error = parse_bundle(*bytes, bundle); !error.ok()) return invalid(error.message);
-  version.bytes = static_cast<std::int64_t>(bytes->size());
-  version.files = static_cast<std::int64_t>(bundle.files.size());
-  version.created_at = now;
-  version.created_by = actor;
-
-  // The same bundle as the current version: nothing to roll out; the upload goes.
-  db::Outcome<db::wire::RowSet> current = store_.client().query(
-      store_.database(),
-      "SELECT " + std::string(version_columns) +
-          " FROM content_versions WHERE site = ? AND version = (SELECT current FROM content_sites WHERE site = ?)",
-      {site, site});
-  if (!current) return problem_from(current.error());
-  if (!current->rows.empty() && text(current->rows[0][3]) == sha256) {
-    for (const std::string_view sql : {"DELETE FROM content_chunks WHERE upload = ?", "DELETE FROM content_uploads WHERE id = ?"}) {
-      if (db::Outcome<db::wire::Result> done = store_.client().exec(store_.database(), std::string(sql), {upload}); !done) {
-        return problem_from(done.error());
-      }
-    }
-    return CommittedContent{version_row(current->rows[0]), true};
-  }
-
-  // The audit detail names the version, which the transaction picks: change() writes the note
-  // after the body has run, so the body completes it.
+  // Everything in one transaction: the chunks checked are the chunks recorded (a chunk sent again
+  // meanwhile waits for the write lock, then finds the upload gone). The audit detail names the
+  // version, which the transaction picks: change() writes the note after the body has run.
   AuditNote note{actor, "content.push", site, ""};
+  ContentVersionRow version;
+  bool unchanged = false;
   Checked<Done> committed = store_.change(
       note, now, [&](db::Client::Transaction& transaction) -> std::optional<Problem> {
+        const auto query = [&](const std::string& sql, std::vector<db::wire::Value> parameters) {
+          return transaction.query(sql, std::move(parameters));
+        };
         db::Outcome<db::wire::RowSet> still = transaction.query(
             "SELECT (SELECT count(*) FROM content_uploads WHERE id = ?), "
-            "(SELECT coalesce(max(version), 0) FROM content_versions WHERE site = ?)",
-            {upload, site});
+            "(SELECT coalesce(max(version), 0) FROM content_versions WHERE site = ?), "
+            "(SELECT count(*) FROM content_chunks WHERE upload = ?)",
+            {upload, site, upload});
         if (auto problem = database_problem(still)) return problem;
         if (integer(still->rows[0][0]) != 1) return not_found("no upload '" + upload + "' in progress");
-        version.version = integer(still->rows[0][1]) + 1;
-        const std::vector<std::pair<std::string, std::vector<db::wire::Value>>> statements = {
-            {"INSERT INTO content_versions (" + std::string(version_columns) + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             {site, version.version, upload, sha256, version.bytes, version.files, version.chunks, now, actor}},
-            {"INSERT INTO content_sites (site, current) VALUES (?, ?) "
-             "ON CONFLICT (site) DO UPDATE SET current = excluded.current",
-             {site, version.version}},
-            {"DELETE FROM content_uploads WHERE id = ?", {upload}},
-            // Only the newest max_kept_versions stay, with their chunks.
-            {"DELETE FROM content_chunks WHERE upload IN (SELECT upload FROM content_versions WHERE site = ? "
-             "AND version <= ?)",
-             {site, version.version - static_cast<std::int64_t>(max_kept_versions)}},
-            {"DELETE FROM content_versions WHERE site = ? AND version <= ?",
-             {site, version.version - static_cast<std::int64_t>(max_kept_versions)}},
-        };
+        version = ContentVersionRow{site, integer(still->rows[0][1]) + 1, upload, sha256, 0, 0,
+                                    integer(still->rows[0][2]), now, actor};
+        if (version.chunks == 0) return invalid("the upload has no chunks");
+        Checked<std::vector<std::uint8_t>> bytes = read_bundle(query, version);
+        if (!bytes) return bytes.problem();
+        Bundle bundle;
+        if (const BundleError error = parse_bundle(*bytes, bundle); !error.ok()) return invalid(error.message);
+        version.bytes = static_cast<std::int64_t>(bytes->size());
+        version.files = static_cast<std::int64_t>(bundle.files.size());
+
+        db::Outcome<db::wire::RowSet> current = transaction.query(
+            "SELECT " + std::string(version_columns) +
+                " FROM content_versions WHERE site = ? AND version = (SELECT current FROM content_sites WHERE site = ?)",
+            {site, site});
+        if (auto problem = database_problem(current)) return problem;
+        std::vector<std::pair<std::string, std::vector<db::wire::Value>>> statements;
+        if (!current->rows.empty() && text(current->rows[0][3]) == sha256) {
+          // The bundle the site serves already: no new version; the upload goes.
+          unchanged = true;
+          version = version_row(current->rows[0]);
+          statements = {{"DELETE FROM content_chunks WHERE upload = ?", {upload}},
+                        {"DELETE FROM content_uploads WHERE id = ?", {upload}}};
+          note.detail = "unchanged: " + describe(version);
+        } else {
+          const std::int64_t oldest_kept = version.version - static_cast<std::int64_t>(max_kept_versions);
+          statements = {
+              {"INSERT INTO content_versions (" + std::string(version_columns) + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               {site, version.version, upload, sha256, version.bytes, version.files, version.chunks, now, actor}},
+              {"INSERT INTO content_sites (site, current) VALUES (?, ?) "
+               "ON CONFLICT (site) DO UPDATE SET current = excluded.current",
+               {site, version.version}},
+              {"DELETE FROM content_uploads WHERE id = ?", {upload}},
+              // Only the newest max_kept_versions stay, with their chunks.
+              {"DELETE FROM content_chunks WHERE upload IN (SELECT upload FROM content_versions WHERE site = ? "
+               "AND version <= ?)",
+               {site, oldest_kept}},
+              {"DELETE FROM content_versions WHERE site = ? AND version <= ?", {site, oldest_kept}},
+          };
+          note.detail = describe(version);
+        }
         for (const auto& [sql, parameters] : statements) {
           if (db::Outcome<db::wire::Result> done = transaction.exec(sql, parameters); !done) {
             return problem_from(done.error());
           }
         }
-        note.detail = describe(version);
         return std::nullopt;
       });
   if (!committed) return committed.problem();
-  return CommittedContent{version, false};
+  return CommittedContent{version, unchanged};
 }
 
 Checked<ContentVersionRow> ContentStore::rollback(const std::string& actor, const std::string& site,
@@ -244,25 +258,11 @@ Checked<ContentState> ContentStore::state() {
 }
 
 Checked<std::vector<std::uint8_t>> ContentStore::bundle_bytes(const ContentVersionRow& version) {
-  std::vector<std::uint8_t> bytes;
-  for (std::int64_t sequence = 0; sequence < version.chunks; ++sequence) {
-    db::Outcome<db::wire::RowSet> chunk = store_.client().query(
-        store_.database(), "SELECT data FROM content_chunks WHERE upload = ? AND seq = ?", {version.upload, sequence});
-    if (!chunk) return problem_from(chunk.error());
-    const db::wire::Blob* data = chunk->rows.size() == 1 ? std::get_if<db::wire::Blob>(&chunk->rows[0][0]) : nullptr;
-    if (data == nullptr) {
-      return not_found("chunk " + std::to_string(sequence) + " of upload '" + version.upload + "' is missing");
-    }
-    if (bytes.size() + data->size() > max_bundle_bytes) {
-      return invalid("the upload is larger than " + std::to_string(max_bundle_bytes) + " bytes");
-    }
-    bytes.insert(bytes.end(), data->begin(), data->end());
-  }
-  if (sha256_hex(bytes) != version.sha256) {
-    return invalid("the bundle's SHA-256 is " + sha256_hex(bytes) + ", not " + version.sha256 +
-                   " (a chunk was lost or damaged)");
-  }
-  return bytes;
+  return read_bundle(
+      [&](const std::string& sql, std::vector<db::wire::Value> parameters) {
+        return store_.client().query(store_.database(), sql, std::move(parameters));
+      },
+      version);
 }
 
 Checked<Done> ContentStore::record_served(const std::string& site, std::int64_t node_id, std::int64_t version,
