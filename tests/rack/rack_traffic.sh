@@ -15,7 +15,8 @@
 #   - a drained member gets no new connections, and a download it serves finishes;
 #   - a web server that stops is out of rotation (health checks, majority of views), and back in
 #     when it runs again;
-#   - the owner's dataplane restarts: the VIP answers again (stacknoded pushes the config again);
+#   - the owner's dataplane dies: another node takes the VIP; it restarts: the VIP answers again
+#     (stacknoded pushes the config again);
 #   - the owner's stacknoded alone killed: its dataplane stops answering for the VIP by itself
 #     (owned_for_ms without renewals) and another node takes it;
 #   - kill the node that owns the VIP: the VIP answers again through another node (the gap is
@@ -264,6 +265,10 @@ for _ in $(seq 50); do
 done
 check "the VIP has an owner again after the cut-off node is back ($restarted)" test -n "$restarted"
 "$rack" kill "$restarted" stacknode-dataplane > /dev/null
+# A node whose dataplane is gone cannot answer: it stops renewing, and another node takes over.
+moved_on() { local now; now=$(owner "$survivor"); [[ -n "$now" && "$now" != "$restarted" ]]; }
+check "with $restarted's dataplane down, another node takes the VIP" poll "$takeover_seconds" moved_on
+check "the VIP answers through it" poll "$takeover_seconds" vip_answers
 "$rack" start "$restarted" > /dev/null
 check "the VIP answers again after its owner's dataplane restarts (config pushed again)" \
   poll "$takeover_seconds" vip_answers

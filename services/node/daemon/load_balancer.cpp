@@ -219,6 +219,18 @@ void LoadBalancer::step() {
     before = held_until_;
   }
   std::erase_if(observed_, [&](const auto& entry) { return !addresses.contains(entry.first); });
+  std::erase_if(free_since_, [&](const auto& entry) { return !addresses.contains(entry.first); });
+  bool can_answer = false;
+  {
+    std::lock_guard io(io_mutex_);
+    can_answer = dataplane_answers_;
+  }
+  if (!can_answer && !said_cannot_answer_) {
+    log::warn("load balancing: ", options_.dataplane_socket.empty() ? "this node runs no dataplane"
+                                                                     : "the dataplane does not answer",
+              ": this node takes and renews no VIP leases");
+  }
+  said_cannot_answer_ = !can_answer;
   std::map<std::string, Clock::time_point> held;
   for (const std::string& address : addresses) {
     const auto lease = std::find_if(state.leases.begin(), state.leases.end(),
@@ -243,6 +255,17 @@ void LoadBalancer::step() {
     // heartbeat still looks recent (offline_after is 20 s), so it is no candidate for it.
     std::vector<std::int64_t> takers = candidates;
     if (stale) std::erase(takers, lease->node_id);
+    // An address nobody took for a whole lease: its preferred node cannot answer (no dataplane,
+    // or a dead one), so the next in the order may take it, one more each lease.
+    if (lease == state.leases.end()) {
+      const Clock::time_point since = free_since_.try_emplace(address, Clock::now()).first->second;
+      for (auto passed = (Clock::now() - since) / vip_lease; passed > 0 && takers.size() > 1; --passed) {
+        std::erase(takers, *preferred_owner(address, takers));
+      }
+    } else {
+      free_since_.erase(address);
+    }
+    if (!can_answer) continue;  // (what it held runs out on its own: the enforcer drops it)
     if (!mine && !(free && preferred_owner(address, takers) == self_id_)) continue;
     const Clock::time_point sent = Clock::now();
     const std::optional<VipLease> replacing = stale ? std::optional<VipLease>(*lease) : std::nullopt;
@@ -309,12 +332,17 @@ void LoadBalancer::push(bool check_restart) {
     if (!renewed) {
       if (error != last_push_problem_) log::warn("dataplane: ", error);
       last_push_problem_ = error;
+      dataplane_answers_ = false;
       return;
     }
     const json::value* ok = renewed->if_contains("ok");
-    if (ok != nullptr && ok->is_bool() && ok->as_bool()) return;
+    if (ok != nullptr && ok->is_bool() && ok->as_bool()) {
+      dataplane_answers_ = true;
+      return;
+    }
   }
   const std::string problem = apply(std::move(config), text);
+  dataplane_answers_ = problem.empty();
   if (!problem.empty()) {
     if (problem != last_push_problem_) log::warn("dataplane: ", problem);
     last_push_problem_ = problem;

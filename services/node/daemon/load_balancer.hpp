@@ -103,6 +103,13 @@ class LoadBalancer {
     Clock::time_point since;  // when this node first saw the row as it is (step thread only)
   };
   std::map<std::string, Observed> observed_;  // VIP address -> another node's lease as last seen
+  // VIP address -> since when (this node's clock) it has had no lease: each vip_lease it stays
+  // free, the next node in its preference order may take it (the preferred one may be unable to).
+  std::map<std::string, Clock::time_point> free_since_;
+  // The local dataplane took the last apply or renew: only then does this node take or renew
+  // leases (a node that cannot answer for a VIP must not hold it). Guarded by io_mutex_.
+  bool dataplane_answers_ = false;
+  bool said_cannot_answer_ = false;
   bool kernel_prepared_ = false;
   bool ipip_ready_ = false;       // tunl0 up for the VIPs in ipip mode (keep_kernel)
   bool ipip_missing_logged_ = false;
