@@ -461,6 +461,13 @@ std::string scalar_text(const json::value& value) {
   return json::serialize(value);
 }
 
+// The message of an API error answer.
+std::string api_error(const ApiReply& reply) {
+  const json::value* error = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
+  if (error && error->is_object()) return scalar_text(error->as_object().at("message"));
+  return "stacknoded answered " + std::to_string(reply.status);
+}
+
 // A list as a table with these columns (the JSON names).
 void print_table(const json::array& items, const std::vector<std::string>& columns) {
   std::vector<std::size_t> widths;
@@ -760,10 +767,7 @@ std::optional<int> run_api_command(const Global& global, const std::vector<std::
   }
   if (global.json) std::cout << json::serialize(reply.body) << "\n";
   if (reply.status >= 300) {
-    const json::value* message = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
-    std::cerr << "stackctl: " << (message && message->is_object() ? scalar_text(message->as_object().at("message"))
-                                                                  : "stacknoded answered " + std::to_string(reply.status))
-              << "\n";
+    std::cerr << "stackctl: " << api_error(reply) << "\n";
     return exit_failed;
   }
   if (!global.json) print_answer(command, reply.body);
@@ -1011,13 +1015,6 @@ const json::object* content_site(const json::value& answer, const std::string& s
     if (entry.is_object() && scalar_text(entry.as_object().at("site")) == site) return &entry.as_object();
   }
   return nullptr;
-}
-
-// The message of an API error answer.
-std::string api_error(const ApiReply& reply) {
-  const json::value* error = reply.body.is_object() ? reply.body.as_object().if_contains("error") : nullptr;
-  if (error && error->is_object()) return scalar_text(error->as_object().at("message"));
-  return "stacknoded answered " + std::to_string(reply.status);
 }
 
 // Waits until every online node serves `version` of `site`; the empty string, else why not.

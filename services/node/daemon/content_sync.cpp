@@ -1,10 +1,6 @@
 // The content loop; see content_sync.hpp.
 #include "content_sync.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -27,24 +23,6 @@ constexpr std::chrono::seconds failed_version_retry{60};
 constexpr std::string_view factory_page =
     "<!doctype html>\n<meta charset=\"utf-8\">\n<title>stacknode</title>\n<h1>stacknode</h1>\n"
     "<p>No site has been pushed to this cluster yet. Push one with <code>stackctl content push DIR</code>.</p>\n";
-
-void sync_directory(const fs::path& directory) {
-  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Every file's (and directory's) mtime set to `seconds`, so that ETags (size + mtime) and
-// Last-Modified are the same on every node.
-void set_mtimes(const fs::path& root, std::int64_t seconds) {
-  const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(seconds), 0}};
-  std::error_code error;
-  for (fs::recursive_directory_iterator entry(root, error), end; !error && entry != end; entry.increment(error)) {
-    ::utimensat(AT_FDCWD, entry->path().c_str(), times, AT_SYMLINK_NOFOLLOW);
-  }
-  ::utimensat(AT_FDCWD, root.c_str(), times, AT_SYMLINK_NOFOLLOW);
-}
 
 // versions/<N>.sha256, beside versions/<N>: the bundle a version directory was unpacked from, so
 // that a directory left by another cluster (a box reset and joined elsewhere) is never taken for
@@ -81,11 +59,11 @@ std::string install(const fs::path& site_dir, std::int64_t number, const std::st
     fs::remove(marker_of(final_dir), error);
     const fs::path partial = versions / ("." + name + ".partial");
     fs::remove_all(partial, error);  // what an interrupted earlier attempt left
-    if (const BundleError written = write_bundle_directory(bundle, partial); !written.ok()) {
+    // Every file stamped with the push time, so ETag and Last-Modified agree on every node.
+    if (const BundleError written = write_bundle_directory(bundle, partial, mtime); !written.ok()) {
       fs::remove_all(partial, error);
       return written.message;
     }
-    set_mtimes(partial, mtime);
     fs::rename(partial, final_dir, error);
     if (error) return "cannot rename " + partial.string() + ": " + error.message();
     {
@@ -93,7 +71,7 @@ std::string install(const fs::path& site_dir, std::int64_t number, const std::st
       marker << sha256 << "\n";
       if (!marker) return "cannot write " + marker_of(final_dir).string();
     }
-    sync_directory(versions);
+    if (const BundleError synced = sync_directory(versions); !synced.ok()) return synced.message;
   }
   const fs::path next_link = site_dir / ".current.new";
   fs::remove(next_link, error);
@@ -101,8 +79,7 @@ std::string install(const fs::path& site_dir, std::int64_t number, const std::st
   if (error) return "cannot create " + next_link.string() + ": " + error.message();
   fs::rename(next_link, site_dir / current_link_name, error);  // the atomic switch
   if (error) return "cannot replace " + (site_dir / current_link_name).string() + ": " + error.message();
-  sync_directory(site_dir);
-  return {};
+  return sync_directory(site_dir).message;
 }
 
 }  // namespace

@@ -387,14 +387,13 @@ void LoadBalancer::keep_kernel(const LbState& state) {
   // Their source is the client, which this node reaches through svc0, not tunl0: strict reverse-
   // path filtering would drop them, so tunl0 gets rp_filter 0. Put down again when no ipip VIP is left.
   const bool want_ipip = std::any_of(state.vips.begin(), state.vips.end(), [](const VipRow& vip) { return vip.mode == "ipip"; });
-  if (want_ipip && !ipip_ready_) {
+  // (A kernel found without IPIP is not asked again every round: it does not grow one.)
+  if (want_ipip && !ipip_ready_ && !ipip_missing_) {
     run_ip({"link", "add", "name", "tunl0", "type", "ipip"});  // fails harmlessly where it exists
     if (!std::filesystem::exists("/sys/class/net/tunl0")) {
-      if (!ipip_missing_logged_) {
-        log::error("load balancing: this kernel has no IPIP device (CONFIG_NET_IPIP): VIPs in mode ipip cannot "
-                   "reach this node's services; use mode l2_dsr, or a kernel with IPIP");
-      }
-      ipip_missing_logged_ = true;
+      log::error("load balancing: this kernel has no IPIP device (CONFIG_NET_IPIP): VIPs in mode ipip cannot "
+                 "reach this node's services; use mode l2_dsr, or a kernel with IPIP");
+      ipip_missing_ = true;
     } else if (run_ip({"link", "set", "tunl0", "up"}) == 0 && write_sysctl("net/ipv4/conf/tunl0/rp_filter", "0")) {
       ipip_ready_ = true;
       log::info("load balancing: tunl0 up (IPIP decapsulation for VIPs in ipip mode)");

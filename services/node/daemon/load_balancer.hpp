@@ -112,7 +112,7 @@ class LoadBalancer {
   bool said_cannot_answer_ = false;
   bool kernel_prepared_ = false;
   bool ipip_ready_ = false;       // tunl0 up for the VIPs in ipip mode (keep_kernel)
-  bool ipip_missing_logged_ = false;
+  bool ipip_missing_ = false;     // this kernel has no IPIP device (said once)
   metrics::Registry& registry_;
   std::map<std::string, double> exported_;  // the dataplane's last total per counter child
 };

@@ -339,6 +339,16 @@ std::string fsync_fault(int fd, const std::filesystem::path& path) {
   return {};
 }
 
+// Sets the modification time of what `fd` is open on (nothing when `mtime_seconds` is empty); run
+// before its fsync, so that the time is as durable as the contents.
+std::string mtime_fault(int fd, std::optional<std::int64_t> mtime_seconds, const std::filesystem::path& path) {
+  if (!mtime_seconds) return {};
+  const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(*mtime_seconds), 0}};
+  if (::futimens(fd, times) != 0)
+    return "bundle: cannot set the time of " + quote_disk_path(path) + ": " + errno_text(errno);
+  return {};
+}
+
 std::string write_all(int fd, std::string_view data, const std::filesystem::path& path) {
   while (!data.empty()) {
     const ssize_t wrote = ::write(fd, data.data(), data.size());
@@ -370,7 +380,7 @@ std::string make_directory(int parent_fd, const std::string& name,
 }
 
 std::string write_file(int directory_fd, const std::string& name, const BundleFile& file,
-                       const std::filesystem::path& full_path) {
+                       const std::filesystem::path& full_path, std::optional<std::int64_t> mtime_seconds) {
   const mode_t mode = file.executable ? executable_file_mode : plain_file_mode;
   UniqueFd fd(::openat(directory_fd, name.c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
@@ -381,6 +391,7 @@ std::string write_file(int directory_fd, const std::string& name, const BundleFi
            errno_text(errno);
   }
   if (std::string fault = write_all(fd.get(), file.data, full_path); !fault.empty()) return fault;
+  if (std::string fault = mtime_fault(fd.get(), mtime_seconds, full_path); !fault.empty()) return fault;
   if (std::string fault = fsync_fault(fd.get(), full_path); !fault.empty()) return fault;
   if (::close(fd.release()) != 0)
     return "bundle: cannot close " + quote_disk_path(full_path) + ": " + errno_text(errno);
@@ -393,9 +404,10 @@ std::string write_file(int directory_fd, const std::string& name, const BundleFi
 class DirectoryStack {
  public:
   // "site/" names the directory "site" (its trailing separator leaves an empty file name).
-  explicit DirectoryStack(const std::filesystem::path& target)
+  DirectoryStack(const std::filesystem::path& target, std::optional<std::int64_t> mtime_seconds)
       : target_(!target.has_filename() && target.has_parent_path() ? target.parent_path()
-                                                                   : target) {}
+                                                                   : target),
+        mtime_seconds_(mtime_seconds) {}
 
   std::string open_target() {
     // The parent is opened first, so "the parent does not exist" is told apart from other faults.
@@ -480,6 +492,9 @@ class DirectoryStack {
     open_.pop_back();
     const std::filesystem::path full_path =
         directory.relative.empty() ? target_ : target_ / directory.relative;
+    // Complete: no entry will change its time after this.
+    if (std::string fault = mtime_fault(directory.fd.get(), mtime_seconds_, full_path); !fault.empty())
+      return fault;
     if (std::string fault = fsync_fault(directory.fd.get(), full_path); !fault.empty())
       return fault;
     if (::close(directory.fd.release()) != 0) {
@@ -489,6 +504,7 @@ class DirectoryStack {
   }
 
   std::filesystem::path target_;
+  std::optional<std::int64_t> mtime_seconds_;
   std::vector<OpenDirectory> open_;
 };
 
@@ -695,24 +711,31 @@ BundleError read_bundle_directory(const std::filesystem::path& directory, Bundle
   return {};
 }
 
-BundleError write_bundle_directory(const Bundle& bundle, const std::filesystem::path& directory) {
+BundleError write_bundle_directory(const Bundle& bundle, const std::filesystem::path& directory,
+                                   std::optional<std::int64_t> mtime_seconds) {
   std::vector<const BundleFile*> sorted;
   if (const std::string reason = sorted_valid_files(bundle, sorted); !reason.empty())
     return {"bundle: " + reason};
-  DirectoryStack directories(directory);
+  DirectoryStack directories(directory, mtime_seconds);
   if (std::string fault = directories.open_target(); !fault.empty()) return {std::move(fault)};
   for (const BundleFile* file : sorted) {
     const std::string_view parent = parent_of(file->path);
     if (std::string fault = directories.enter(parent); !fault.empty()) return {std::move(fault)};
     const std::string name = file->path.substr(parent.empty() ? 0 : parent.size() + 1);
     if (std::string fault =
-            write_file(directories.innermost_fd(), name, *file, directory / file->path);
+            write_file(directories.innermost_fd(), name, *file, directory / file->path, mtime_seconds);
         !fault.empty()) {
       return {std::move(fault)};
     }
   }
   if (std::string fault = directories.finish_all(); !fault.empty()) return {std::move(fault)};
   return {};
+}
+
+BundleError sync_directory(const std::filesystem::path& directory) {
+  UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return {"cannot open " + quote_disk_path(directory) + ": " + errno_text(errno)};
+  return {fsync_fault(fd.get(), directory)};
 }
 
 }  // namespace stacknode::node

@@ -756,6 +756,25 @@ TEST(NodeDaemon, TheCacheServerRunsAsThePrimaryBehindTheEndpoint) {
       },
       std::chrono::seconds(10));
   CHECK(reported);
+
+  // Supervised: a server that stops is started again, its config written again and 0600 even
+  // where the old file had looser bits (O_CREAT keeps an existing file's mode).
+  const std::string config_text = support::read_file(state_dir / "cache/redis.conf");
+  const std::size_t at = config_text.find("\nrequirepass ");
+  CHECK(at != std::string::npos);
+  const std::size_t start = at + std::string_view("\nrequirepass ").size();
+  const std::string password = config_text.substr(start, config_text.find('\n', start) - start);
+  LONGS_EQUAL(0, ::chmod((state_dir / "cache/redis.conf").c_str(), 0644));
+  redis_cli(cache_port_, {"-a", password, "--no-auth-warning", "SHUTDOWN", "NOSAVE"});
+  const bool restarted = support::poll_until(
+      [&] {
+        struct stat now {};
+        return ::stat((state_dir / "cache/redis.conf").c_str(), &now) == 0 && (now.st_mode & 0777) == 0600 &&
+               redis_cli(endpoint_port_, {"PING"}) == "PONG";
+      },
+      std::chrono::seconds(20));
+  if (!restarted) FAIL(("redis-server was not started again with a 0600 config:\n" + daemon->output()).c_str());
+  CHECK(daemon->output().find("starting it again") != std::string::npos);
 }
 
 TEST(NodeDaemon, AnApiTokenWorksUntilRevoked) {

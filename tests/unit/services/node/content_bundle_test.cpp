@@ -524,6 +524,28 @@ TEST(ContentBundleDirectory, ReadsATreeAndWritesItBackWithItsModes) {
   CHECK(encode_bundle(bundle) == encode_bundle(again));
 }
 
+TEST(ContentBundleDirectory, AGivenTimeStampsEveryFileAndDirectory) {
+  // The push time every node gives a version (so ETag and Last-Modified agree across nodes).
+  constexpr std::int64_t pushed_at = 1795000000;
+  const Bundle bundle{{{"css/site.css", false, "body {}"}, {"index.html", false, "<p>hi</p>"}, {"js/app/main.js", true, ""}}};
+  const fs::path out = dir->path() / "stamped";
+  const BundleError wrote = write_bundle_directory(bundle, out, pushed_at);
+  if (!wrote.ok()) FAIL(wrote.message.c_str());
+  for (const char* path : {"", "css", "css/site.css", "index.html", "js", "js/app", "js/app/main.js"}) {
+    struct stat info {};
+    LONGS_EQUAL_TEXT(0, ::stat((out / path).c_str(), &info), path);
+    LONGS_EQUAL_TEXT(pushed_at, info.st_mtim.tv_sec, path);
+  }
+  // Without one, the time of writing.
+  const BundleError unstamped = write_bundle_directory(bundle, dir->path() / "now");
+  if (!unstamped.ok()) FAIL(unstamped.message.c_str());
+  struct stat info {};
+  LONGS_EQUAL(0, ::stat((dir->path() / "now/index.html").c_str(), &info));
+  CHECK(info.st_mtim.tv_sec > pushed_at);
+  CHECK(sync_directory(out).ok());
+  CHECK(sync_directory(dir->path() / "nothing-here").message.find("nothing-here") != std::string::npos);
+}
+
 TEST(ContentBundleDirectory, WritesOnlyIntoANewDirectoryUnderAnExistingParent) {
   fs::create_directories(dir->path() / "out");
   BundleError error = write_bundle_directory(sample_bundle(), dir->path() / "out");

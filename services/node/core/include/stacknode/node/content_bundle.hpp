@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -77,9 +78,14 @@ BundleError read_bundle_directory(const std::filesystem::path& directory, Bundle
 
 // Writes `bundle` into `directory`, which must not exist yet (its parent must): creates it with
 // mode 0755, every file with O_EXCL and O_NOFOLLOW (0644 or 0755) and the directories between,
-// and fsyncs every file and directory before it returns, so that after a crash the directory is
-// either complete or is found incomplete by the caller (who writes into a temporary name and
-// renames). On failure what was written is left for the caller to remove.
-BundleError write_bundle_directory(const Bundle& bundle, const std::filesystem::path& directory);
+// gives every file and directory the modification time `mtime_seconds` (Unix seconds; nullopt:
+// the time of writing), and fsyncs every file and directory before it returns, so that after a
+// crash the directory is either complete or is found incomplete by the caller (who writes into a
+// temporary name and renames). On failure what was written is left for the caller to remove.
+BundleError write_bundle_directory(const Bundle& bundle, const std::filesystem::path& directory,
+                                   std::optional<std::int64_t> mtime_seconds = std::nullopt);
+
+// fsyncs `directory`, so that a rename or a new entry in it is durable; the error names it.
+BundleError sync_directory(const std::filesystem::path& directory);
 
 }  // namespace stacknode::node

@@ -13,8 +13,10 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "db_config.hpp"
+#include "stacknode/node/cache.hpp"
 #include "stacknode/common/config.hpp"
 #include "stacknode/common/http_server.hpp"
 
@@ -24,7 +26,11 @@ inline constexpr unsigned max_api_threads = 16;
 // Blocking calls in flight at once (database round trips, argon2id checks of 64 MiB each).
 inline constexpr unsigned default_api_workers = 4;
 inline constexpr unsigned max_api_workers = 64;
+// The cache tier's settings (services/cache/README.md).
 inline constexpr std::int64_t max_cache_memory_mb = 1 << 20;  // redis-server's maxmemory, in MiB
+inline constexpr std::uint32_t default_cache_memory_mb = 256;
+inline constexpr std::string_view default_cache_endpoint = "127.0.0.1:6380";
+inline constexpr std::string_view default_redis_server = "/usr/bin/redis-server";
 
 struct NodeConfig {
   std::string name;
@@ -41,10 +47,10 @@ struct NodeConfig {
   bool manage_kernel = true;
   // The cache tier (node.cfg `cache`; daemon/cache.hpp): redis-server run by stacknoded.
   bool cache_enabled = true;
-  std::uint16_t cache_port = 6379;
-  std::string cache_endpoint = "127.0.0.1:6380";  // the node-local endpoint to the primary
-  std::uint32_t cache_max_memory_mb = 256;
-  std::string redis_server = "/usr/bin/redis-server";
+  std::uint16_t cache_port = node::cache_port;
+  std::string cache_endpoint = std::string(default_cache_endpoint);  // the node-local endpoint to the primary
+  std::uint32_t cache_max_memory_mb = default_cache_memory_mb;
+  std::string redis_server = std::string(default_redis_server);
 
   std::filesystem::path pki_dir() const { return state_dir / "pki"; }
 };
