@@ -19,6 +19,7 @@ namespace {
 
 constexpr std::size_t max_element_depth = 3;  // bmap > BlockMap > Range
 constexpr std::size_t sha256_hex_digits = 64;
+constexpr std::size_t max_error_bytes = 300;  // a refusal quotes the file: one readable line at most
 
 struct Element {
   std::string_view name;
@@ -116,10 +117,15 @@ class Reader {
       if (value.find_first_of("<&") != std::string_view::npos) {
         return fail("markup inside an attribute value"), std::nullopt;
       }
-      if (attribute == "chksum" && result.name == "Range") {
-        result.chksum = value;
-      } else if (attribute == "version" && result.name == "bmap") {
-        result.version = value;
+      std::string_view* slot = nullptr;
+      if (attribute == "chksum" && result.name == "Range") slot = &result.chksum;
+      if (attribute == "version" && result.name == "bmap") slot = &result.version;
+      if (slot != nullptr && slot->data() != nullptr) {
+        return fail("attribute " + std::string(attribute) + " twice on <" + std::string(result.name) + ">"),
+               std::nullopt;
+      }
+      if (slot != nullptr) {
+        *slot = value;
       } else {
         return fail("unknown attribute " + std::string(attribute) + " on <" + std::string(result.name) + ">"),
                std::nullopt;
@@ -184,7 +190,15 @@ bool sha256_of(std::string_view bytes, Sha256& digest) {
          length == digest.size();
 }
 
-BmapParseResult refuse(const std::string& message) { return {std::nullopt, "bmap: " + message}; }
+// The one-line refusal. The parts of the file it quotes may hold line breaks or terminal control
+// bytes: each is shown as '?'.
+BmapParseResult refuse(std::string message) {
+  if (message.size() > max_error_bytes) message = message.substr(0, max_error_bytes) + "...";
+  for (char& c : message) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return {std::nullopt, "bmap: " + message};
+}
 
 }  // namespace
 
@@ -208,6 +222,7 @@ BmapParseResult parse_bmap(std::string_view text) {
   const std::optional<Element> root = reader.document();
   if (!root) return refuse(reader.error());
   if (root->name != "bmap") return refuse("the root element is <" + std::string(root->name) + ">, not <bmap>");
+  if (!root->text.empty()) return refuse("text directly inside <bmap>");
 
   BlockMap map;
   map.version = std::string(root->version);
@@ -215,19 +230,27 @@ BmapParseResult parse_bmap(std::string_view text) {
     return refuse("format version '" + map.version + "' is not 1.x or 2.x");
   }
   std::optional<std::uint64_t> image_size, block_size, blocks_count, mapped_blocks;
-  std::string_view checksum_type;
+  const Element* checksum_type_element = nullptr;
   const Element* file_checksum = nullptr;
   const Element* block_map = nullptr;
   for (const Element& child : root->children) {
     std::optional<std::uint64_t>* number = nullptr;
+    const Element** single = nullptr;  // bmaptool reads the first of each: a second is refused
     if (child.name == "ImageSize") number = &image_size;
     else if (child.name == "BlockSize") number = &block_size;
     else if (child.name == "BlocksCount") number = &blocks_count;
     else if (child.name == "MappedBlocksCount") number = &mapped_blocks;
-    else if (child.name == "ChecksumType") checksum_type = child.text;
-    else if (child.name == "BmapFileChecksum" || child.name == "BmapFileSHA1") file_checksum = &child;
-    else if (child.name == "BlockMap") block_map = &child;
+    else if (child.name == "ChecksumType") single = &checksum_type_element;
+    else if (child.name == "BmapFileChecksum" || child.name == "BmapFileSHA1") single = &file_checksum;
+    else if (child.name == "BlockMap") single = &block_map;
     else return refuse("unknown element <" + std::string(child.name) + ">");
+    if (child.name != "BlockMap" && !child.children.empty()) {
+      return refuse("an element inside <" + std::string(child.name) + ">");
+    }
+    if (single != nullptr) {
+      if (*single != nullptr) return refuse("<" + std::string(child.name) + "> appears twice");
+      *single = &child;
+    }
     if (number != nullptr) {
       std::uint64_t value = 0;
       if (number->has_value()) return refuse("<" + std::string(child.name) + "> appears twice");
@@ -256,6 +279,7 @@ BmapParseResult parse_bmap(std::string_view text) {
     return refuse("BlocksCount " + std::to_string(map.blocks_count) + " does not fit ImageSize " +
                   std::to_string(map.image_size) + " in blocks of " + std::to_string(map.block_size));
   }
+  const std::string_view checksum_type = checksum_type_element != nullptr ? checksum_type_element->text : "";
   const bool has_checksums = !checksum_type.empty() || file_checksum != nullptr;
   if (has_checksums && checksum_type != "sha256") {
     return refuse("checksum type '" + std::string(checksum_type.empty() ? "sha1" : checksum_type) +
@@ -266,7 +290,12 @@ BmapParseResult parse_bmap(std::string_view text) {
     return refuse(std::to_string(block_map->children.size()) + " ranges, more than the limit of " +
                   std::to_string(max_ranges));
   }
+  if (!block_map->text.empty()) return refuse("text directly inside <BlockMap>");
   map.ranges.reserve(block_map->children.size());
+  // `bmaptool create --no-checksum` still writes ChecksumType and BmapFileChecksum, only no chksum
+  // on any Range: the first range says which kind of map this is, and the others must agree.
+  const bool range_checksums =
+      has_checksums && !block_map->children.empty() && !block_map->children.front().chksum.empty();
   for (const Element& element : block_map->children) {
     if (element.name != "Range") return refuse("unknown element <" + std::string(element.name) + "> in <BlockMap>");
     BlockRange range;
@@ -284,14 +313,15 @@ BmapParseResult parse_bmap(std::string_view text) {
     if (!map.ranges.empty() && range.first <= map.ranges.back().last) {
       return refuse(label + ": overlaps or comes before the range before it");
     }
-    if (has_checksums) {
+    if (range_checksums) {
       Sha256 digest{};
       if (element.chksum.size() != sha256_hex_digits || !node::from_hex(element.chksum, digest)) {
         return refuse(label + ": chksum is not 64 hex digits");
       }
       range.sha256 = digest;
     } else if (!element.chksum.empty()) {
-      return refuse(label + ": a chksum without a ChecksumType");
+      return refuse(label + (has_checksums ? ": a chksum, but the first range has none"
+                                           : ": a chksum without a ChecksumType"));
     }
     map.mapped_blocks += range.blocks();
     map.ranges.push_back(range);
@@ -335,6 +365,7 @@ std::optional<BlockMap> map_of_sparse_file(int fd, std::uint64_t size, std::stri
       error = std::string("cannot look for data in the image: ") + std::strerror(errno);
       return std::nullopt;
     }
+    if (static_cast<std::uint64_t>(data) >= size) break;  // the file grew after `size` was taken
     off_t hole = lseek(fd, data, SEEK_HOLE);
     if (hole < 0) {
       error = std::string("cannot look for holes in the image: ") + std::strerror(errno);

@@ -9,7 +9,8 @@
 //     ceil(image_size / block_size).
 //  2. ranges are sorted, do not overlap or touch out of order, and end before blocks_count;
 //     mapped_blocks is the sum of their lengths.
-//  3. Either every range has a checksum or none has (a bmap lists all; a sparse scan none).
+//  3. Either every range has a checksum or none has (a bmap lists all, or none if made with
+//     `bmaptool create --no-checksum`; a sparse scan none).
 #pragma once
 
 #include <array>
