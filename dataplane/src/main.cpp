@@ -84,7 +84,9 @@ int serve(const config::Document& document, const daemon::Invocation& invocation
   schedule();
   std::thread control_thread([&control_io] { control_io.run(); });
   log::info("dataplane: control socket ", settings.control_socket, "; forwarding");
+  daemon::notify_ready();
   runtime->run();  // returns after stop()
+  daemon::notify_stopping();
   control_io.stop();
   control_thread.join();
   control.reset();

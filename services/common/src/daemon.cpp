@@ -1,7 +1,10 @@
 // Shared daemon start-up and exit statuses; see daemon.hpp.
 #include "stacknode/common/daemon.hpp"
 
+#include <systemd/sd-daemon.h>
+
 #include <iostream>
+#include <string>
 
 #include "stacknode/common/log.hpp"
 #include "stacknode/common/metrics.hpp"
@@ -85,4 +88,12 @@ void report_unread(const config::Document& config,
     }
   }
 }
+}  // namespace stacknode::daemon
+
+namespace stacknode::daemon {
+void notify_ready(std::string_view status) {
+  const std::string message = status.empty() ? "READY=1" : "READY=1\nSTATUS=" + std::string(status);
+  sd_notify(0, message.c_str());
+}
+void notify_stopping() { sd_notify(0, "STOPPING=1"); }
 }  // namespace stacknode::daemon

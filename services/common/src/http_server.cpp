@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "stacknode/common/daemon.hpp"
 #include "stacknode/common/log.hpp"
 
 namespace stacknode::http {
@@ -816,9 +817,12 @@ void Server::run(bool handle_signals) {
   for (std::size_t index = 1; index < impl.workers.size(); ++index) {
     threads.emplace_back([&worker = *impl.workers[index]]() { worker.io->run(); });
   }
+  // The daemon's own server (the one that handles its signals) serving means the daemon is ready.
+  if (handle_signals) boost::asio::post(*first.io, [] { daemon::notify_ready(); });
   first.io->run();
   for (auto& thread : threads) thread.join();
   if (handle_signals) {
+    daemon::notify_stopping();
     // Stopping already. Without this, destroying the signal set puts back the default action,
     // and a second SIGTERM or SIGINT (an impatient operator, `systemctl stop` twice) would kill
     // the rest of the daemon's shutdown with status 143 instead of letting it exit 0.

@@ -318,6 +318,7 @@ void write_listen_file(const DbConfig& config, const http::tcp::endpoint& bound)
 bool wait_for_identity(DbConfig& config) {
   log::info("db: no db.node_id; waiting for ", config.identity_file,
             " ('stackctl cluster init' or 'join' writes it)");
+  daemon::notify_ready("not in a cluster: waiting for 'stackctl cluster init' or 'join'");
   while (!fs::exists(config.identity_file)) std::this_thread::sleep_for(identity_poll_interval);
   try {
     read_identity(config);

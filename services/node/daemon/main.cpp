@@ -143,6 +143,7 @@ MemberEnd run_member(const NodeConfig& config) {
     // SIGTERM's default action ends this wait: nothing runs yet.
     log::info("not a cluster member: waiting for ", certificate.string(),
               " ('stackctl cluster init' or 'stackctl cluster join' writes it)");
+    daemon::notify_ready("not a cluster member: waiting for 'stackctl cluster init' or 'join'");
     while (!fs::exists(certificate)) std::this_thread::sleep_for(membership_poll_interval);
   }
   // The membership this run serves: it ends when node.crt is removed (node reset) or replaced

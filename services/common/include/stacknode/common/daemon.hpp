@@ -37,3 +37,15 @@ namespace stacknode::daemon {
 // level groups this daemon owns; settings under other daemons' sections are theirs to check.
 void report_unread(const config::Document& config, std::initializer_list<std::string_view> owned_sections);
 }  // namespace stacknode::daemon
+
+namespace stacknode::daemon {
+// Tells systemd (Type=notify units) that the daemon serves: sd_notify READY=1, with `status` as
+// the unit's status line when given. Does nothing when the daemon was not started by systemd (no
+// NOTIFY_SOCKET). The HTTP daemons call it through http::Server::run once they accept
+// connections; the dataplane once it forwards; a daemon that waits for its box to join a cluster
+// is doing its job too, and says so in its status.
+void notify_ready(std::string_view status = {});
+// Tells systemd the daemon is stopping (STOPPING=1), so that a slow shutdown is not taken for a
+// hang. Does nothing outside systemd.
+void notify_stopping();
+}  // namespace stacknode::daemon
