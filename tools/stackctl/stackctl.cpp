@@ -8,6 +8,8 @@
 // tokens, users, API tokens, settings, audit log, remove), which go to this box's stacknoded over
 // mutual TLS with this box's node certificate (so root on a member needs no password).
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -34,6 +36,7 @@
 #include "db_config.hpp"
 #include "stacknode/common/config.hpp"
 #include "stacknode/node/content.hpp"
+#include "stacknode/node/firmware.hpp"
 #include "stacknode/node/control.hpp"
 #include "stacknode/node/init.hpp"
 #include "stacknode/node/join.hpp"
@@ -90,6 +93,8 @@ Commands (run as root on a member; API commands use this box's node certificate)
   content rollback [--site NAME] [--to VERSION] [--wait SECONDS]
                                        back to the previous (or the given) kept version
   audit [--limit N] [--after ID]       who changed what, newest first
+  firmware status | update BUNDLE [--reboot] | rollback [--reboot] | mark-good
+                                       the box's A/B firmware slots (on the box; no cluster needed)
 
 Options:
   --config FILE   this box's node.cfg (default /etc/stacknode/node.cfg)
@@ -1200,6 +1205,172 @@ int content_command(const Global& global, const std::vector<std::string>& args, 
   });
 }
 
+
+// ---- firmware: the box's A/B slots (services/node/ops firmware.hpp) ---------------------------
+
+constexpr std::string_view firmware_usage = R"(usage: stackctl [--json] firmware status
+       stackctl [--json] firmware update BUNDLE [--reboot]
+       stackctl [--json] firmware rollback [--reboot]
+       stackctl [--json] firmware mark-good
+
+  status     both root slots: versions, which is active, a pending trial, the last rollback
+  update     check BUNDLE (its board, its root file system's SHA-256), write it into the slot
+             that is not running, read it back, and boot it once on the next restart; it becomes
+             the active slot when the box is healthy again (stacknode-firmware-check), else the
+             boot after falls back to the current slot by itself. --reboot: restart now.
+  rollback   make the other slot active again (checked against its SHA-256 first), or cancel an
+             update that has not booted yet. --reboot: restart now.
+  mark-good  the booted trial slot becomes the active one (what the health check runs)
+Works without node.cfg and without the cluster (recovery). The paths can be moved for tests with
+STACKNODE_FIRMWARE_GRUBENV, _SLOT_A, _SLOT_B, _RELEASE and _CMDLINE.
+)";
+// How often `firmware update` reports progress on a terminal-less stderr: every this many percent.
+constexpr int firmware_progress_step_percent = 10;
+
+node::FirmwareLayout firmware_layout() {
+  node::FirmwareLayout layout;
+  const auto from_environment = [](const char* name, std::filesystem::path& path) {
+    if (const char* value = std::getenv(name); value != nullptr && *value != '\0') path = value;
+  };
+  from_environment("STACKNODE_FIRMWARE_GRUBENV", layout.grubenv);
+  from_environment("STACKNODE_FIRMWARE_SLOT_A", layout.slot_a);
+  from_environment("STACKNODE_FIRMWARE_SLOT_B", layout.slot_b);
+  from_environment("STACKNODE_FIRMWARE_RELEASE", layout.release);
+  from_environment("STACKNODE_FIRMWARE_CMDLINE", layout.cmdline);
+  return layout;
+}
+
+boost::json::object firmware_status_json(const node::FirmwareStatus& status) {
+  const auto slot_json = [&](char name) {
+    const node::SlotInfo& info = status.slot(name);
+    return boost::json::object{{"version", info.version},
+                               {"bytes", info.bytes},
+                               {"sha256", info.sha256},
+                               {"active", status.active == name},
+                               {"booted", status.booted == name},
+                               {"trial", status.trial == name}};
+  };
+  return {{"board", status.board},
+          {"running_version", status.running_version},
+          {"booted", std::string(1, status.booted)},
+          {"active", std::string(1, status.active)},
+          {"trial", status.trial == 0 ? boost::json::value(nullptr) : boost::json::value(std::string(1, status.trial))},
+          {"trial_left", status.trial_left},
+          {"rolled_back", status.rolled_back},
+          {"slots", boost::json::object{{"a", slot_json('a')}, {"b", slot_json('b')}}}};
+}
+
+int firmware_failed(const Global& global, const std::string& step, const std::string& error) {
+  if (global.json) {
+    std::cout << boost::json::serialize(boost::json::object{{"ok", false}, {"step", step}, {"error", error}}) << "\n";
+  } else {
+    std::cerr << "stackctl: firmware " << step << ": " << error << "\n";
+  }
+  return exit_failed;
+}
+
+int firmware_reboot() {
+  std::cerr << "stackctl: restarting the box (systemctl reboot)\n";
+  return std::system("systemctl reboot") == 0 ? exit_ok : exit_failed;
+}
+
+int firmware_command(const Global& global, const std::vector<std::string>& args, std::size_t first) {
+  if (first >= args.size() || args[first] == "--help") {
+    std::cout << firmware_usage;
+    return first >= args.size() ? exit_usage : exit_ok;
+  }
+  const std::string verb = args[first];
+  std::vector<std::string> operands;
+  bool reboot = false;
+  for (std::size_t index = first + 1; index < args.size(); ++index) {
+    if (args[index] == "--help") {
+      std::cout << firmware_usage;
+      return exit_ok;
+    }
+    if (args[index] == "--reboot" && (verb == "update" || verb == "rollback")) {
+      reboot = true;
+    } else if (args[index].starts_with("--")) {
+      return usage_error("unknown option " + args[index], firmware_usage);
+    } else {
+      operands.push_back(args[index]);
+    }
+  }
+  const std::size_t wanted = verb == "update" ? 1 : 0;
+  if (verb != "status" && verb != "update" && verb != "rollback" && verb != "mark-good") {
+    return usage_error("unknown firmware command '" + verb + "'", firmware_usage);
+  }
+  if (operands.size() != wanted) {
+    return usage_error("firmware " + verb + (wanted ? " takes one argument: the bundle" : " takes no arguments"),
+                       firmware_usage);
+  }
+  const node::FirmwareLayout layout = firmware_layout();
+  std::string error;
+  if (verb == "status") {
+    const std::optional<node::FirmwareStatus> status = node::read_firmware_status(layout, error);
+    if (!status) return firmware_failed(global, verb, error);
+    if (global.json) {
+      std::cout << boost::json::serialize(firmware_status_json(*status)) << "\n";
+      return exit_ok;
+    }
+    std::cout << "board " << (status->board.empty() ? "?" : status->board) << ", running "
+              << (status->running_version.empty() ? "?" : status->running_version) << " from slot " << status->booted
+              << "\n";
+    for (const char name : {'a', 'b'}) {
+      const node::SlotInfo& info = status->slot(name);
+      std::string state = status->active == name ? "active" : "standby";
+      if (status->trial == name) state = std::string("trial (") + (status->trial_left ? "one boot left" : "booting") + ")";
+      if (status->booted == name) state += ", booted";
+      std::cout << "slot " << name << ": " << (info.version.empty() ? "(empty)" : info.version) << "  " << state
+                << (info.sha256.empty() ? "" : "  sha256 " + info.sha256.substr(0, 16) + "...") << "\n";
+    }
+    if (status->rolled_back) std::cout << "the last update did not become healthy: GRUB went back to slot "
+                                       << status->active << "\n";
+    return exit_ok;
+  }
+  if (verb == "update") {
+    int next_percent = firmware_progress_step_percent;
+    const auto progress = [&](std::uint64_t done, std::uint64_t total) {
+      const int percent = total == 0 ? 100 : static_cast<int>(done * 100 / total);
+      while (next_percent <= percent) {
+        std::cerr << "stackctl: firmware update " << next_percent << "% (checked, written, read back)\n";
+        next_percent += firmware_progress_step_percent;
+      }
+    };
+    const std::optional<node::UpdateOutcome> outcome =
+        node::apply_firmware_update(layout, operands[0], error, progress);
+    if (!outcome) return firmware_failed(global, verb, error);
+    if (global.json) {
+      std::cout << boost::json::serialize(boost::json::object{{"ok", true},
+                                                              {"slot", std::string(1, outcome->slot)},
+                                                              {"version", outcome->version},
+                                                              {"bytes", outcome->bytes},
+                                                              {"sha256", outcome->sha256}})
+                << "\n";
+    } else {
+      std::cout << "slot " << outcome->slot << " now holds " << outcome->version
+                << "; the next boot tries it once, and it becomes the active slot when the box is healthy\n";
+    }
+    return reboot ? firmware_reboot() : exit_ok;
+  }
+  if (verb == "rollback") {
+    const std::optional<char> active = node::roll_back_firmware(layout, error);
+    if (!active) return firmware_failed(global, verb, error);
+    if (global.json) {
+      std::cout << boost::json::serialize(boost::json::object{{"ok", true}, {"active", std::string(1, *active)}}) << "\n";
+    } else {
+      std::cout << "slot " << *active << " is the active slot; it runs from the next boot\n";
+    }
+    return reboot ? firmware_reboot() : exit_ok;
+  }
+  bool changed = false;
+  if (!node::mark_firmware_good(layout, error, changed)) return firmware_failed(global, verb, error);
+  if (global.json) {
+    std::cout << boost::json::serialize(boost::json::object{{"ok", true}, {"changed", changed}}) << "\n";
+  } else {
+    std::cout << (changed ? "the booted slot is now the active one\n" : "the active slot runs: nothing to mark\n");
+  }
+  return exit_ok;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1238,6 +1409,7 @@ int main(int argc, char** argv) {
     return cluster_join(global, args, index + 2);
   }
   if (args[index] == "content") return content_command(global, args, index + 1);
+  if (args[index] == "firmware") return firmware_command(global, args, index + 1);
   if (const std::optional<int> status = run_api_command(global, args, index)) return *status;
   std::string command;
   for (std::size_t word = index; word < args.size() && !args[word].starts_with("--"); ++word) {
