@@ -155,6 +155,7 @@ InitResult init_cluster(const InitOptions& options, std::chrono::system_clock::t
   // commit
   fs::rename(staging, pki_dir, error);
   if (error) return undo("commit", "cannot rename " + staging.string() + " to " + pki_dir.string() + ": " + error.message());
+  sync_directory_entries(pki_dir.parent_path());  // the rename survives a power cut
 
   result.cluster_id = to_hex(cluster_id);
   result.join_token = *encode_join_token(*token);

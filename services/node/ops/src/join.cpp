@@ -210,6 +210,7 @@ JoinResult join_cluster(const JoinOptions& options, const std::string& token_tex
     return fail("finish", "this box is in the cluster but cannot rename " + staging.string() + " to " + pki_dir.string() +
                               ": " + error.message() + "; rename it by hand, then stacknoded starts");
   }
+  sync_directory_entries(pki_dir.parent_path());  // the rename survives a power cut
   JoinResult result;
   result.cluster_id = string_of(offer, "cluster_id");
   result.cluster_name = string_of(offer, "cluster_name");
