@@ -18,6 +18,7 @@ repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 board=qemu-x86_64
 boot_timeout_kvm_s=300   # from QEMU's start to the boot report on the serial console
 boot_timeout_tcg_s=900
+kvm_probe_seconds=20     # for the firmware to print something under KVM
 vm_memory_mb=2048
 ovmf=/usr/share/ovmf/OVMF.fd
 
@@ -42,17 +43,27 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- Build from a clean state ------------------------------------------------------------------
-out=$work/out
+# STACKNODE_IMAGE_OUT=DIR (development only) builds into DIR and reuses what a passed build left
+# there; CI and tools/test always build from a clean state in the temp dir.
+out=${STACKNODE_IMAGE_OUT:-$work/out}
 echo "building the $board image (tools/build-image; several minutes)"
 STACKNODE_FLASH=${STACKNODE_RACK_BIN:-$repo_dir/build/bin}/stacknode-flash
-"$repo_dir/tools/build-image" --board "$board" --version 1.0.0-test --out "$out" >"$work/build.log" 2>&1 ||
-  { tail -n 30 "$work/build.log"; fail "tools/build-image (log above)"; }
-grep '^build-image: \(disk image\|bundle\)' "$work/build.log"
+if [[ -n ${STACKNODE_IMAGE_OUT:-} && -f $out/respin/stacknode-$board-1.0.2-unhealthy.bundle ]]; then
+  echo "note: reusing the build in $out (STACKNODE_IMAGE_OUT)"
+  touch "$work/build.log"
+  reused=yes
+else
+  reused=""
+  "$repo_dir/tools/build-image" --board "$board" --version 1.0.0-test --out "$out" >"$work/build.log" 2>&1 ||
+    { tail -n 30 "$work/build.log"; fail "tools/build-image (log above)"; }
+fi
+grep '^build-image: \(disk image\|bundle\)' "$work/build.log" || true
 disk=$out/stacknode-$board.img
 bundle=$out/stacknode-$board-1.0.0-test.bundle
 # The update and rollback bundles: the same root respun with another version (and, for the
 # rollback, the test-only variant whose health check fails).
 for respin in "1.0.1-test normal" "1.0.2-unhealthy unhealthy"; do
+  [[ -z $reused ]] || break
   read -r respin_version respin_variant <<<"$respin"
   "$repo_dir/tools/build-image" --board "$board" --from-bundle "$bundle" --version "$respin_version" \
     --variant "$respin_variant" --out "$out/respin" >>"$work/build.log" 2>&1 ||
@@ -140,7 +151,9 @@ show_console() { tr -d '\r' <"$serial" | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g' | grep
 wait_for_console() {  # pattern, what, timeout, [n]
   local waited count=${4:-1}
   for ((waited = 0; waited < $3; waited++)); do
-    (($(grep -ac "$1" "$serial" 2>/dev/null || true) >= count)) && return 0
+    local seen
+    seen=$(grep -ac "$1" "$serial" 2>/dev/null) || true
+    ((${seen:-0} >= count)) && return 0
     kill -0 "$qemu_pid" 2>/dev/null || { show_console; tail -n 5 "$work/qemu-$run.log"; fail "QEMU exited before $2"; }
     sleep 1
   done
@@ -162,18 +175,22 @@ expect_line() {  # pattern, exact line, n, what
 accel=(-accel tcg -cpu max)
 timeout_s=$boot_timeout_tcg_s
 if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+  # KVM works when the firmware prints on the serial console; QEMU stays alive but stopped after
+  # a "KVM internal error", so its log is read too.
   start_vm -accel kvm -cpu host
-  for ((probe = 0; probe < 10; probe++)); do
+  kvm_works=""
+  for ((probe = 0; probe < kvm_probe_seconds; probe++)); do
+    grep -qi "kvm internal error\|emulation failure" "$work/qemu-$run.log" 2>/dev/null && break
     kill -0 "$qemu_pid" 2>/dev/null || break
-    grep -q . "$serial" 2>/dev/null && break
+    if [[ -s $serial ]]; then kvm_works=yes; break; fi
     sleep 1
   done
-  if kill -0 "$qemu_pid" 2>/dev/null; then
+  stop_vm
+  if [[ -n $kvm_works ]]; then
     accel=(-accel kvm -cpu host)
     timeout_s=$boot_timeout_kvm_s
   else
-    stop_vm
-    echo "note: /dev/kvm is here but QEMU cannot use it ($(grep -m1 -i kvm "$work/qemu-$run.log" || echo "QEMU exited")): TCG"
+    echo "note: /dev/kvm is here but QEMU cannot run the firmware with it ($(grep -m1 -i 'kvm\|emulation' "$work/qemu-$run.log" || echo "no output in ${kvm_probe_seconds}s")): TCG"
   fi
 fi
 echo "booting in QEMU (${accel[*]}), reading the serial console (up to ${timeout_s}s a boot)"
@@ -213,7 +230,6 @@ put_update_unit() {  # name
 }
 
 # ---- First boot ----------------------------------------------------------------------------------
-stop_vm  # the probe's VM (if any) booted an image without the init unit: start again with it
 put_unit init "if stackctl cluster init --name image-test --admin-password image-test-password >/dev/console 2>&1; then echo \"image-test: init done\" >/dev/console; else echo \"image-test: init FAILED\" >/dev/console; fi"
 start_vm "${accel[@]}"
 SECONDS=0
