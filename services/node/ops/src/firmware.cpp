@@ -113,8 +113,13 @@ bool store_env(const FirmwareLayout& layout, const GrubEnv& env, std::string& er
     error = "cannot replace " + layout.grubenv.string() + ": " + errno_text();
     return false;
   }
+  // On FAT an fsync of the directory does not make the rename durable (the image tier's power
+  // cut after mark-good found the old block back): the whole file system is synced.
   Fd directory(::open(layout.grubenv.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (directory.get() >= 0) ::fsync(directory.get());
+  if (directory.get() >= 0 && (::fsync(directory.get()) != 0 || ::syncfs(directory.get()) != 0)) {
+    error = "cannot sync " + layout.grubenv.parent_path().string() + ": " + errno_text();
+    return false;
+  }
   return true;
 }
 
