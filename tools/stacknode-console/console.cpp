@@ -69,29 +69,29 @@ class RawTerminal {
  public:
   RawTerminal() {
     if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
-    termios raw = saved_;
-    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO | ISIG | IEXTEN);
-    raw.c_iflag &= ~static_cast<tcflag_t>(IXON | ICRNL);
-    raw.c_cc[VMIN] = 1;
-    raw.c_cc[VTIME] = 0;
-    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+    active_ = make_raw();
   }
   ~RawTerminal() { restore(); }
   void restore() {
     if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
   }
   void resume() {
-    if (!active_) return;
-    termios raw{};
-    ::tcgetattr(STDIN_FILENO, &raw);
-    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO | ISIG | IEXTEN);
-    raw.c_iflag &= ~static_cast<tcflag_t>(IXON | ICRNL);
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+    if (active_) make_raw();
   }
   RawTerminal(const RawTerminal&) = delete;
   RawTerminal& operator=(const RawTerminal&) = delete;
 
  private:
+  // The saved settings without canonical input, echo, signals and flow control.
+  bool make_raw() {
+    termios raw = saved_;
+    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO | ISIG | IEXTEN);
+    raw.c_iflag &= ~static_cast<tcflag_t>(IXON | ICRNL);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    return ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+  }
+
   termios saved_{};
   bool active_ = false;
 };
